@@ -1,0 +1,235 @@
+"""KeyValueClient: the library every front end (and every test) uses.
+
+    with KeyValueClient(ns_host="127.0.0.1", ns_port=9090, replica="replica2") as kv:
+        kv.put("k", "v"); kv.get("k"); kv.delete("k")
+
+A client may be shared by threads: each thread gets its own Pyro5 proxies.
+Errors are always rmi_kv errors: ``ReplicaUnavailable`` when nothing was
+sent, ``OutcomeUnknown`` when a write was sent and no answer came.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import Any, Optional
+
+from Pyro5 import errors as pyro_errors
+from Pyro5.api import Proxy
+
+from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, configure_pyro
+from .errors import (NameServerUnavailable, OutcomeUnknown, ReplicaUnavailable, RmiKvError)
+from .naming import connect_nameserver, ensure_connected, list_members, object_name
+
+log = logging.getLogger("rmi_kv.client")
+
+_WRITES = frozenset({"put", "delete", "transaction", "traced"})
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class KeyValueClient:
+    """Talks to one replica (``replica``), or to any replica when None."""
+
+    def __init__(self, ns_host: str = DEFAULT_NS_HOST, ns_port: int = DEFAULT_NS_PORT,
+                 replica: Optional[str] = None, timeout: float = 10.0) -> None:
+        configure_pyro()
+        self.ns_host = ns_host
+        self.ns_port = ns_port
+        self.replica = replica
+        self.timeout = timeout
+        self._uris: dict[str, str] = {}
+        self._uris_lock = threading.Lock()
+        self._local = threading.local()
+        self._all_proxies: list[Proxy] = []
+
+    # ------------------------------------------------------------ lifetime
+    def __enter__(self) -> "KeyValueClient":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every connection this client opened."""
+        with self._uris_lock:
+            proxies, self._all_proxies = self._all_proxies, []
+        for proxy in proxies:
+            try:
+                proxy._pyroClaimOwnership()
+                proxy._pyroRelease()
+            except Exception:  # closing is best effort
+                pass
+        self._local = threading.local()
+
+    # ------------------------------------------------------------- lookup
+    def replicas(self, refresh: bool = False) -> dict[str, str]:
+        """Replica name -> URI, from the name server (cached)."""
+        with self._uris_lock:
+            cached = dict(self._uris)
+        if cached and not refresh:
+            return cached
+        nameserver = connect_nameserver(self.ns_host, self.ns_port, min(self.timeout, 5.0))
+        try:
+            members = list_members(nameserver)
+        finally:
+            nameserver._pyroRelease()
+        with self._uris_lock:
+            self._uris = members
+        return dict(members)
+
+    def _lookup(self, name: str, refresh: bool = False) -> str:
+        members = self.replicas(refresh=refresh)
+        if name not in members and not refresh:
+            members = self.replicas(refresh=True)
+        if name not in members:
+            known = ", ".join(sorted(members)) or "none"
+            raise ReplicaUnavailable(f"no replica named {name!r} is registered (registered: {known}); "
+                                     f"start it with 'python run_server.py --name {name}'", replica=name)
+        return members[name]
+
+    def _proxy(self, name: str, refresh: bool = False) -> Proxy:
+        proxies = getattr(self._local, "proxies", None)
+        if proxies is None:
+            proxies = self._local.proxies = {}
+        uri = self._lookup(name, refresh)
+        proxy = proxies.get(name)
+        if proxy is None or str(proxy._pyroUri) != uri:
+            if proxy is not None:
+                proxy._pyroRelease()
+            proxy = proxies[name] = Proxy(uri)
+            with self._uris_lock:
+                self._all_proxies.append(proxy)
+        proxy._pyroTimeout = self.timeout
+        return proxy
+
+    def _drop(self, name: str) -> None:
+        proxy = getattr(self._local, "proxies", {}).pop(name, None)
+        if proxy is not None:
+            proxy._pyroRelease()
+
+    def _connected(self, name: str) -> Proxy:
+        """A connected proxy to ``name``, looking its address up again if it moved."""
+        proxy = self._proxy(name)
+        try:
+            ensure_connected(proxy)
+            return proxy
+        except pyro_errors.CommunicationError as error:
+            self._drop(name)
+            failure, location = error, proxy._pyroUri.location
+        try:
+            moved = self._lookup(name, refresh=True) != str(proxy._pyroUri)
+        except NameServerUnavailable:
+            moved = False
+        if moved:
+            proxy = self._proxy(name)
+            try:
+                ensure_connected(proxy)
+                return proxy
+            except pyro_errors.CommunicationError as error:
+                self._drop(name)
+                failure, location = error, proxy._pyroUri.location
+        raise ReplicaUnavailable(
+            f"replica {name} at {location} is unreachable ({failure}); is it running? "
+            f"start it with 'python run_server.py --name {name}'", replica=name)
+
+    def _candidates(self) -> list[str]:
+        if self.replica is not None:
+            return [self.replica]
+        names = list(self.replicas())
+        if not names:
+            names = list(self.replicas(refresh=True))
+        if not names:
+            raise ReplicaUnavailable("no replica is registered in the name server; start one with "
+                                     "'python run_server.py --name replica1'")
+        random.shuffle(names)
+        return names
+
+    # ------------------------------------------------------------- calls
+    def _invoke(self, method: str, *args: Any) -> Any:
+        is_write = method in _WRITES
+        last_error: Optional[RmiKvError] = None
+        for name in self._candidates():
+            try:
+                proxy = self._connected(name)
+            except ReplicaUnavailable as error:
+                last_error = error
+                continue  # nothing was sent: another replica may take it
+            started = time.perf_counter()
+            log.debug("-> %s %s%s", name, method, _short(args))
+            try:
+                result = getattr(proxy, method)(*args)
+            except ReplicaUnavailable as error:  # the replica refused before doing anything
+                log.debug("<- %s %s refused: %s", name, method, error)
+                last_error = error
+                continue
+            except RmiKvError as error:
+                log.debug("<- %s %s error %s: %s (%.2f ms)", name, method, type(error).__name__, error,
+                          (time.perf_counter() - started) * 1000.0)
+                raise
+            except pyro_errors.CommunicationError as error:
+                self._drop(name)
+                log.debug("<- %s %s no answer: %s", name, method, error)
+                if is_write:
+                    raise OutcomeUnknown(
+                        f"{method} was sent to {name} but no answer came ({error}); it may or may not have "
+                        f"committed: read the key to find out", replica=name) from None
+                last_error = ReplicaUnavailable(f"replica {name} did not answer {method} ({error})", replica=name)
+                continue
+            log.debug("<- %s %s = %s (%.2f ms)", name, method, _short(result),
+                      (time.perf_counter() - started) * 1000.0)
+            return result
+        assert last_error is not None
+        raise last_error
+
+    # ---------------------------------------------------------- the API
+    def get(self, key: str) -> Optional[str]:
+        """The value of ``key``, or None when it has none."""
+        return self._invoke("get", key)
+
+    def put(self, key: str, value: str) -> None:
+        """Set ``key`` to ``value`` on every replica."""
+        self._invoke("put", key, value)
+
+    def delete(self, key: str) -> bool:
+        """Delete ``key`` on every replica; True when it had a value."""
+        return bool(self._invoke("delete", key))
+
+    def transaction(self, writes: dict) -> None:
+        """Apply several writes atomically: key -> value, or key -> None to delete."""
+        self._invoke("transaction", writes)
+
+    def traced(self, writes: dict) -> dict:
+        """Like ``transaction``; returns the two-phase commit round message by message."""
+        return self._invoke("traced", writes)
+
+    def keys(self, prefix: str = "", limit: int = 100) -> list[str]:
+        """Keys starting with ``prefix``, sorted, at most ``limit``."""
+        return list(self._invoke("keys", prefix, limit))
+
+    def ping(self) -> str:
+        return self._invoke("ping")
+
+    def status(self) -> list[dict]:
+        """One status dict per registered replica; unreachable ones say so."""
+        try:
+            members = self.replicas(refresh=True)
+        except NameServerUnavailable:
+            members = self.replicas()
+            if not members:
+                raise
+        result = []
+        for name in sorted(members):
+            try:
+                proxy = self._connected(name)
+                status = dict(proxy.status())
+                status["reachable"] = True
+            except (RmiKvError, pyro_errors.CommunicationError) as error:
+                self._drop(name)
+                status = {"name": name, "reachable": False, "error": str(error)}
+            result.append(status)
+        return result

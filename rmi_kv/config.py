@@ -1,0 +1,85 @@
+"""Settings with safe defaults, and the one place Pyro5 is configured."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+DEFAULT_NS_HOST = "127.0.0.1"
+DEFAULT_NS_PORT = 9090
+REPLICA_PREFIX = "rmi_kv.replica."
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a request may carry; checked at the remote boundary."""
+
+    max_key_bytes: int = 1024
+    max_value_bytes: int = 1024 * 1024
+    max_keys_per_transaction: int = 1000
+    #: keys plus values of one transaction, in UTF-8 bytes
+    max_transaction_bytes: int = 2 * 1024 * 1024
+
+    def max_message_bytes(self) -> int:
+        """Pyro5's message bound: serpent may spell a character in up to four."""
+        return 4 * max(self.max_transaction_bytes, self.max_value_bytes + self.max_key_bytes) + 64 * 1024
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long each step may take, in seconds."""
+
+    #: a participant must vote within this, or it counts as a NO
+    vote: float = 2.0
+    #: how long a doCommit/doAbort call may take before it is retried later
+    decision: float = 2.0
+    #: how long canCommit waits for a key locked by another transaction
+    lock_wait: float = 0.05
+    #: how long a read waits for a key held by an undecided transaction
+    read_wait: float = 5.0
+    #: how long a client waits for any answer from a replica
+    client: float = 10.0
+    #: between two rounds of the background recovery task
+    recovery_interval: float = 0.3
+    #: between two refreshes of the member list from the name server
+    membership_refresh: float = 1.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a replica needs to know besides its name and data."""
+
+    limits: Limits = dataclasses.field(default_factory=Limits)
+    timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
+    #: how many times a coordinator retries a write that lost a lock conflict
+    conflict_retries: int = 12
+    #: first backoff after a conflict; doubles with jitter on each retry
+    conflict_backoff: float = 0.002
+    #: durable writes really reach the disk (fsync); only tests of speed turn it off
+    durable: bool = True
+
+
+def configure_pyro(server: bool = False, limits: Limits | None = None) -> None:
+    """Apply rmi_kv's Pyro5 settings to this process (idempotent).
+
+    serpent only; thread-pool server (a replica calls peers that call back);
+    no automatic retries (a retried call that timed out would run twice);
+    a message bound a little above the largest legal value.
+    """
+    from Pyro5 import config as pyro_config
+
+    from .errors import register_with_pyro
+
+    limits = limits or Limits()
+    pyro_config.SERIALIZER = "serpent"
+    pyro_config.SERVERTYPE = "thread"
+    pyro_config.MAX_RETRIES = 0
+    pyro_config.COMPRESSION = False
+    pyro_config.DETAILED_TRACEBACK = False
+    pyro_config.MAX_MESSAGE_SIZE = limits.max_message_bytes()
+    pyro_config.THREADPOOL_SIZE = 400
+    pyro_config.THREADPOOL_SIZE_MIN = 8
+    pyro_config.POLLTIMEOUT = 0.5
+    pyro_config.SOCK_NODELAY = True
+    # the server's idle-connection cutoff; every proxy sets its own timeout
+    pyro_config.COMMTIMEOUT = 300.0 if server else 0.0
+    register_with_pyro()

@@ -1,0 +1,129 @@
+"""The one exception hierarchy of rmi_kv.
+
+Every class here survives the trip over Pyro5: ``register_with_pyro`` teaches
+the serpent serializer to rebuild them, so a client catches the same class the
+replica raised. Messages say what happened and what the user can do.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+
+class RmiKvError(Exception):
+    """Base class of every error rmi_kv raises on purpose."""
+
+    #: exit code of the one-shot client for this kind of failure
+    exit_code = 1
+
+    def __init__(self, message: str = "", **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        for key, value in details.items():
+            setattr(self, key, value)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidRequest(RmiKvError):
+    """The request breaks a rule (type, size, limit); nothing was changed."""
+
+    exit_code = 2
+
+
+class KeyNotFound(RmiKvError):
+    """The key has no value (used by front ends; the API returns None)."""
+
+    exit_code = 1
+
+
+class TransactionAborted(RmiKvError):
+    """The write was aborted on every replica; nothing was written.
+
+    ``replicas`` maps each replica that voted no or could not vote to the
+    reason, so the user knows which replica to look at.
+    """
+
+    exit_code = 3
+
+    def __init__(self, message: str = "", replicas: dict | None = None, **details: Any) -> None:
+        super().__init__(message, replicas=dict(replicas or {}), **details)
+
+
+class ReplicaUnavailable(RmiKvError):
+    """The replica could not be reached before the request was sent, or is
+    not serving right now; nothing was written."""
+
+    exit_code = 4
+
+
+class NameServerUnavailable(RmiKvError):
+    """The Pyro5 name server could not be reached."""
+
+    exit_code = 4
+
+
+class OutcomeUnknown(RmiKvError):
+    """The request was sent but no answer came: the write may or may not
+    have committed. Read the key to find out; never assume either."""
+
+    exit_code = 5
+
+
+class KeyInDoubt(RmiKvError):
+    """The key is held by a transaction whose outcome this replica does not
+    know yet (its coordinator is down); reads of it wait until it is decided."""
+
+    exit_code = 4
+
+
+class MembershipChanged(RmiKvError):
+    """A participant knows of a member the coordinator left out; the
+    coordinator reloads the member list and tries again."""
+
+    exit_code = 3
+
+
+class InjectedFault(RmiKvError):
+    """A failpoint armed with ``error`` fired (tests and the demo only)."""
+
+    exit_code = 3
+
+
+ALL_ERRORS: tuple[type[RmiKvError], ...] = (
+    RmiKvError,
+    InvalidRequest,
+    KeyNotFound,
+    TransactionAborted,
+    ReplicaUnavailable,
+    NameServerUnavailable,
+    OutcomeUnknown,
+    KeyInDoubt,
+    InjectedFault,
+    MembershipChanged,
+)
+
+
+def _rebuilder(cls: type[RmiKvError]) -> Callable[[str, dict], RmiKvError]:
+    def rebuild(_classname: str, data: dict) -> RmiKvError:
+        args = data.get("args") or ("",)
+        message = args[0] if args and isinstance(args[0], str) else str(args)
+        error = cls.__new__(cls)
+        Exception.__init__(error, message)
+        error.message = message
+        attributes = data.get("attributes") or {}
+        if isinstance(attributes, dict):
+            for name, value in attributes.items():
+                if isinstance(name, str) and not name.startswith("__"):
+                    setattr(error, name, value)
+        return error
+
+    return rebuild
+
+
+def register_with_pyro() -> None:
+    """Let Pyro5's serializer rebuild every rmi_kv error on the receiving side."""
+    from Pyro5.api import register_dict_to_class
+
+    for cls in ALL_ERRORS:
+        register_dict_to_class(f"{cls.__module__}.{cls.__name__}", _rebuilder(cls))

@@ -1,0 +1,80 @@
+"""Per-key exclusive locks owned by a transaction id, with deadlines.
+
+A transaction takes all of its keys at once or none of them, so no
+transaction ever holds some keys while waiting for others: deadlock cannot
+happen, and a conflict is resolved by the deadline (the participant then
+votes NO and the coordinator retries).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Iterable, Optional
+
+
+class LockTable:
+    """Which transaction holds which key."""
+
+    def __init__(self) -> None:
+        self._owners: dict[str, str] = {}
+        self._changed = threading.Condition(threading.Lock())
+
+    def acquire(self, txid: str, keys: Iterable[str], timeout: float) -> Optional[str]:
+        """Lock every key for ``txid``, waiting at most ``timeout`` seconds.
+
+        Returns None on success, else the txid still holding a key at the
+        deadline (and then no key is taken).
+        """
+        keys = tuple(keys)
+        deadline = time.monotonic() + timeout
+        owners = self._owners
+        with self._changed:
+            while True:
+                blocker = None
+                for key in keys:
+                    owner = owners.get(key)
+                    if owner is not None and owner != txid:
+                        blocker = owner
+                        break
+                if blocker is None:
+                    for key in keys:
+                        owners[key] = txid
+                    return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return blocker
+                self._changed.wait(remaining)
+
+    def release(self, txid: str, keys: Iterable[str]) -> None:
+        """Free the keys ``txid`` holds (keys held by others stay locked)."""
+        owners = self._owners
+        with self._changed:
+            for key in keys:
+                if owners.get(key) == txid:
+                    del owners[key]
+            self._changed.notify_all()
+
+    def wait_unlocked(self, key: str, timeout: float) -> Optional[str]:
+        """Wait until nobody holds ``key``; returns the holder if the deadline passed first."""
+        owners = self._owners
+        owner = owners.get(key)
+        if owner is None:
+            return None
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                owner = owners.get(key)
+                if owner is None:
+                    return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return owner
+                self._changed.wait(remaining)
+
+    def owner(self, key: str) -> Optional[str]:
+        return self._owners.get(key)
+
+    def held(self) -> dict[str, str]:
+        """A copy of key -> owning txid."""
+        with self._changed:
+            return dict(self._owners)

@@ -1,0 +1,192 @@
+"""The participant side of two-phase commit, over storage and locks.
+
+No network code: the replica exposes these methods over Pyro5, and unit
+tests call them directly.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator, Mapping, Optional, Sequence
+
+from .errors import InvalidRequest, KeyInDoubt, ReplicaUnavailable
+from .failpoints import NO_FAILPOINTS, Failpoints
+from .locks import LockTable
+from .storage import ABORT, COMMIT, PreparedRecord, Storage
+
+log = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"
+
+
+class Participant:
+    """Votes on, applies and aborts transactions for one replica."""
+
+    def __init__(self, name: str, storage: Storage, locks: LockTable | None = None,
+                 failpoints: Failpoints = NO_FAILPOINTS, lock_wait: float = 0.05,
+                 read_wait: float = 5.0) -> None:
+        self.name = name
+        self.storage = storage
+        self.locks = locks or LockTable()
+        self.failpoints = failpoints
+        self.lock_wait = lock_wait
+        self.read_wait = read_wait
+        #: PREPARED transactions, also in the log; their keys are locked
+        self._prepared: dict[str, PreparedRecord] = {}
+        #: why this replica refuses new transactions now (None: it accepts them)
+        self.refusal: Optional[str] = None
+        self._guards: dict[str, list] = {}
+        self._guards_lock = threading.Lock()
+
+    # ---------------------------------------------------------------- set-up
+    def recover(self) -> list[str]:
+        """Reload PREPARED transactions from the log and lock their keys again.
+
+        Returns the txids now in doubt.
+        """
+        for record in self.storage.prepared():
+            self._prepared[record.txid] = record
+            blocker = self.locks.acquire(record.txid, record.writes.keys(), 0)
+            if blocker is not None:  # two PREPARED records on one key cannot both be live
+                log.error("recovery: %s and %s both hold keys; keeping both in doubt", record.txid, blocker)
+        return list(self._prepared)
+
+    @contextmanager
+    def _exclusive(self, txid: str) -> Iterator[None]:
+        """Serialize the messages of one transaction (a doAbort racing its canCommit)."""
+        with self._guards_lock:
+            entry = self._guards.get(txid)
+            if entry is None:
+                entry = self._guards[txid] = [threading.Lock(), 0]
+            entry[1] += 1
+        entry[0].acquire()
+        try:
+            yield
+        finally:
+            entry[0].release()
+            with self._guards_lock:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._guards[txid]
+
+    # -------------------------------------------------------------- protocol
+    def can_commit(self, txid: str, writes: Mapping[str, Optional[str]], coordinator: str,
+                   participants: Sequence[str] = ()) -> bool:
+        """Phase 1: lock the keys, force PREPARED, vote YES; NO on a lock conflict.
+
+        A repeated or late canCommit gets the answer the transaction already has.
+        """
+        log.debug("canCommit %s from %s keys=%d", txid, coordinator, len(writes))
+        with self._exclusive(txid):
+            if txid in self._prepared:
+                return True
+            known = self.storage.outcome(txid)
+            if known is not None:
+                log.debug("canCommit %s already decided: %s", txid, known)
+                return known == COMMIT
+            if self.refusal is not None:
+                raise ReplicaUnavailable(f"{self.name} takes no new transactions: {self.refusal}",
+                                         replica=self.name)
+            self.failpoints.hit("participant.before_prepare")
+            blocker = self.locks.acquire(txid, writes.keys(), self.lock_wait)
+            if blocker is not None:
+                log.debug("vote NO %s: keys held by %s", txid, blocker)
+                return False
+            try:
+                self.storage.log_prepared(txid, writes, coordinator, participants)
+            except BaseException:
+                self.locks.release(txid, writes.keys())
+                raise
+            self._prepared[txid] = PreparedRecord(txid, dict(writes), coordinator, tuple(participants),
+                                                  time.time())
+        self.failpoints.hit("participant.after_prepare")
+        log.debug("vote YES %s", txid)
+        return True
+
+    def do_commit(self, txid: str) -> bool:
+        """Phase 2: apply the prepared writes durably, release the keys.
+
+        Returns True: this is the haveCommitted acknowledgement (the COMMIT
+        record is forced before it is returned).
+        """
+        log.debug("doCommit %s", txid)
+        with self._exclusive(txid):
+            record = self._prepared.get(txid)
+            if record is None:
+                known = self.storage.outcome(txid)
+                if known == COMMIT:
+                    return True
+                if known == ABORT:
+                    log.error("doCommit %s for a transaction this replica aborted", txid)
+                    raise InvalidRequest(f"{self.name} aborted transaction {txid}; it cannot commit")
+                raise InvalidRequest(f"{self.name} has no prepared transaction {txid}")
+            self.failpoints.hit("participant.before_commit")
+            self.storage.apply_commit(txid, record.writes)
+            del self._prepared[txid]
+            self.locks.release(txid, record.writes.keys())
+        self.failpoints.hit("participant.before_ack")
+        log.debug("haveCommitted %s (applied)", txid)
+        return True
+
+    def do_abort(self, txid: str) -> bool:
+        """Phase 2: drop the prepared writes, release the keys; harmless if repeated."""
+        log.debug("doAbort %s", txid)
+        with self._exclusive(txid):
+            record = self._prepared.pop(txid, None)
+            if record is None:
+                known = self.storage.outcome(txid)
+                if known == COMMIT:
+                    log.error("doAbort %s for a transaction this replica committed", txid)
+                    return False
+                if known is None:
+                    self.storage.record_abort(txid)  # a late canCommit must now vote NO
+                return True
+            try:
+                self.storage.record_abort(txid)
+            except BaseException:
+                self._prepared[txid] = record
+                raise
+            self.locks.release(txid, record.writes.keys())
+        return True
+
+    def decision_as_peer(self, txid: str) -> str:
+        """Cooperative termination: what this participant knows of ``txid``.
+
+        "unknown" while it is PREPARED itself. A participant that never voted
+        records ABORT and will never vote YES, so "abort" is then the truth.
+        """
+        with self._exclusive(txid):
+            if txid in self._prepared:
+                return UNKNOWN
+            known = self.storage.outcome(txid)
+            if known is not None:
+                return known
+            self.storage.record_abort(txid)
+            return ABORT
+
+    # ---------------------------------------------------------------- reads
+    def read(self, key: str) -> Optional[str]:
+        """The committed value, waiting (bounded) while an undecided transaction holds the key."""
+        if self.locks.owner(key) is not None:
+            blocker = self.locks.wait_unlocked(key, self.read_wait)
+            if blocker is not None:
+                raise KeyInDoubt(
+                    f"key {key!r} on {self.name} is held by transaction {blocker}, whose outcome is not "
+                    f"known yet (its coordinator may be down); try again when it is back",
+                    replica=self.name, txid=blocker)
+        entry = self.storage.get(key)
+        return None if entry is None else entry[0]
+
+    def read_own(self, key: str) -> Optional[str]:
+        """The committed value of a key the caller's transaction has locked."""
+        entry = self.storage.get(key)
+        return None if entry is None else entry[0]
+
+    # -------------------------------------------------------------- queries
+    def prepared(self) -> dict[str, PreparedRecord]:
+        return dict(self._prepared)
+
+    def in_doubt(self) -> list[str]:
+        return sorted(self._prepared)

@@ -1,0 +1,187 @@
+"""A replica's view of the other members, and handles to call them.
+
+Members are the replicas registered in the name server. Their URIs are
+resolved once and cached; a background refresh picks up new members and new
+addresses, and registers this replica again if the name server lost it (a
+name server restart). A call to a member that fails to connect re-resolves its
+address once, so a restarted member is reached at its new port.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Optional
+
+from Pyro5 import errors as pyro_errors
+from Pyro5.api import Proxy
+
+from .errors import NameServerUnavailable, ReplicaUnavailable
+from .naming import ProxyPool, connect_nameserver, list_members, object_name
+
+log = logging.getLogger(__name__)
+
+
+class Membership:
+    """Member names and URIs, from the name server, cached."""
+
+    def __init__(self, self_name: str, ns_host: str, ns_port: int, call_timeout: float = 2.0,
+                 ns_timeout: float = 2.0) -> None:
+        self.self_name = self_name
+        self.ns_host = ns_host
+        self.ns_port = ns_port
+        self.call_timeout = call_timeout
+        self.ns_timeout = ns_timeout
+        self.self_uri: Optional[str] = None
+        self._uris: dict[str, str] = {}
+        self._pools: dict[str, ProxyPool] = {}
+        self._lock = threading.Lock()
+        self._ns_lock = threading.Lock()
+        self._ns: Optional[Proxy] = None
+        self.nameserver_reachable = False
+
+    # ----------------------------------------------------------- name server
+    def _with_nameserver(self, action):
+        """Run ``action(ns_proxy)`` with one shared, reconnecting name server proxy."""
+        with self._ns_lock:
+            for attempt in (1, 2):
+                if self._ns is None:
+                    try:
+                        self._ns = connect_nameserver(self.ns_host, self.ns_port, self.ns_timeout)
+                    except NameServerUnavailable:
+                        self.nameserver_reachable = False
+                        raise
+                self._ns._pyroClaimOwnership()
+                try:
+                    result = action(self._ns)
+                    self.nameserver_reachable = True
+                    return result
+                except (pyro_errors.CommunicationError, NameServerUnavailable) as error:
+                    self._ns._pyroRelease()
+                    self._ns = None
+                    if attempt == 2:
+                        self.nameserver_reachable = False
+                        raise NameServerUnavailable(f"name server at {self.ns_host}:{self.ns_port}: {error}") from None
+
+    def register(self, uri: str) -> None:
+        """Register (again) this replica's URI under its name."""
+        self.self_uri = uri
+        self._with_nameserver(lambda ns: ns.register(object_name(self.self_name), uri, safe=False))
+        log.info("registered %s as %s", object_name(self.self_name), uri)
+
+    def unregister(self, name: str) -> bool:
+        """Take ``name`` out of the name server (an operator's explicit removal)."""
+        return bool(self._with_nameserver(lambda ns: ns.remove(object_name(name))))
+
+    def refresh(self) -> dict[str, str]:
+        """Re-read the member list; register this replica again if it went missing."""
+        members = self._with_nameserver(list_members)
+        if self.self_uri is not None and members.get(self.self_name) != self.self_uri:
+            log.warning("name server lost or changed this replica's entry; registering again")
+            self.register(self.self_uri)
+            members[self.self_name] = self.self_uri
+        self._update(members)
+        return members
+
+    def _update(self, members: dict[str, str]) -> None:
+        with self._lock:
+            for name, uri in members.items():
+                if self._uris.get(name) != uri:
+                    self._uris[name] = uri
+                    old = self._pools.pop(name, None)
+                    if old is not None:
+                        old.close()
+            for name in set(self._uris) - set(members):
+                del self._uris[name]
+                old = self._pools.pop(name, None)
+                if old is not None:
+                    old.close()
+
+    def resolve_again(self, name: str) -> bool:
+        """Look ``name`` up again; True when its address changed."""
+        try:
+            uri = self._with_nameserver(lambda ns: str(ns.lookup(object_name(name))))
+        except (NameServerUnavailable, pyro_errors.NamingError):
+            return False
+        with self._lock:
+            if self._uris.get(name) == uri:
+                return False
+        members = self.members()
+        members[name] = uri
+        self._update(members)
+        return True
+
+    # --------------------------------------------------------------- members
+    def members(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._uris)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._uris)
+
+    def pool(self, name: str) -> ProxyPool:
+        with self._lock:
+            pool = self._pools.get(name)
+            if pool is None:
+                uri = self._uris.get(name)
+                if uri is None:
+                    raise ReplicaUnavailable(f"{name} is not a registered member", replica=name)
+                pool = self._pools[name] = ProxyPool(uri, self.call_timeout)
+            return pool
+
+    def handle(self, name: str) -> "PeerHandle":
+        return PeerHandle(name, self)
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
+        with self._ns_lock:
+            if self._ns is not None:
+                self._ns._pyroClaimOwnership()
+                self._ns._pyroRelease()
+                self._ns = None
+
+
+class PeerHandle:
+    """Calls one member's remote methods; Pyro5 failures become ReplicaUnavailable."""
+
+    def __init__(self, name: str, membership: Membership) -> None:
+        self.name = name
+        self.membership = membership
+
+    def call(self, method: str, *args: Any, timeout: Optional[float] = None) -> Any:
+        """Call ``method`` on the member (every protocol message is idempotent,
+        so a retry after the member moved to a new address is safe)."""
+        for attempt in (1, 2):
+            try:
+                with self.membership.pool(self.name).proxy(timeout) as proxy:
+                    return getattr(proxy, method)(*args)
+            except pyro_errors.TimeoutError:
+                limit = timeout if timeout is not None else self.membership.call_timeout
+                raise ReplicaUnavailable(f"{self.name} did not answer {method} within {limit:g} s",
+                                         replica=self.name) from None
+            except pyro_errors.CommunicationError as error:
+                if attempt == 1 and self.membership.resolve_again(self.name):
+                    continue
+                raise ReplicaUnavailable(f"{self.name} is unreachable ({error})", replica=self.name) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def canCommit(self, txid: str, writes: dict, coordinator: str, participants: list) -> bool:
+        return self.call("canCommit", txid, writes, coordinator, participants)
+
+    def doCommit(self, txid: str) -> bool:
+        return self.call("doCommit", txid)
+
+    def doAbort(self, txid: str) -> bool:
+        return self.call("doAbort", txid)
+
+    def getDecision(self, txid: str) -> str:
+        return self.call("getDecision", txid)
+
+    def haveCommitted(self, txid: str, participant: str) -> None:
+        return self.call("haveCommitted", txid, participant)
+
+    def status(self) -> dict:
+        return self.call("status")

@@ -1,0 +1,384 @@
+"""One replica: the Pyro5-exposed ``KeyValue`` object and the process around it.
+
+``KeyValue`` validates every argument and wires the participant, the
+coordinator and the member list together; it holds no protocol decisions.
+``ReplicaServer`` owns the daemon, recovery at start, the background
+maintenance task and a clean shutdown.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from Pyro5.api import Daemon, expose
+
+from . import __version__, validation
+from .config import Settings, configure_pyro
+from .coordinator import Coordinator
+from .errors import (InvalidRequest, MembershipChanged, NameServerUnavailable, ReplicaUnavailable,
+                     RmiKvError)
+from .failpoints import NO_FAILPOINTS, Failpoints
+from .locks import LockTable
+from .participant import Participant
+from .peers import Membership, PeerHandle
+from .recovery import resolve_in_doubt
+from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+#: how long finished transactions' outcomes are kept for late messages and peers
+OUTCOME_RETENTION = 3600.0
+
+
+def remote_boundary(method: Callable) -> Callable:
+    """Let rmi_kv errors through; turn anything else into a clear RmiKvError.
+
+    Nothing from Pyro5's own CommunicationError family may escape a remote
+    method (Pyro5 would drop the caller's connection without an answer).
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: "KeyValue", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except RmiKvError:
+            raise
+        except TypeError as error:
+            raise InvalidRequest(f"bad call of {method.__name__}: {error}") from None
+        except Exception as error:
+            log.exception("%s failed", method.__name__)
+            raise RmiKvError(f"{self.name}: internal error in {method.__name__}: "
+                             f"{type(error).__name__}: {error}", replica=self.name) from None
+
+    return wrapper
+
+
+class LocalHandle:
+    """The replica's own participant, called directly by its coordinator."""
+
+    def __init__(self, participant: Participant) -> None:
+        self.participant = participant
+
+    def canCommit(self, txid: str, writes: dict, coordinator: str, participants: list) -> bool:
+        return self.participant.can_commit(txid, writes, coordinator, participants)
+
+    def doCommit(self, txid: str) -> bool:
+        return self.participant.do_commit(txid)
+
+    def doAbort(self, txid: str) -> bool:
+        return self.participant.do_abort(txid)
+
+
+@expose
+class KeyValue:
+    """The remote key-value object of one replica (participant and coordinator)."""
+
+    def __init__(self, name: str, storage: Storage, membership: Membership,
+                 settings: Settings = Settings(), failpoints: Failpoints = NO_FAILPOINTS) -> None:
+        self.name = name
+        self.settings = settings
+        self.limits = settings.limits
+        self.storage = storage
+        self.membership = membership
+        self.failpoints = failpoints
+        self.participant = Participant(name, storage, LockTable(), failpoints,
+                                       lock_wait=settings.timeouts.lock_wait,
+                                       read_wait=settings.timeouts.read_wait)
+        self.coordinator = Coordinator(name, storage, failpoints,
+                                       vote_timeout=settings.timeouts.vote,
+                                       decision_timeout=settings.timeouts.decision,
+                                       conflict_retries=settings.conflict_retries,
+                                       conflict_backoff=settings.conflict_backoff)
+        self._local = LocalHandle(self.participant)
+        self.started = time.time()
+        #: why client requests are refused now (None: serving)
+        self.refusal: Optional[str] = None
+        self._inflight = 0
+        self._inflight_changed = threading.Condition()
+
+    # ------------------------------------------------------------ plumbing
+    def _serving(self) -> None:
+        if self.refusal is not None:
+            raise ReplicaUnavailable(f"{self.name} is not serving: {self.refusal}", replica=self.name)
+
+    def _handles(self, reload_members: bool = False) -> dict[str, Any]:
+        if reload_members:
+            try:
+                self.membership.refresh()
+            except NameServerUnavailable as error:
+                log.warning("cannot reload the member list: %s", error)
+        handles: dict[str, Any] = {name: PeerHandle(name, self.membership)
+                                   for name in self.membership.names() if name != self.name}
+        handles[self.name] = self._local
+        return handles
+
+    def handle_for(self, name: str) -> Any:
+        if name == self.name:
+            return self._local
+        return PeerHandle(name, self.membership) if name in self.membership.members() else None
+
+    def _write(self, writes: dict, observe=None):
+        self._serving()
+        with self._inflight_changed:
+            self._inflight += 1
+        try:
+            return self.coordinator.execute(writes, self._handles, observe)
+        finally:
+            with self._inflight_changed:
+                self._inflight -= 1
+                self._inflight_changed.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no client write is in flight (for a clean shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._inflight_changed:
+            while self._inflight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._inflight_changed.wait(remaining)
+        return True
+
+    # ---------------------------------------------------------- client API
+    @remote_boundary
+    def get(self, key: str) -> Optional[str]:
+        """The value of ``key`` or None; waits while an undecided write holds it."""
+        validation.check_key(key, self.limits)
+        self._serving()
+        return self.participant.read(key)
+
+    @remote_boundary
+    def put(self, key: str, value: str) -> None:
+        """Set ``key`` to ``value`` on every replica (two-phase commit)."""
+        validation.check_key(key, self.limits)
+        validation.check_value(value, self.limits)
+        self._write({key: value})
+
+    @remote_boundary
+    def delete(self, key: str) -> bool:
+        """Delete ``key`` everywhere; True when it had a value."""
+        validation.check_key(key, self.limits)
+        self._serving()
+        if self.participant.read(key) is None:
+            return False  # nothing to delete: as a read, linearizable
+        outcome = self._write({key: None}, observe=lambda writes: self.participant.read_own(key) is not None)
+        return bool(outcome.observed)
+
+    @remote_boundary
+    def transaction(self, writes: dict) -> None:
+        """Apply several puts (str) and deletes (None) atomically."""
+        self._write(validation.check_writes(writes, self.limits))
+
+    @remote_boundary
+    def traced(self, writes: dict) -> dict:
+        """Like ``transaction``, and return the 2PC round it caused, message by message."""
+        outcome = self._write(validation.check_writes(writes, self.limits))
+        return {"txid": outcome.txid, "attempts": outcome.attempts,
+                "trace": [event.as_dict() for event in outcome.trace]}
+
+    @remote_boundary
+    def keys(self, prefix: str = "", limit: int = 100) -> list:
+        """Live keys starting with ``prefix``, sorted, at most ``limit``."""
+        validation.check_prefix(prefix, self.limits)
+        validation.check_limit(limit)
+        self._serving()
+        return self.participant.storage.keys(prefix, limit)
+
+    @remote_boundary
+    def ping(self) -> str:
+        """A no-op round trip (the benchmark's floor)."""
+        return self.name
+
+    @remote_boundary
+    def status(self) -> dict:
+        """Name, counts, digest, in-doubt transactions and versions of this replica."""
+        return {
+            "name": self.name,
+            "role": "participant and coordinator",
+            "version": __version__,
+            "uri": self.membership.self_uri,
+            "serving": self.refusal is None,
+            "refusal": self.refusal,
+            "catching_up": False,
+            "keys": self.storage.live_keys,
+            "digest": self.storage.digest,
+            "in_doubt": self.participant.in_doubt(),
+            "committed": self.storage.committed_count,
+            "aborted": self.storage.aborted_count,
+            "coordinated_committed": self.coordinator.committed,
+            "coordinated_aborted": self.coordinator.aborted,
+            "unacknowledged_commits": sorted(self.coordinator.pending()),
+            "members": self.membership.names(),
+            "nameserver_reachable": self.membership.nameserver_reachable,
+            "failpoints": self.failpoints.describe(),
+            "uptime": round(time.time() - self.started, 3),
+        }
+
+    # ----------------------------------------------------- participant API
+    @remote_boundary
+    def canCommit(self, txid: str, writes: dict, coordinator: str, participants: Optional[list] = None) -> bool:
+        """Phase 1 (from a coordinator): vote on ``writes``."""
+        validation.check_txid(txid)
+        validation.check_name(coordinator, "coordinator name")
+        writes = validation.check_writes(writes, self.limits)
+        participants = validation.check_participants(participants)
+        if participants:
+            left_out = set(self.membership.names()) - set(participants)
+            if left_out:
+                raise MembershipChanged(f"{self.name} votes no: the coordinator left out member(s) "
+                                        f"{', '.join(sorted(left_out))}", replica=self.name)
+        return self.participant.can_commit(txid, writes, coordinator, participants)
+
+    @remote_boundary
+    def doCommit(self, txid: str) -> bool:
+        """Phase 2: apply; the True returned is the haveCommitted acknowledgement."""
+        return self.participant.do_commit(validation.check_txid(txid))
+
+    @remote_boundary
+    def doAbort(self, txid: str) -> bool:
+        """Phase 2: drop the prepared writes."""
+        return self.participant.do_abort(validation.check_txid(txid))
+
+    @remote_boundary
+    def announce(self, name: str) -> None:
+        """A member (re)joined: reload the member list from the name server."""
+        validation.check_name(name)
+        log.info("%s announced itself; reloading the member list", name)
+        try:
+            self.membership.refresh()
+        except NameServerUnavailable as error:
+            log.warning("cannot reload the member list: %s", error)
+
+    @remote_boundary
+    def haveCommitted(self, txid: str, participant: str) -> None:
+        """A participant applied ``txid``: the coordinator may forget it once all have."""
+        validation.check_txid(txid)
+        validation.check_name(participant, "participant name")
+        log.debug("haveCommitted %s from %s", txid, participant)
+        self.coordinator.acknowledge(txid, participant)
+
+    @remote_boundary
+    def getDecision(self, txid: str) -> str:
+        """The outcome of ``txid``: "commit", "abort" or "unknown"."""
+        validation.check_txid(txid)
+        if Coordinator.coordinator_of(txid) == self.name:
+            answer = self.coordinator.decision(txid)
+        else:
+            answer = self.participant.decision_as_peer(txid)
+        log.debug("getDecision %s -> %s", txid, answer)
+        return answer
+
+
+class ReplicaServer:
+    """The replica process: storage, recovery, the Pyro5 daemon, maintenance."""
+
+    def __init__(self, name: str, data_dir: str | Path, ns_host: str, ns_port: int,
+                 host: str = "127.0.0.1", port: int = 0, settings: Settings = Settings(),
+                 failpoints: Failpoints = NO_FAILPOINTS) -> None:
+        self.name = validation.check_name(name)
+        self.settings = settings
+        configure_pyro(server=True, limits=settings.limits)
+        self.storage = Storage(Path(data_dir) / "rmi_kv.sqlite3", durable=settings.durable)
+        self.membership = Membership(name, ns_host, ns_port, call_timeout=settings.timeouts.vote)
+        self.kv = KeyValue(name, self.storage, self.membership, settings, failpoints)
+        self.failpoints = failpoints
+        self.daemon = Daemon(host=host, port=port)
+        self.uri = str(self.daemon.register(self.kv, objectId=f"rmi_kv.replica.{name}"))
+        self._stopping = threading.Event()
+        self._stop_requested = threading.Event()
+        self._maintenance = threading.Thread(target=self._maintain, name=f"{name}-maintenance", daemon=True)
+
+    # ------------------------------------------------------------ start-up
+    def start(self) -> None:
+        """Recover, register in the name server, and start serving in the background."""
+        in_doubt = self.kv.participant.recover()
+        unacknowledged = self.kv.coordinator.recover()
+        if in_doubt or unacknowledged:
+            log.info("recovery: %d in doubt, %d commits not acknowledged by all", len(in_doubt), len(unacknowledged))
+        self._daemon_thread = threading.Thread(target=self._serve, name=f"{self.name}-daemon", daemon=True)
+        self._daemon_thread.start()
+        try:
+            self.membership.refresh()
+        except NameServerUnavailable as error:
+            log.warning("%s", error)
+        self._recover_once(initial=True)
+        self.membership.register(self.uri)
+        self._announce(self.membership.refresh())
+        self._maintenance.start()
+        log.info("%s serving at %s", self.name, self.uri)
+
+    def _announce(self, members: dict[str, str]) -> None:
+        """Tell every other member we are here, so none leaves us out of a write."""
+        for name in sorted(members):
+            if name != self.name:
+                try:
+                    PeerHandle(name, self.membership).call("announce", self.name, timeout=1.0)
+                except RmiKvError as error:
+                    log.info("could not announce to %s: %s", name, error)
+
+    def _serve(self) -> None:
+        self.daemon.requestLoop(loopCondition=lambda: not self._stopping.is_set())
+
+    def _recover_once(self, initial: bool = False) -> None:
+        participant, coordinator = self.kv.participant, self.kv.coordinator
+        horizon = time.time() - (self.settings.timeouts.vote + self.settings.timeouts.decision)
+        prepared = participant.prepared()
+        doubtful = [txid for txid, record in prepared.items() if initial or record.created < horizon]
+        if doubtful:
+            remaining = resolve_in_doubt(participant, coordinator, self.kv.handle_for, doubtful, self.failpoints)
+            if remaining:
+                log.info("still in doubt: %s", ", ".join(remaining))
+        if coordinator.pending():
+            handles = {name: self.kv.handle_for(name) for name in self.membership.names()}
+            handles[self.name] = self.kv.handle_for(self.name)
+            coordinator.resend_commits({name: handle for name, handle in handles.items() if handle is not None})
+        coordinator.forget_acknowledged()
+
+    def _maintain(self) -> None:
+        timeouts = self.settings.timeouts
+        next_refresh = next_prune = 0.0
+        while not self._stopping.wait(timeouts.recovery_interval):
+            now = time.monotonic()
+            try:
+                if now >= next_refresh:
+                    next_refresh = now + timeouts.membership_refresh
+                    self.membership.refresh()
+            except NameServerUnavailable as error:
+                log.debug("member refresh: %s", error)
+            try:
+                self._recover_once()
+                if now >= next_prune:
+                    next_prune = now + 60.0
+                    self.storage.forget_outcomes(time.time() - OUTCOME_RETENTION)
+            except Exception:  # keep maintaining; the next round tries again
+                log.exception("maintenance round failed")
+
+    # ----------------------------------------------------------- shut-down
+    def wait(self) -> None:
+        """Block until a stop is requested (from a signal handler or another thread)."""
+        while not self._stop_requested.wait(0.5):
+            pass
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    def stop(self, grace: float = 5.0) -> None:
+        """No new requests; let in-flight writes finish; close storage."""
+        self.kv.refusal = "shutting down"
+        self.kv.participant.refusal = "shutting down"
+        if not self.kv.wait_idle(grace):
+            log.warning("shutdown: writes still in flight after %.1f s", grace)
+        self._stopping.set()
+        if self._maintenance.is_alive():
+            self._maintenance.join(timeout=grace)
+        self.daemon.shutdown()
+        if self._daemon_thread.is_alive():
+            self._daemon_thread.join(timeout=grace)
+        self.kv.coordinator.close()
+        self.membership.close()
+        self.storage.close()
+        log.info("%s stopped", self.name)

@@ -1,0 +1,126 @@
+"""``run_server.py``: start one replica, or a whole local cluster."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, Settings
+from .errors import NameServerUnavailable, RmiKvError
+from .failpoints import Failpoints
+from .logs import setup_logging
+
+log = logging.getLogger("rmi_kv.server")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_server.py",
+        description="Start an rmi_kv replica (--name), or a name server and N replicas (--replicas N).")
+    parser.add_argument("--name", help="replica name, registered as rmi_kv.replica.NAME")
+    parser.add_argument("--ns-host", default=DEFAULT_NS_HOST, help="name server address (default %(default)s)")
+    parser.add_argument("--ns-port", type=int, default=DEFAULT_NS_PORT, help="name server port (default %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 lets the OS choose (default)")
+    parser.add_argument("--data-dir", help="where the replica keeps its data (default ./data/NAME)")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG shows every 2PC message (default %(default)s)")
+    parser.add_argument("--log-file", help="also write the log to this file")
+    parser.add_argument("--failpoint", action="append", default=[], metavar="NAME=ACTION",
+                        help="make the replica fail on purpose (crash, error, delay:MS; 'once:' prefix)")
+    parser.add_argument("--replicas", type=int, metavar="N",
+                        help="start replica1..N as child processes instead of one replica")
+    parser.add_argument("--with-nameserver", action="store_true",
+                        help="with --replicas: start a name server too, on --ns-host/--ns-port")
+    return parser
+
+
+def run_replica(args: argparse.Namespace) -> int:
+    from .replica import ReplicaServer
+
+    setup_logging(args.name, args.log_level, args.log_file)
+    try:
+        failpoints = Failpoints.from_sources(args.failpoint)
+        server = ReplicaServer(args.name, args.data_dir or Path("data") / args.name, args.ns_host, args.ns_port,
+                               host=args.host, port=args.port, settings=Settings(), failpoints=failpoints)
+    except RmiKvError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except OSError as error:
+        print(f"error: cannot start replica {args.name}: {error}", file=sys.stderr)
+        return 4
+
+    def request_stop(signum, _frame) -> None:
+        log.info("signal %d: shutting down", signum)
+        server.request_stop()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        server.start()
+    except NameServerUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        server.stop(grace=0)
+        return error.exit_code
+    print(f"rmi_kv replica {args.name} ready at {server.uri}", flush=True)
+    server.wait()
+    server.stop()
+    return 0
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    from .cluster import LocalCluster
+
+    if args.replicas < 1:
+        print("error: --replicas needs at least 1", file=sys.stderr)
+        return 2
+    setup_logging("launcher", args.log_level)
+    data_dir = Path(args.data_dir or "data")
+    cluster = LocalCluster(args.replicas, data_dir=data_dir, ns_host=args.ns_host, ns_port=args.ns_port,
+                           start_nameserver=args.with_nameserver, log_level=args.log_level)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        cluster.start()
+    except (RuntimeError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 4
+    try:
+        if cluster.nameserver is not None:
+            print(f"name server   {args.ns_host}:{cluster.ns_port}   log {cluster.nameserver.log_path}")
+        for name, child in cluster.replicas.items():
+            print(f"{name:<13} {child.address}   data {data_dir / name}   log {child.log_path}")
+        print("all running; press Ctrl-C to stop them", flush=True)
+        while not stop.wait(0.5):
+            dead = [name for name, child in cluster.replicas.items() if not child.alive()]
+            if dead:
+                print(f"warning: {', '.join(dead)} exited; see the logs", file=sys.stderr, flush=True)
+                break
+    finally:
+        cluster.stop()
+        print("stopped", flush=True)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.replicas is not None:
+        return run_cluster(args)
+    if not args.name:
+        parser.error("give --name NAME for one replica, or --replicas N for a local cluster")
+    from .validation import check_name
+
+    try:
+        check_name(args.name)
+    except RmiKvError as error:
+        parser.error(str(error))
+    return run_replica(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

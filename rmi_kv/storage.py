@@ -1,0 +1,376 @@
+"""Durable state of one replica in SQLite: committed data and the 2PC log.
+
+Committed data is ``kv(key, value, version)``; a delete leaves a tombstone
+(value NULL) so versions keep growing and a newer write can always be told
+from an older one. The two-phase commit log has three tables:
+
+- ``prepared``: the participant's PREPARED records (forced before voting YES);
+- ``outcomes``: what this participant learned of finished transactions, so late
+  or repeated messages and peers' questions get the same answer;
+- ``decisions``: the coordinator's COMMIT records (forced: the commit point),
+  kept until every participant has acknowledged.
+
+Forced writes of concurrent threads share one SQLite commit, and so one fsync
+(group commit): the first waiting thread commits for everyone queued.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Optional, TypeVar
+
+T = TypeVar("T")
+Writes = Mapping[str, Optional[str]]
+
+_DIGEST_MODULUS = 1 << 256
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS prepared (
+    txid TEXT PRIMARY KEY,
+    writes TEXT NOT NULL,
+    coordinator TEXT NOT NULL,
+    participants TEXT NOT NULL,
+    created REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outcomes (
+    txid TEXT PRIMARY KEY,
+    outcome TEXT NOT NULL,
+    decided REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS decisions (
+    txid TEXT PRIMARY KEY,
+    participants TEXT NOT NULL,
+    created REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+COMMIT = "commit"
+ABORT = "abort"
+
+
+def entry_hash(key: str, value: str, version: int) -> int:
+    """Hash of one live (key, value, version) triple, unambiguous for any strings."""
+    encoded_key = key.encode("utf-8", "surrogatepass")
+    encoded_value = value.encode("utf-8", "surrogatepass")
+    material = b"%d:%s%d:%s%d" % (len(encoded_key), encoded_key, len(encoded_value), encoded_value, version)
+    return int.from_bytes(hashlib.sha256(material).digest(), "big")
+
+
+def digest_hex(total: int) -> str:
+    return f"{total % _DIGEST_MODULUS:064x}"
+
+
+@dataclass(frozen=True)
+class PreparedRecord:
+    txid: str
+    writes: dict
+    coordinator: str
+    participants: tuple
+    created: float
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    txid: str
+    participants: tuple
+    created: float
+
+
+class Storage:
+    """SQLite-backed committed data plus the 2PC log of one replica."""
+
+    def __init__(self, path: str | Path, durable: bool = True) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.durable = durable
+        self._writer = self._connect()
+        self._writer.executescript(SCHEMA)
+        self._local = threading.local()
+        self._closed = False
+        # group commit: queued operations, and whether a thread is committing
+        self._queue_lock = threading.Lock()
+        self._queue: list[_PendingWrite] = []
+        self._committing = False
+        self._commit_done = threading.Condition(self._queue_lock)
+        self._meta_cache = {row[0]: row[1] for row in self._writer.execute("SELECT name, value FROM meta")}
+        self._digest = int(self._meta_cache.get("digest", "0"), 16)
+        self._committed = int(self._meta_cache.get("committed", "0"))
+        self._aborted = int(self._meta_cache.get("aborted", "0"))
+        self._live_keys = int(self._meta_cache.get("live_keys", "-1"))
+        if self._live_keys < 0:
+            self._live_keys = self._writer.execute("SELECT COUNT(*) FROM kv WHERE value IS NOT NULL").fetchone()[0]
+
+    # ------------------------------------------------------------------ set-up
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'OFF'}")
+        return connection
+
+    def _reader(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            connection.execute("PRAGMA query_only=1")
+            self._local.connection = connection
+        return connection
+
+    def close(self) -> None:
+        with self._queue_lock:
+            while self._committing:
+                self._commit_done.wait()
+            self._closed = True
+        self._writer.close()
+
+    # ------------------------------------------------------------ group commit
+    def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``operation`` inside a forced SQLite transaction, sharing the
+        commit (and its fsync) with whatever other threads have queued."""
+        pending = _PendingWrite(operation)
+        with self._queue_lock:
+            if self._closed:
+                raise RuntimeError("storage is closed")
+            self._queue.append(pending)
+            while self._committing and not pending.done:
+                self._commit_done.wait()
+            if pending.done:
+                return pending.result()
+            self._committing = True
+            batch, self._queue = self._queue, []
+        try:
+            self._commit_batch(batch)
+        finally:
+            with self._queue_lock:
+                self._committing = False
+                self._commit_done.notify_all()
+        return pending.result()
+
+    def _commit_batch(self, batch: list["_PendingWrite"]) -> None:
+        connection = self._writer
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for index, pending in enumerate(batch):
+                savepoint = f"op{index}"
+                connection.execute(f"SAVEPOINT {savepoint}")
+                counters = self._counters()
+                try:
+                    pending.value = pending.operation(connection)
+                    connection.execute(f"RELEASE {savepoint}")
+                except Exception as error:  # one bad operation must not sink the batch
+                    connection.execute(f"ROLLBACK TO {savepoint}")
+                    connection.execute(f"RELEASE {savepoint}")
+                    self._digest, self._committed, self._aborted, self._live_keys = counters
+                    pending.error = error
+            self._flush_meta(connection)
+            connection.execute("COMMIT")
+        except BaseException as error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            self._reload_meta()
+            for pending in batch:
+                pending.error = pending.error or error
+                pending.done = True
+            raise
+        for pending in batch:
+            pending.done = True
+
+    def _counters(self) -> tuple[int, int, int, int]:
+        return self._digest, self._committed, self._aborted, self._live_keys
+
+    def _flush_meta(self, connection: sqlite3.Connection) -> None:
+        connection.executemany(
+            "INSERT INTO meta(name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            [("digest", digest_hex(self._digest)), ("committed", str(self._committed)),
+             ("aborted", str(self._aborted)), ("live_keys", str(self._live_keys))],
+        )
+
+    def _reload_meta(self) -> None:
+        meta = {row[0]: row[1] for row in self._writer.execute("SELECT name, value FROM meta")}
+        self._digest = int(meta.get("digest", "0"), 16)
+        self._committed = int(meta.get("committed", "0"))
+        self._aborted = int(meta.get("aborted", "0"))
+        self._live_keys = int(meta.get("live_keys", "0"))
+
+    # ------------------------------------------------------------------- reads
+    def get(self, key: str) -> Optional[tuple[str, int]]:
+        """The live (value, version) of ``key``, or None when absent or deleted."""
+        row = self._reader().execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return row[0], row[1]
+
+    def get_entry(self, key: str) -> Optional[tuple[Optional[str], int]]:
+        """(value, version) including tombstones (value None)."""
+        row = self._reader().execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def keys(self, prefix: str = "", limit: int = 1000) -> list[str]:
+        """Live keys starting with ``prefix``, sorted, at most ``limit``."""
+        if prefix:
+            rows = self._reader().execute(
+                "SELECT key FROM kv WHERE key >= ? AND substr(key, 1, ?) = ? AND value IS NOT NULL "
+                "ORDER BY key LIMIT ?", (prefix, len(prefix), prefix, limit))
+        else:
+            rows = self._reader().execute(
+                "SELECT key FROM kv WHERE value IS NOT NULL ORDER BY key LIMIT ?", (limit,))
+        return [row[0] for row in rows]
+
+    def entries(self) -> Iterable[tuple[str, Optional[str], int]]:
+        """Every (key, value, version), tombstones included, in key order."""
+        return self._reader().execute("SELECT key, value, version FROM kv ORDER BY key")
+
+    @property
+    def digest(self) -> str:
+        return digest_hex(self._digest)
+
+    @property
+    def live_keys(self) -> int:
+        return self._live_keys
+
+    @property
+    def committed_count(self) -> int:
+        return self._committed
+
+    @property
+    def aborted_count(self) -> int:
+        return self._aborted
+
+    def recompute_digest(self) -> str:
+        """The digest computed from scratch (for checks; the kept one is incremental)."""
+        total = 0
+        for key, value, version in self.entries():
+            if value is not None:
+                total += entry_hash(key, value, version)
+        return digest_hex(total)
+
+    # -------------------------------------------------------- participant log
+    def log_prepared(self, txid: str, writes: Writes, coordinator: str, participants: Iterable[str]) -> None:
+        """Force PREPARED(txid, writes, coordinator): after this the vote may be YES."""
+        record = (txid, json.dumps(dict(writes), ensure_ascii=False), coordinator,
+                  json.dumps(list(participants)), time.time())
+        self._write(lambda c: c.execute(
+            "INSERT OR IGNORE INTO prepared(txid, writes, coordinator, participants, created) "
+            "VALUES (?, ?, ?, ?, ?)", record))
+
+    def prepared(self) -> list[PreparedRecord]:
+        rows = self._read_all("SELECT txid, writes, coordinator, participants, created FROM prepared ORDER BY created")
+        return [PreparedRecord(r[0], json.loads(r[1]), r[2], tuple(json.loads(r[3])), r[4]) for r in rows]
+
+    def apply_commit(self, txid: str, writes: Writes, extra: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """Force: apply ``writes``, bump versions, mark txid committed, drop its PREPARED record."""
+
+        def operation(connection: sqlite3.Connection) -> None:
+            if connection.execute("SELECT 1 FROM outcomes WHERE txid = ?", (txid,)).fetchone():
+                return  # already applied: a repeated doCommit changes nothing
+            self._apply_writes(connection, writes)
+            connection.execute("DELETE FROM prepared WHERE txid = ?", (txid,))
+            connection.execute("INSERT INTO outcomes(txid, outcome, decided) VALUES (?, ?, ?)",
+                                (txid, COMMIT, time.time()))
+            self._committed += 1
+            if extra is not None:
+                extra(connection)
+
+        self._write(operation)
+
+    def _apply_writes(self, connection: sqlite3.Connection, writes: Writes) -> None:
+        for key, value in writes.items():
+            row = connection.execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
+            old_value, old_version = (row if row is not None else (None, 0))
+            if value is None and old_value is None:
+                continue  # deleting an absent key changes nothing
+            if old_value is not None:
+                self._digest -= entry_hash(key, old_value, old_version)
+                self._live_keys -= 1
+            version = old_version + 1
+            connection.execute(
+                "INSERT INTO kv(key, value, version) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version",
+                (key, value, version))
+            if value is not None:
+                self._digest += entry_hash(key, value, version)
+                self._live_keys += 1
+        self._digest %= _DIGEST_MODULUS
+
+    def record_abort(self, txid: str) -> None:
+        """Mark txid aborted (dropping any PREPARED record); a later canCommit for it votes NO."""
+
+        def operation(connection: sqlite3.Connection) -> None:
+            if connection.execute("SELECT 1 FROM outcomes WHERE txid = ?", (txid,)).fetchone():
+                return
+            had_prepared = connection.execute("DELETE FROM prepared WHERE txid = ?", (txid,)).rowcount
+            connection.execute("INSERT INTO outcomes(txid, outcome, decided) VALUES (?, ?, ?)",
+                               (txid, ABORT, time.time()))
+            if had_prepared:
+                self._aborted += 1
+
+        self._write(operation)
+
+    def outcome(self, txid: str) -> Optional[str]:
+        """"commit" or "abort" if this participant knows the outcome, else None."""
+        row = self._read_all("SELECT outcome FROM outcomes WHERE txid = ?", (txid,))
+        return row[0][0] if row else None
+
+    def forget_outcomes(self, older_than: float) -> int:
+        """Drop outcome records decided before ``older_than`` (epoch seconds)."""
+        return self._write(lambda c: c.execute("DELETE FROM outcomes WHERE decided < ?", (older_than,)).rowcount)
+
+    # -------------------------------------------------------- coordinator log
+    def log_decision(self, txid: str, participants: Iterable[str],
+                     extra: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """Force COMMIT(txid, participants): the commit point of the transaction."""
+        record = (txid, json.dumps(list(participants)), time.time())
+
+        def operation(connection: sqlite3.Connection) -> None:
+            connection.execute("INSERT OR IGNORE INTO decisions(txid, participants, created) VALUES (?, ?, ?)",
+                               record)
+            if extra is not None:
+                extra(connection)
+
+        self._write(operation)
+
+    def decisions(self) -> list[DecisionRecord]:
+        rows = self._read_all("SELECT txid, participants, created FROM decisions ORDER BY created")
+        return [DecisionRecord(r[0], tuple(json.loads(r[1])), r[2]) for r in rows]
+
+    def has_decision(self, txid: str) -> bool:
+        return bool(self._read_all("SELECT 1 FROM decisions WHERE txid = ?", (txid,)))
+
+    def forget_decisions(self, txids: Iterable[str]) -> None:
+        """Drop COMMIT records every participant has acknowledged."""
+        batch = [(txid,) for txid in txids]
+        if batch:
+            self._write(lambda c: c.executemany("DELETE FROM decisions WHERE txid = ?", batch))
+
+    def _read_all(self, sql: str, parameters: tuple = ()) -> list[tuple]:
+        """All rows of a query, through this thread's read connection."""
+        return self._reader().execute(sql, parameters).fetchall()
+
+
+class _PendingWrite:
+    __slots__ = ("operation", "value", "error", "done")
+
+    def __init__(self, operation: Callable[[sqlite3.Connection], object]) -> None:
+        self.operation = operation
+        self.value: object = None
+        self.error: Optional[BaseException] = None
+        self.done = False
+
+    def result(self):
+        if self.error is not None:
+            raise self.error
+        return self.value
