@@ -118,13 +118,16 @@ class Coordinator:
         self.aborted = 0
 
     # ----------------------------------------------------------------- txids
-    def new_txid(self) -> str:
-        """A txid unique across restarts: coordinator name, boot id, counter."""
-        return f"{self.name}:{self._boot}:{next(self._counter)}"
+    def new_txid(self, started_us: Optional[int] = None) -> str:
+        """A txid unique across restarts: coordinator name, boot id, counter, and
+        the start time of the write (kept across retries: older writes win conflicts)."""
+        if started_us is None:
+            started_us = time.time_ns() // 1000
+        return f"{self.name}:{self._boot}:{next(self._counter)}:{started_us}"
 
     @staticmethod
     def coordinator_of(txid: str) -> str:
-        return txid.rsplit(":", 2)[0]
+        return txid.split(":", 1)[0]
 
     # -------------------------------------------------------------- recovery
     def recover(self) -> list[str]:
@@ -188,9 +191,10 @@ class Coordinator:
         """
         backoff = self.conflict_backoff
         reload_members = False
+        started_us = time.time_ns() // 1000
         for attempt in itertools.count(1):
             current = handles(reload_members) if callable(handles) else handles
-            outcome = self._attempt(self.new_txid(), writes, current, observe)
+            outcome = self._attempt(self.new_txid(started_us), writes, current, observe)
             outcome.attempts = attempt
             if outcome.committed:
                 return outcome
@@ -340,6 +344,12 @@ class Coordinator:
 
 
 CONFLICT = "voted NO: keys locked by a concurrent transaction"
+
+
+def txid_priority(txid: str) -> tuple:
+    """Order of age between transactions: smaller is older (wait-die)."""
+    _, _, counter, started = txid.split(":")
+    return int(started), txid
 
 
 def _timed(function: Callable, *args) -> tuple:

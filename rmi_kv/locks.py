@@ -1,15 +1,15 @@
 """Per-key exclusive locks owned by a transaction id, with deadlines.
 
-A transaction takes all of its keys at once or none of them, so no
-transaction ever holds some keys while waiting for others: deadlock cannot
-happen, and a conflict is resolved by the deadline (the participant then
-votes NO and the coordinator retries).
+A transaction takes all of its keys at once or none of them, and waits only
+for a bounded time (and, with wait-die, only for younger transactions):
+deadlock cannot happen. A conflict that is not resolved in time makes the
+participant vote NO, and the coordinator retries.
 """
 from __future__ import annotations
 
 import threading
 import time
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 
 class LockTable:
@@ -19,11 +19,13 @@ class LockTable:
         self._owners: dict[str, str] = {}
         self._changed = threading.Condition(threading.Lock())
 
-    def acquire(self, txid: str, keys: Iterable[str], timeout: float) -> Optional[str]:
+    def acquire(self, txid: str, keys: Iterable[str], timeout: float,
+                may_wait: Optional[Callable[[str], bool]] = None) -> Optional[str]:
         """Lock every key for ``txid``, waiting at most ``timeout`` seconds.
 
-        Returns None on success, else the txid still holding a key at the
-        deadline (and then no key is taken).
+        Returns None on success, else the txid still holding a key (and then
+        no key is taken). ``may_wait(holder)`` decides whether waiting for
+        that holder is allowed at all (wait-die); without it, always.
         """
         keys = tuple(keys)
         deadline = time.monotonic() + timeout
@@ -41,7 +43,7 @@ class LockTable:
                         owners[key] = txid
                     return None
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or (may_wait is not None and not may_wait(blocker)):
                     return blocker
                 self._changed.wait(remaining)
 

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Iterator, Mapping, Optional, Sequence
 
 from .errors import InvalidRequest, KeyInDoubt, ReplicaUnavailable
+from .coordinator import txid_priority
 from .failpoints import NO_FAILPOINTS, Failpoints
 from .locks import LockTable
 from .storage import ABORT, COMMIT, PreparedRecord, Storage
@@ -19,6 +20,22 @@ from .storage import ABORT, COMMIT, PreparedRecord, Storage
 log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
+
+
+def _older_than(txid: str):
+    """Wait-die: a transaction waits for a lock only if it is older than the holder."""
+    try:
+        mine = txid_priority(txid)
+    except ValueError:
+        return lambda holder: False
+
+    def may_wait(holder: str) -> bool:
+        try:
+            return mine < txid_priority(holder)
+        except ValueError:
+            return False
+
+    return may_wait
 
 
 class Participant:
@@ -90,7 +107,7 @@ class Participant:
                 raise ReplicaUnavailable(f"{self.name} takes no new transactions: {self.refusal}",
                                          replica=self.name)
             self.failpoints.hit("participant.before_prepare")
-            blocker = self.locks.acquire(txid, writes.keys(), self.lock_wait)
+            blocker = self.locks.acquire(txid, writes.keys(), self.lock_wait, may_wait=_older_than(txid))
             if blocker is not None:
                 log.debug("vote NO %s: keys held by %s", txid, blocker)
                 return False

@@ -10,7 +10,7 @@ from typing import Any, Optional
 from .config import Limits
 from .errors import InvalidRequest
 
-TXID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}:[0-9a-f]{8}:[0-9]{1,19}$")
+TXID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}:[0-9a-f]{8}:[0-9]{1,19}:[0-9]{1,20}$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -65,7 +65,7 @@ def check_writes(writes: Any, limits: Limits) -> dict[str, Optional[str]]:
 
 def check_txid(txid: Any) -> str:
     if not isinstance(txid, str) or not TXID_PATTERN.match(txid):
-        raise InvalidRequest(f"malformed transaction id {str(txid)[:80]!r}: expected COORDINATOR:BOOTID:COUNTER")
+        raise InvalidRequest(f"malformed transaction id {str(txid)[:80]!r}: expected COORDINATOR:BOOTID:COUNTER:STARTED")
     return txid
 
 
