@@ -30,6 +30,7 @@ NAMES = (
     "coordinator.after_decision",
     "coordinator.mid_commit",
     "recovery.mid_recovery",
+    "recovery.catch_up_chunk",
 )
 
 

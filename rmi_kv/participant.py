@@ -9,9 +9,9 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
-from .errors import InvalidRequest, KeyInDoubt, ReplicaUnavailable
+from .errors import InvalidRequest, KeyInDoubt, MembershipChanged, ReplicaUnavailable
 from .coordinator import txid_priority
 from .failpoints import NO_FAILPOINTS, Failpoints
 from .locks import LockTable
@@ -20,6 +20,13 @@ from .storage import ABORT, COMMIT, PreparedRecord, Storage
 log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
+
+
+def _started_us(txid: str) -> int:
+    try:
+        return txid_priority(txid)[0]
+    except (ValueError, IndexError):
+        return 0
 
 
 def _older_than(txid: str):
@@ -43,7 +50,7 @@ class Participant:
 
     def __init__(self, name: str, storage: Storage, locks: LockTable | None = None,
                  failpoints: Failpoints = NO_FAILPOINTS, lock_wait: float = 0.05,
-                 read_wait: float = 5.0) -> None:
+                 read_wait: float = 5.0, members: Optional[Callable[[], Iterable[str]]] = None) -> None:
         self.name = name
         self.storage = storage
         self.locks = locks or LockTable()
@@ -56,6 +63,12 @@ class Participant:
         self.refusal: Optional[str] = None
         self._guards: dict[str, list] = {}
         self._guards_lock = threading.Lock()
+        #: the members this replica knows of (None: no membership check)
+        self.members = members
+        #: txid -> participants, for canCommit calls still being handled
+        self._voting: dict[str, tuple] = {}
+        #: held while commits are buffered or the buffer is applied (catching up)
+        self._catch_up_lock = threading.Lock()
 
     # ---------------------------------------------------------------- set-up
     def recover(self) -> list[str]:
@@ -93,31 +106,42 @@ class Participant:
                    participants: Sequence[str] = ()) -> bool:
         """Phase 1: lock the keys, force PREPARED, vote YES; NO on a lock conflict.
 
-        A repeated or late canCommit gets the answer the transaction already has.
+        A repeated or late canCommit gets the answer the transaction already
+        has. A coordinator that left out a member this replica knows of gets
+        MembershipChanged (it reloads its member list and tries again).
         """
         log.debug("canCommit %s from %s keys=%d", txid, coordinator, len(writes))
+        participants = tuple(participants)
         with self._exclusive(txid):
-            if txid in self._prepared:
-                return True
-            known = self.storage.outcome(txid)
-            if known is not None:
-                log.debug("canCommit %s already decided: %s", txid, known)
-                return known == COMMIT
-            if self.refusal is not None:
-                raise ReplicaUnavailable(f"{self.name} takes no new transactions: {self.refusal}",
-                                         replica=self.name)
-            self.failpoints.hit("participant.before_prepare")
-            blocker = self.locks.acquire(txid, writes.keys(), self.lock_wait, may_wait=_older_than(txid))
-            if blocker is not None:
-                log.debug("vote NO %s: keys held by %s", txid, blocker)
-                return False
+            self._voting[txid] = participants  # visible to a catching-up peer's drain
             try:
-                self.storage.log_prepared(txid, writes, coordinator, participants)
-            except BaseException:
-                self.locks.release(txid, writes.keys())
-                raise
-            self._prepared[txid] = PreparedRecord(txid, dict(writes), coordinator, tuple(participants),
-                                                  time.time())
+                if txid in self._prepared:
+                    return True
+                known = self.storage.outcome(txid)
+                if known is not None:
+                    log.debug("canCommit %s already decided: %s", txid, known)
+                    return known == COMMIT
+                if self.refusal is not None:
+                    raise ReplicaUnavailable(f"{self.name} takes no new transactions: {self.refusal}",
+                                             replica=self.name)
+                if participants and self.members is not None:
+                    left_out = set(self.members()) - set(participants)
+                    if left_out:
+                        raise MembershipChanged(f"{self.name} votes no: the coordinator left out member(s) "
+                                                f"{', '.join(sorted(left_out))}", replica=self.name)
+                self.failpoints.hit("participant.before_prepare")
+                blocker = self.locks.acquire(txid, writes.keys(), self.lock_wait, may_wait=_older_than(txid))
+                if blocker is not None:
+                    log.debug("vote NO %s: keys held by %s", txid, blocker)
+                    return False
+                try:
+                    self.storage.log_prepared(txid, writes, coordinator, participants)
+                except BaseException:
+                    self.locks.release(txid, writes.keys())
+                    raise
+                self._prepared[txid] = PreparedRecord(txid, dict(writes), coordinator, participants, time.time())
+            finally:
+                del self._voting[txid]
         self.failpoints.hit("participant.after_prepare")
         log.debug("vote YES %s", txid)
         return True
@@ -140,7 +164,11 @@ class Participant:
                     raise InvalidRequest(f"{self.name} aborted transaction {txid}; it cannot commit")
                 raise InvalidRequest(f"{self.name} has no prepared transaction {txid}")
             self.failpoints.hit("participant.before_commit")
-            self.storage.apply_commit(txid, record.writes)
+            with self._catch_up_lock:
+                if self.storage.catching_up:
+                    self.storage.buffer_commit(txid, record.writes)
+                else:
+                    self.storage.apply_commit(txid, record.writes)
             del self._prepared[txid]
             self.locks.release(txid, record.writes.keys())
         self.failpoints.hit("participant.before_ack")
@@ -180,8 +208,23 @@ class Participant:
             known = self.storage.outcome(txid)
             if known is not None:
                 return known
+            if _started_us(txid) <= self.storage.born_us:
+                return UNKNOWN  # from before this replica's data was created: it cannot vouch
             self.storage.record_abort(txid)
             return ABORT
+
+    # -------------------------------------------------------------- catch-up
+    def unfinished_without(self, member: str) -> list[str]:
+        """Transactions being voted on or prepared here that leave ``member`` out."""
+        voting = [txid for txid, names in list(self._voting.items()) if names and member not in names]
+        prepared = [txid for txid, record in list(self._prepared.items())
+                    if record.participants and member not in record.participants]
+        return voting + prepared
+
+    def finish_catch_up(self) -> int:
+        """Apply the commits buffered while catching up; serve normally from now on."""
+        with self._catch_up_lock:
+            return self.storage.finish_catch_up()
 
     # ---------------------------------------------------------------- reads
     def read(self, key: str) -> Optional[str]:

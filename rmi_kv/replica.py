@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import threading
 import time
 from pathlib import Path
@@ -19,8 +20,7 @@ from Pyro5.api import Daemon, expose
 from . import __version__, validation
 from .config import Settings, configure_pyro
 from .coordinator import Coordinator
-from .errors import (InvalidRequest, MembershipChanged, NameServerUnavailable, ReplicaUnavailable,
-                     RmiKvError)
+from .errors import InvalidRequest, NameServerUnavailable, ReplicaUnavailable, RmiKvError
 from .failpoints import NO_FAILPOINTS, Failpoints
 from .locks import LockTable
 from .participant import Participant
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: how long finished transactions' outcomes are kept for late messages and peers
 OUTCOME_RETENTION = 3600.0
+#: about how much committed data one catch-up call carries
+CHUNK_BYTES = 1024 * 1024
 
 
 def remote_boundary(method: Callable) -> Callable:
@@ -87,7 +89,8 @@ class KeyValue:
         self.failpoints = failpoints
         self.participant = Participant(name, storage, LockTable(), failpoints,
                                        lock_wait=settings.timeouts.lock_wait,
-                                       read_wait=settings.timeouts.read_wait)
+                                       read_wait=settings.timeouts.read_wait,
+                                       members=membership.names)
         self.coordinator = Coordinator(name, storage, failpoints,
                                        vote_timeout=settings.timeouts.vote,
                                        decision_timeout=settings.timeouts.decision,
@@ -203,7 +206,7 @@ class KeyValue:
             "uri": self.membership.self_uri,
             "serving": self.refusal is None,
             "refusal": self.refusal,
-            "catching_up": False,
+            "catching_up": self.storage.catching_up,
             "keys": self.storage.live_keys,
             "digest": self.storage.digest,
             "in_doubt": self.participant.in_doubt(),
@@ -226,11 +229,6 @@ class KeyValue:
         validation.check_name(coordinator, "coordinator name")
         writes = validation.check_writes(writes, self.limits)
         participants = validation.check_participants(participants)
-        if participants:
-            left_out = set(self.membership.names()) - set(participants)
-            if left_out:
-                raise MembershipChanged(f"{self.name} votes no: the coordinator left out member(s) "
-                                        f"{', '.join(sorted(left_out))}", replica=self.name)
         return self.participant.can_commit(txid, writes, coordinator, participants)
 
     @remote_boundary
@@ -242,6 +240,35 @@ class KeyValue:
     def doAbort(self, txid: str) -> bool:
         """Phase 2: drop the prepared writes."""
         return self.participant.do_abort(validation.check_txid(txid))
+
+    @remote_boundary
+    def snapshotChunk(self, requester: str, after_key: Optional[str] = None, limit: int = 2000) -> dict:
+        """Committed entries (key, value, version, txid), tombstones too, for a
+        replica that is catching up; waits until no transaction here leaves it out."""
+        validation.check_name(requester)
+        if after_key is not None:
+            validation.check_key(after_key, self.limits)
+        validation.check_limit(limit)
+        if self.storage.catching_up:
+            raise ReplicaUnavailable(f"{self.name} is catching up itself", replica=self.name)
+        if requester not in self.membership.names():
+            self.membership.refresh()
+            if requester not in self.membership.names():
+                raise ReplicaUnavailable(f"{self.name} does not know member {requester} yet", replica=self.name)
+        deadline = time.monotonic() + 5.0
+        while self.participant.unfinished_without(requester):
+            if time.monotonic() > deadline:
+                raise ReplicaUnavailable(f"{self.name} still has transactions that leave {requester} out; "
+                                         f"try again", replica=self.name)
+            time.sleep(0.01)
+        rows = self.storage.read_chunk(after_key, limit)
+        entries, size = [], 0
+        for row in rows:
+            entries.append(row)
+            size += len(row[0]) + len(row[1] or "")
+            if size > CHUNK_BYTES:
+                break
+        return {"entries": entries, "more": len(entries) < len(rows) or len(rows) == limit}
 
     @remote_boundary
     def announce(self, name: str) -> None:
@@ -294,22 +321,80 @@ class ReplicaServer:
 
     # ------------------------------------------------------------ start-up
     def start(self) -> None:
-        """Recover, register in the name server, and start serving in the background."""
+        """Recover, register in the name server, catch up if the data is new, serve."""
         in_doubt = self.kv.participant.recover()
         unacknowledged = self.kv.coordinator.recover()
         if in_doubt or unacknowledged:
             log.info("recovery: %d in doubt, %d commits not acknowledged by all", len(in_doubt), len(unacknowledged))
         self._daemon_thread = threading.Thread(target=self._serve, name=f"{self.name}-daemon", daemon=True)
         self._daemon_thread.start()
-        try:
-            self.membership.refresh()
-        except NameServerUnavailable as error:
-            log.warning("%s", error)
+        members = self.membership.refresh()
+        if self.storage.created_now and set(members) - {self.name}:
+            log.info("new data directory in a cluster that has data: catching up from a peer")
+            self.storage.set_catching_up(True)
+        if self.storage.catching_up:
+            self.kv.refusal = "catching up: copying the committed data from a peer"
         self._recover_once(initial=True)
         self.membership.register(self.uri)
         self._announce(self.membership.refresh())
+        if self.storage.catching_up:
+            self._catch_up()
         self._maintenance.start()
         log.info("%s serving at %s", self.name, self.uri)
+
+    def _catch_up(self) -> None:
+        """Copy the committed data from a serving peer, taking part in every
+        write meanwhile; serve clients only once the copy is complete."""
+        while not self._stop_requested.is_set():
+            peers = [name for name in self.membership.names() if name != self.name]
+            random.shuffle(peers)
+            for peer in peers:
+                try:
+                    copied = self._copy_from(peer)
+                except RmiKvError as error:
+                    log.info("catch-up from %s failed: %s", peer, error)
+                    continue
+                applied = self.kv.participant.finish_catch_up()
+                self.kv.refusal = None
+                log.info("caught up from %s: %d entries copied, %d buffered writes applied", peer, copied, applied)
+                return
+            if self._nobody_has_data(peers):
+                self.kv.participant.finish_catch_up()
+                self.kv.refusal = None
+                log.info("every member is new: nothing to copy")
+                return
+            self._stop_requested.wait(0.5)
+            try:
+                self.membership.refresh()
+            except NameServerUnavailable as error:
+                log.info("catch-up: %s", error)
+
+    def _copy_from(self, peer: str) -> int:
+        handle = PeerHandle(peer, self.membership)
+        after_key, copied = None, 0
+        while True:
+            chunk = handle.call("snapshotChunk", self.name, after_key, 2000, timeout=15.0)
+            entries = [tuple(entry) for entry in chunk["entries"]]
+            self.storage.install_entries(entries)
+            copied += len(entries)
+            self.failpoints.hit("recovery.catch_up_chunk")
+            if not chunk["more"] or not entries:
+                return copied
+            after_key = entries[-1][0]
+
+    def _nobody_has_data(self, peers: list[str]) -> bool:
+        """True when every other member is reachable and new too (all data lost or
+        never written), and this replica comes first by name: it starts serving."""
+        if any(peer < self.name for peer in peers):
+            return False
+        for peer in peers:
+            try:
+                status = PeerHandle(peer, self.membership).call("status", timeout=2.0)
+            except RmiKvError:
+                return False
+            if not status.get("catching_up"):
+                return False
+        return True
 
     def _announce(self, members: dict[str, str]) -> None:
         """Tell every other member we are here, so none leaves us out of a write."""

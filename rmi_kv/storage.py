@@ -1,8 +1,10 @@
 """Durable state of one replica in SQLite: committed data and the 2PC log.
 
-Committed data is ``kv(key, value, version)``; a delete leaves a tombstone
-(value NULL) so versions keep growing and a newer write can always be told
-from an older one. The two-phase commit log has three tables:
+Committed data is ``kv(key, value, version, txid)``; a delete leaves a
+tombstone (value NULL) so versions keep growing and a newer write can always
+be told from an older one; ``txid`` is the transaction that wrote the entry
+last, which makes applying a transaction twice harmless and lets a replica
+that is catching up tell which of its writes a copied entry already holds. The two-phase commit log has three tables:
 
 - ``prepared``: the participant's PREPARED records (forced before voting YES);
 - ``outcomes``: what this participant learned of finished transactions, so late
@@ -33,8 +35,14 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT,
-    version INTEGER NOT NULL
+    version INTEGER NOT NULL,
+    txid TEXT
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS catchup_buffer (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    txid TEXT NOT NULL UNIQUE,
+    writes TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS prepared (
     txid TEXT PRIMARY KEY,
     writes TEXT NOT NULL,
@@ -113,6 +121,12 @@ class Storage:
         self._live_keys = int(self._meta_cache.get("live_keys", "-1"))
         if self._live_keys < 0:
             self._live_keys = self._writer.execute("SELECT COUNT(*) FROM kv WHERE value IS NOT NULL").fetchone()[0]
+        #: a database created just now (nothing in it): a new or replaced replica
+        self.created_now = "born_us" not in self._meta_cache
+        if self.created_now:
+            self._set_meta("born_us", str(time.time_ns() // 1000))
+        #: when this database was created: the replica knows nothing from before
+        self.born_us = int(self._meta_cache["born_us"])
 
     # ------------------------------------------------------------------ set-up
     def _connect(self) -> sqlite3.Connection:
@@ -135,6 +149,20 @@ class Storage:
                 self._commit_done.wait()
             self._closed = True
         self._writer.close()
+
+    def _set_meta(self, name: str, value: str) -> None:
+        self._write(lambda c: c.execute(
+            "INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            (name, value)))
+        self._meta_cache[name] = value
+
+    @property
+    def catching_up(self) -> bool:
+        """True while this replica copies committed data from a peer."""
+        return self._meta_cache.get("state") == "catching_up"
+
+    def set_catching_up(self, value: bool) -> None:
+        self._set_meta("state", "catching_up" if value else "serving")
 
     # ------------------------------------------------------------ group commit
     def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
@@ -271,40 +299,121 @@ class Storage:
         rows = self._read_all("SELECT txid, writes, coordinator, participants, created FROM prepared ORDER BY created")
         return [PreparedRecord(r[0], json.loads(r[1]), r[2], tuple(json.loads(r[3])), r[4]) for r in rows]
 
-    def apply_commit(self, txid: str, writes: Writes, extra: Callable[[sqlite3.Connection], None] | None = None) -> None:
+    def apply_commit(self, txid: str, writes: Writes) -> None:
         """Force: apply ``writes``, bump versions, mark txid committed, drop its PREPARED record."""
 
         def operation(connection: sqlite3.Connection) -> None:
             if connection.execute("SELECT 1 FROM outcomes WHERE txid = ?", (txid,)).fetchone():
                 return  # already applied: a repeated doCommit changes nothing
-            self._apply_writes(connection, writes)
-            connection.execute("DELETE FROM prepared WHERE txid = ?", (txid,))
-            connection.execute("INSERT INTO outcomes(txid, outcome, decided) VALUES (?, ?, ?)",
-                                (txid, COMMIT, time.time()))
-            self._committed += 1
-            if extra is not None:
-                extra(connection)
+            self._apply_writes(connection, writes, txid)
+            self._finish_commit(connection, txid)
 
         self._write(operation)
 
-    def _apply_writes(self, connection: sqlite3.Connection, writes: Writes) -> None:
+    def _finish_commit(self, connection: sqlite3.Connection, txid: str) -> None:
+        connection.execute("DELETE FROM prepared WHERE txid = ?", (txid,))
+        connection.execute("INSERT INTO outcomes(txid, outcome, decided) VALUES (?, ?, ?)",
+                           (txid, COMMIT, time.time()))
+        self._committed += 1
+
+    def _apply_writes(self, connection: sqlite3.Connection, writes: Writes, txid: str) -> None:
         for key, value in writes.items():
-            row = connection.execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
-            old_value, old_version = (row if row is not None else (None, 0))
-            if value is None and old_value is None:
-                continue  # deleting an absent key changes nothing
-            if old_value is not None:
-                self._digest -= entry_hash(key, old_value, old_version)
-                self._live_keys -= 1
-            version = old_version + 1
-            connection.execute(
-                "INSERT INTO kv(key, value, version) VALUES (?, ?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version",
-                (key, value, version))
-            if value is not None:
-                self._digest += entry_hash(key, value, version)
-                self._live_keys += 1
+            row = connection.execute("SELECT value, version, txid FROM kv WHERE key = ?", (key,)).fetchone()
+            old_value, old_version, old_txid = (row if row is not None else (None, 0, None))
+            if old_txid == txid or (value is None and old_value is None):
+                continue  # applied already, or deleting an absent key: nothing changes
+            self._put_entry(connection, key, value, old_version + 1, txid, old_value, old_version)
         self._digest %= _DIGEST_MODULUS
+
+    def _put_entry(self, connection: sqlite3.Connection, key: str, value: Optional[str], version: int,
+                   txid: Optional[str], old_value: Optional[str], old_version: int) -> None:
+        """Write one entry, keeping the digest and the live key count in step."""
+        if old_value is not None:
+            self._digest -= entry_hash(key, old_value, old_version)
+            self._live_keys -= 1
+        connection.execute(
+            "INSERT INTO kv(key, value, version, txid) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version, "
+            "txid = excluded.txid", (key, value, version, txid))
+        if value is not None:
+            self._digest += entry_hash(key, value, version)
+            self._live_keys += 1
+
+    # ---------------------------------------------------------------- catch-up
+    def buffer_commit(self, txid: str, writes: Writes) -> None:
+        """Force: a commit that arrives while catching up waits in a buffer,
+        durable and acknowledged, until the copied data is complete."""
+
+        def operation(connection: sqlite3.Connection) -> None:
+            if connection.execute("SELECT 1 FROM outcomes WHERE txid = ?", (txid,)).fetchone():
+                return
+            connection.execute("INSERT OR IGNORE INTO catchup_buffer(txid, writes) VALUES (?, ?)",
+                               (txid, json.dumps(dict(writes), ensure_ascii=False)))
+            self._finish_commit(connection, txid)
+
+        self._write(operation)
+
+    def read_chunk(self, after_key: Optional[str], limit: int) -> list[tuple]:
+        """Up to ``limit`` entries (key, value, version, txid), tombstones too, after ``after_key``."""
+        if after_key is None:
+            rows = self._reader().execute(
+                "SELECT key, value, version, txid FROM kv ORDER BY key LIMIT ?", (limit,))
+        else:
+            rows = self._reader().execute(
+                "SELECT key, value, version, txid FROM kv WHERE key > ? ORDER BY key LIMIT ?", (after_key, limit))
+        return [tuple(row) for row in rows]
+
+    def install_entries(self, entries: Iterable[tuple]) -> None:
+        """Force: store entries copied from a peer, replacing what is here."""
+        batch = list(entries)
+
+        def operation(connection: sqlite3.Connection) -> None:
+            for key, value, version, txid in batch:
+                row = connection.execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
+                old_value, old_version = row if row is not None else (None, 0)
+                self._put_entry(connection, key, value, version, txid, old_value, old_version)
+            self._digest %= _DIGEST_MODULUS
+
+        self._write(operation)
+
+    def finish_catch_up(self) -> int:
+        """Force: apply the buffered commits the copied data does not hold yet.
+
+        Per key, commits happen in the same order on every replica. If the
+        copied entry was last written by one of the buffered transactions,
+        that one and the ones before it are already in the copy; the rest
+        are applied on top. Returns how many writes were applied.
+        """
+
+        def operation(connection: sqlite3.Connection) -> int:
+            buffered = [(txid, json.loads(writes)) for txid, writes in connection.execute(
+                "SELECT txid, writes FROM catchup_buffer ORDER BY seq")]
+            txids_by_key: dict[str, set] = {}
+            for txid, writes in buffered:
+                for key in writes:
+                    txids_by_key.setdefault(key, set()).add(txid)
+            copied_up_to: dict[str, str] = {}
+            for key, txids in txids_by_key.items():
+                row = connection.execute("SELECT txid FROM kv WHERE key = ?", (key,)).fetchone()
+                if row is not None and row[0] in txids:
+                    copied_up_to[key] = row[0]
+            applied = 0
+            for txid, writes in buffered:
+                for key, value in writes.items():
+                    if key in copied_up_to:
+                        if copied_up_to[key] == txid:
+                            del copied_up_to[key]  # later writes to this key are not in the copy
+                        continue
+                    self._apply_writes(connection, {key: value}, txid)
+                    applied += 1
+            connection.execute("DELETE FROM catchup_buffer")
+            connection.execute("INSERT INTO meta(name, value) VALUES ('state', 'serving') "
+                               "ON CONFLICT(name) DO UPDATE SET value = excluded.value")
+            return applied
+
+        applied = self._write(operation)
+        self._meta_cache["state"] = "serving"
+        return applied
 
     def record_abort(self, txid: str) -> None:
         """Mark txid aborted (dropping any PREPARED record); a later canCommit for it votes NO."""
@@ -330,18 +439,11 @@ class Storage:
         return self._write(lambda c: c.execute("DELETE FROM outcomes WHERE decided < ?", (older_than,)).rowcount)
 
     # -------------------------------------------------------- coordinator log
-    def log_decision(self, txid: str, participants: Iterable[str],
-                     extra: Callable[[sqlite3.Connection], None] | None = None) -> None:
+    def log_decision(self, txid: str, participants: Iterable[str]) -> None:
         """Force COMMIT(txid, participants): the commit point of the transaction."""
         record = (txid, json.dumps(list(participants)), time.time())
-
-        def operation(connection: sqlite3.Connection) -> None:
-            connection.execute("INSERT OR IGNORE INTO decisions(txid, participants, created) VALUES (?, ?, ?)",
-                               record)
-            if extra is not None:
-                extra(connection)
-
-        self._write(operation)
+        self._write(lambda c: c.execute(
+            "INSERT OR IGNORE INTO decisions(txid, participants, created) VALUES (?, ?, ?)", record))
 
     def decisions(self) -> list[DecisionRecord]:
         rows = self._read_all("SELECT txid, participants, created FROM decisions ORDER BY created")
