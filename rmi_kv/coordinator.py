@@ -156,6 +156,11 @@ class Coordinator:
                 del self._pending[txid]
                 self._forgettable.append(txid)
 
+    def drop_participant(self, name: str) -> None:
+        """A member left for good: its acknowledgements are no longer awaited."""
+        for txid in list(self.pending()):
+            self.acknowledge(txid, name)
+
     def pending(self) -> dict[str, set[str]]:
         with self._lock:
             return {txid: set(names) for txid, names in self._pending.items()}

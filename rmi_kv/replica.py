@@ -19,6 +19,7 @@ from Pyro5.api import Daemon, expose
 
 from . import __version__, validation
 from .config import Settings, configure_pyro
+from .admin import clear_removed, was_removed
 from .coordinator import Coordinator
 from .errors import InvalidRequest, NameServerUnavailable, ReplicaUnavailable, RmiKvError
 from .failpoints import NO_FAILPOINTS, Failpoints
@@ -281,6 +282,16 @@ class KeyValue:
             log.warning("cannot reload the member list: %s", error)
 
     @remote_boundary
+    def forgetMember(self, name: str) -> None:
+        """An operator removed ``name``: stop waiting for its acknowledgements."""
+        validation.check_name(name)
+        self.membership.refresh()
+        if name in self.membership.names():
+            raise InvalidRequest(f"{name} is still registered; remove it from the name server first")
+        self.coordinator.drop_participant(name)
+        log.info("member %s was removed by an operator", name)
+
+    @remote_boundary
     def haveCommitted(self, txid: str, participant: str) -> None:
         """A participant applied ``txid``: the coordinator may forget it once all have."""
         validation.check_txid(txid)
@@ -300,6 +311,17 @@ class KeyValue:
         return answer
 
 
+def set_aside(database: Path) -> None:
+    """Keep a removed replica's old data, renamed, and start from nothing."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(str(database) + suffix)
+        if path.exists():
+            path.rename(Path(f"{database}.removed-{stamp}{suffix}"))
+    log.warning("this replica was removed from the cluster; its old data is out of date and was set aside "
+                "(%s.removed-%s): starting over and catching up", database, stamp)
+
+
 class ReplicaServer:
     """The replica process: storage, recovery, the Pyro5 daemon, maintenance."""
 
@@ -309,7 +331,12 @@ class ReplicaServer:
         self.name = validation.check_name(name)
         self.settings = settings
         configure_pyro(server=True, limits=settings.limits)
-        self.storage = Storage(Path(data_dir) / "rmi_kv.sqlite3", durable=settings.durable)
+        self.ns_host, self.ns_port = ns_host, ns_port
+        database = Path(data_dir) / "rmi_kv.sqlite3"
+        self.rejoining = was_removed(ns_host, ns_port, name)
+        if self.rejoining:
+            set_aside(database)
+        self.storage = Storage(database, durable=settings.durable)
         self.membership = Membership(name, ns_host, ns_port, call_timeout=settings.timeouts.vote)
         self.kv = KeyValue(name, self.storage, self.membership, settings, failpoints)
         self.failpoints = failpoints
@@ -336,6 +363,8 @@ class ReplicaServer:
             self.kv.refusal = "catching up: copying the committed data from a peer"
         self._recover_once(initial=True)
         self.membership.register(self.uri)
+        if self.rejoining:
+            clear_removed(self.ns_host, self.ns_port, self.name)
         self._announce(self.membership.refresh())
         if self.storage.catching_up:
             self._catch_up()

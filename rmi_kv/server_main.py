@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-file", help="also write the log to this file")
     parser.add_argument("--failpoint", action="append", default=[], metavar="NAME=ACTION",
                         help="make the replica fail on purpose (crash, error, delay:MS; 'once:' prefix)")
+    parser.add_argument("--remove", metavar="NAME",
+                        help="take the stopped replica NAME out of the cluster for good, then exit")
     parser.add_argument("--replicas", type=int, metavar="N",
                         help="start replica1..N as child processes instead of one replica")
     parser.add_argument("--with-nameserver", action="store_true",
@@ -106,9 +108,23 @@ def run_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_remove(args: argparse.Namespace) -> int:
+    from .admin import remove_member
+
+    setup_logging("admin", "WARNING")
+    try:
+        print(remove_member(args.remove, args.ns_host, args.ns_port))
+    except RmiKvError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.remove is not None:
+        return run_remove(args)
     if args.replicas is not None:
         return run_cluster(args)
     if not args.name:

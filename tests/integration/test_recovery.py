@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,32 @@ def test_name_server_restart(make_cluster):
         kv.put("after", "3")
         assert [kv.get(k) for k in ("before", "while-down", "after")] == ["1", "2", "3"]
     settled_statuses(cluster)
+
+
+def test_operator_removes_a_member_for_good_and_it_can_come_back(make_cluster):
+    import subprocess
+    import sys
+
+    def remove(name: str) -> subprocess.CompletedProcess:
+        script = Path(__file__).resolve().parents[2] / "run_server.py"
+        return subprocess.run([sys.executable, str(script), "--ns-port", str(cluster.ns_port), "--remove", name],
+                              capture_output=True, text=True, timeout=60)
+
+    cluster = make_cluster(5)
+    refused = remove("replica5")
+    assert refused.returncode == 2 and "is running: stop it first" in refused.stderr
+    cluster.stop_replica("replica5")
+    with cluster.client("replica1") as kv:
+        with pytest.raises(TransactionAborted):
+            kv.put("k", "v")
+    removed = remove("replica5")
+    assert removed.returncode == 0, removed.stderr
+    assert "removed replica5" in removed.stdout
+    with cluster.client("replica1") as kv:
+        kv.put("k", "written without replica5")
+        assert [s["name"] for s in kv.status()] == ["replica1", "replica2", "replica3", "replica4"]
+    # started again, its old data is out of date: it starts over and catches up
+    cluster.start_replica("replica5")
+    statuses = settled_statuses(cluster)
+    assert len(statuses) == 5
+    assert read_everywhere(cluster, "k") == {"written without replica5"}
