@@ -284,9 +284,9 @@ class Coordinator:
                 refusals[name] = CONFLICT
                 round_.note("vote", name, f"NO after {elapsed_ms:.2f} ms (keys locked by another transaction)")
         log.debug("votes %s yes=%s no=%s", txid, voted_yes, refusals)
-        # a participant that timed out may still prepare: it must hear the abort too
-        unanswered = [futures[future] for future in not_done]
-        return refusals, voted_yes + unanswered, retryable, membership_changed
+        # a participant that timed out or failed may have prepared anyway: it must hear the abort too
+        may_have_prepared = [name for name in refusals if refusals[name] != CONFLICT]
+        return refusals, voted_yes + may_have_prepared, retryable, membership_changed
 
     def _abort(self, round_: _Round, txid: str, handles: Mapping[str, ParticipantHandle],
                refusals: dict[str, str], prepared: list[str]) -> Outcome:

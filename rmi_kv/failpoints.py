@@ -53,9 +53,10 @@ def parse_action(text: str) -> Action:
             milliseconds = float(body[len("delay:"):])
         except ValueError:
             milliseconds = -1
-        if milliseconds >= 0:
+        if 0 <= milliseconds <= 3_600_000:
             return Action("delay", delay_ms=milliseconds, once=once)
-    raise InvalidRequest(f"unknown failpoint action {text!r}: use crash, error or delay:MS, optionally after 'once:'")
+    raise InvalidRequest(f"unknown failpoint action {text!r}: use crash, error or delay:MS (0 to 3600000), "
+                         f"optionally after 'once:'")
 
 
 def parse_specs(specs: Iterable[str]) -> dict[str, Action]:

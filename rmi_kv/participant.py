@@ -162,6 +162,8 @@ class Participant:
                 if known == ABORT:
                     log.error("doCommit %s for a transaction this replica aborted", txid)
                     raise InvalidRequest(f"{self.name} aborted transaction {txid}; it cannot commit")
+                if 0 < _started_us(txid) <= self.storage.forgotten_before_us:
+                    return True  # it voted YES once (records of PREPARED are never dropped): committed long ago
                 raise InvalidRequest(f"{self.name} has no prepared transaction {txid}")
             self.failpoints.hit("participant.before_commit")
             with self._catch_up_lock:
@@ -208,8 +210,8 @@ class Participant:
             known = self.storage.outcome(txid)
             if known is not None:
                 return known
-            if _started_us(txid) <= self.storage.born_us:
-                return UNKNOWN  # from before this replica's data was created: it cannot vouch
+            if _started_us(txid) <= self.storage.knows_nothing_before_us:
+                return UNKNOWN  # from before this replica's data existed, or long forgotten: it cannot vouch
             self.storage.record_abort(txid)
             return ABORT
 

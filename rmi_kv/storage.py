@@ -249,14 +249,16 @@ class Storage:
 
     def keys(self, prefix: str = "", limit: int = 1000) -> list[str]:
         """Live keys starting with ``prefix``, sorted, at most ``limit``."""
-        if prefix:
-            rows = self._reader().execute(
-                "SELECT key FROM kv WHERE key >= ? AND substr(key, 1, ?) = ? AND value IS NOT NULL "
-                "ORDER BY key LIMIT ?", (prefix, len(prefix), prefix, limit))
-        else:
-            rows = self._reader().execute(
-                "SELECT key FROM kv WHERE value IS NOT NULL ORDER BY key LIMIT ?", (limit,))
-        return [row[0] for row in rows]
+        # keys sharing a prefix are contiguous in key order: stop at the first that does not
+        rows = self._reader().execute(
+            "SELECT key FROM kv WHERE key >= ? AND value IS NOT NULL ORDER BY key", (prefix,))
+        found = []
+        for (key,) in rows:
+            if not key.startswith(prefix) or len(found) >= limit:
+                break
+            found.append(key)
+        rows.close()
+        return found
 
     def entries(self) -> Iterable[tuple[str, Optional[str], int]]:
         """Every (key, value, version), tombstones included, in key order."""
@@ -435,8 +437,31 @@ class Storage:
         return row[0][0] if row else None
 
     def forget_outcomes(self, older_than: float) -> int:
-        """Drop outcome records decided before ``older_than`` (epoch seconds)."""
-        return self._write(lambda c: c.execute("DELETE FROM outcomes WHERE decided < ?", (older_than,)).rowcount)
+        """Drop outcome records decided before ``older_than`` (epoch seconds).
+
+        From then on, the absence of a record says nothing about transactions
+        started before that time (see ``knows_nothing_before_us``).
+        """
+        horizon_us = str(int(older_than * 1_000_000))
+
+        def operation(connection: sqlite3.Connection) -> int:
+            connection.execute("INSERT INTO meta(name, value) VALUES ('forgotten_before_us', ?) "
+                               "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (horizon_us,))
+            return connection.execute("DELETE FROM outcomes WHERE decided < ?", (older_than,)).rowcount
+
+        removed = self._write(operation)
+        self._meta_cache["forgotten_before_us"] = horizon_us
+        return removed
+
+    @property
+    def forgotten_before_us(self) -> int:
+        return int(self._meta_cache.get("forgotten_before_us", "0"))
+
+    @property
+    def knows_nothing_before_us(self) -> int:
+        """Transactions started before this time (epoch µs) may have been decided
+        here without a record left: this database did not exist, or forgot them."""
+        return max(self.born_us, self.forgotten_before_us)
 
     # -------------------------------------------------------- coordinator log
     def log_decision(self, txid: str, participants: Iterable[str]) -> None:

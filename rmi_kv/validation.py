@@ -64,13 +64,13 @@ def check_writes(writes: Any, limits: Limits) -> dict[str, Optional[str]]:
 
 
 def check_txid(txid: Any) -> str:
-    if not isinstance(txid, str) or not TXID_PATTERN.match(txid):
+    if not isinstance(txid, str) or not TXID_PATTERN.fullmatch(txid):
         raise InvalidRequest(f"malformed transaction id {str(txid)[:80]!r}: expected COORDINATOR:BOOTID:COUNTER:STARTED")
     return txid
 
 
 def check_name(name: Any, what: str = "replica name") -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise InvalidRequest(f"invalid {what} {str(name)[:80]!r}: use 1 to 64 letters, digits, '_' or '-'")
     return name
 
