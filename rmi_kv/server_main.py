@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -9,8 +10,8 @@ import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, Settings
-from .errors import NameServerUnavailable, RmiKvError
+from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, Settings, Timeouts
+from .errors import InvalidRequest, NameServerUnavailable, RmiKvError
 from .failpoints import Failpoints
 from .logs import setup_logging
 
@@ -29,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="where the replica keeps its data (default ./data/NAME)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG shows every 2PC message (default %(default)s)")
     parser.add_argument("--log-file", help="also write the log to this file")
+    parser.add_argument("--vote-timeout", type=float, default=Timeouts().vote, metavar="S",
+                        help="a participant that has not voted within S seconds counts as NO (default %(default)s)")
+    parser.add_argument("--read-wait", type=float, default=Timeouts().read_wait, metavar="S",
+                        help="how long a read waits for a key whose write is undecided (default %(default)s)")
     parser.add_argument("--failpoint", action="append", default=[], metavar="NAME=ACTION",
                         help="make the replica fail on purpose (crash, error, delay:MS; 'once:' prefix)")
     parser.add_argument("--remove", metavar="NAME",
@@ -40,14 +45,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The replica's settings: defaults, with the timeouts given on the command line."""
+    for option in ("vote_timeout", "read_wait"):
+        value = getattr(args, option)
+        if not 0 < value <= 3600:
+            raise InvalidRequest(f"--{option.replace('_', '-')} must be between 0 and 3600 seconds")
+    timeouts = dataclasses.replace(Timeouts(), vote=args.vote_timeout, decision=args.vote_timeout,
+                                   read_wait=args.read_wait)
+    return Settings(timeouts=timeouts)
+
+
 def run_replica(args: argparse.Namespace) -> int:
     from .replica import ReplicaServer
 
     setup_logging(args.name, args.log_level, args.log_file)
     try:
         failpoints = Failpoints.from_sources(args.failpoint)
+        settings = settings_from(args)
         server = ReplicaServer(args.name, args.data_dir or Path("data") / args.name, args.ns_host, args.ns_port,
-                               host=args.host, port=args.port, settings=Settings(), failpoints=failpoints)
+                               host=args.host, port=args.port, settings=settings, failpoints=failpoints)
     except RmiKvError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
