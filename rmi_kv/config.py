@@ -42,6 +42,10 @@ class Timeouts:
     recovery_interval: float = 0.3
     #: between two refreshes of the member list from the name server
     membership_refresh: float = 1.0
+    #: a new connection must complete its Pyro5 handshake within this
+    handshake: float = 5.0
+    #: a connection with no request for this long is closed
+    idle_connection: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,11 @@ class Settings:
     conflict_backoff: float = 0.002
     #: durable writes really reach the disk (fsync); only tests of speed turn it off
     durable: bool = True
+    #: connections a replica holds at most; past it, the one idle the longest is closed
+    max_connections: int = 200
 
 
-def configure_pyro(server: bool = False, limits: Limits | None = None) -> None:
+def configure_pyro(server: bool = False, limits: Limits | None = None, max_connections: int = 200) -> None:
     """Apply rmi_kv's Pyro5 settings to this process (idempotent).
 
     serpent only; thread-pool server (a replica calls peers that call back);
@@ -68,6 +74,7 @@ def configure_pyro(server: bool = False, limits: Limits | None = None) -> None:
     from Pyro5 import config as pyro_config
 
     from .errors import register_with_pyro
+    from .hardening import refuse_compressed_messages
 
     limits = limits or Limits()
     pyro_config.SERIALIZER = "serpent"
@@ -76,10 +83,12 @@ def configure_pyro(server: bool = False, limits: Limits | None = None) -> None:
     pyro_config.COMPRESSION = False
     pyro_config.DETAILED_TRACEBACK = False
     pyro_config.MAX_MESSAGE_SIZE = limits.max_message_bytes()
-    pyro_config.THREADPOOL_SIZE = 400
+    # room above the ConnectionGuard's limit, so the guard decides who is dropped, not the pool
+    pyro_config.THREADPOOL_SIZE = max_connections + 64
     pyro_config.THREADPOOL_SIZE_MIN = 8
     pyro_config.POLLTIMEOUT = 0.5
     pyro_config.SOCK_NODELAY = True
-    # the server's idle-connection cutoff; every proxy sets its own timeout
-    pyro_config.COMMTIMEOUT = 300.0 if server else 0.0
+    # a server's idle-connection cutoff (the guard sets it per connection); every proxy sets its own timeout
+    pyro_config.COMMTIMEOUT = Timeouts().idle_connection if server else 0.0
     register_with_pyro()
+    refuse_compressed_messages()

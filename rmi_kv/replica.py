@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from Pyro5.api import Daemon, expose
+from Pyro5.api import expose
 
 from . import __version__, validation
 from .config import Settings, configure_pyro
@@ -23,6 +23,7 @@ from .admin import clear_removed, was_removed
 from .coordinator import Coordinator
 from .errors import InvalidRequest, NameServerUnavailable, ReplicaUnavailable, RmiKvError
 from .failpoints import NO_FAILPOINTS, Failpoints
+from .hardening import ConnectionGuard, GuardedDaemon
 from .locks import LockTable
 from .participant import Participant
 from .peers import Membership, PeerHandle
@@ -103,6 +104,8 @@ class KeyValue:
         self.refusal: Optional[str] = None
         self._inflight = 0
         self._inflight_changed = threading.Condition()
+        #: what the connection guard reports (set by the server that owns the daemon)
+        self.connections: Callable[[], dict] = dict
 
     # ------------------------------------------------------------ plumbing
     def _serving(self) -> None:
@@ -219,6 +222,7 @@ class KeyValue:
             "members": self.membership.names(),
             "nameserver_reachable": self.membership.nameserver_reachable,
             "failpoints": self.failpoints.describe(),
+            "connections": self.connections(),
             "uptime": round(time.time() - self.started, 3),
         }
 
@@ -230,6 +234,14 @@ class KeyValue:
         validation.check_name(coordinator, "coordinator name")
         writes = validation.check_writes(writes, self.limits)
         participants = validation.check_participants(participants)
+        if Coordinator.coordinator_of(txid) != coordinator:
+            raise InvalidRequest(f"transaction {txid} does not belong to coordinator {coordinator}")
+        if coordinator not in self.membership.names():
+            self.membership.refresh()
+            if coordinator not in self.membership.names():
+                raise InvalidRequest(f"{coordinator} is not a member: {self.name} takes no transaction from it")
+        if not {self.name, coordinator} <= set(participants):
+            raise InvalidRequest("canCommit needs the list of participants, with the coordinator and this replica")
         return self.participant.can_commit(txid, writes, coordinator, participants)
 
     @remote_boundary
@@ -330,7 +342,7 @@ class ReplicaServer:
                  failpoints: Failpoints = NO_FAILPOINTS) -> None:
         self.name = validation.check_name(name)
         self.settings = settings
-        configure_pyro(server=True, limits=settings.limits)
+        configure_pyro(server=True, limits=settings.limits, max_connections=settings.max_connections)
         self.ns_host, self.ns_port = ns_host, ns_port
         database = Path(data_dir) / "rmi_kv.sqlite3"
         self.rejoining = was_removed(ns_host, ns_port, name)
@@ -340,8 +352,13 @@ class ReplicaServer:
         self.membership = Membership(name, ns_host, ns_port, call_timeout=settings.timeouts.vote)
         self.kv = KeyValue(name, self.storage, self.membership, settings, failpoints)
         self.failpoints = failpoints
-        self.daemon = Daemon(host=host, port=port)
+        self.daemon = GuardedDaemon(host=host, port=port, guard=ConnectionGuard(
+            limit=settings.max_connections, handshake_timeout=settings.timeouts.handshake,
+            idle_timeout=settings.timeouts.idle_connection))
         self.uri = str(self.daemon.register(self.kv, objectId=f"rmi_kv.replica.{name}"))
+        guard = self.daemon.guard
+        self.kv.connections = lambda: {"open": guard.count(), "limit": guard.limit,
+                                       "evicted": guard.evicted, "denied": guard.denied}
         self._stopping = threading.Event()
         self._stop_requested = threading.Event()
         self._maintenance = threading.Thread(target=self._maintain, name=f"{name}-maintenance", daemon=True)

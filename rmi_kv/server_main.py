@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, Settings, Timeouts
 from .errors import InvalidRequest, NameServerUnavailable, RmiKvError
 from .failpoints import Failpoints
+from .hardening import check_bind_address
 from .logs import setup_logging
 
 log = logging.getLogger("rmi_kv.server")
@@ -30,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="where the replica keeps its data (default ./data/NAME)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG shows every 2PC message (default %(default)s)")
     parser.add_argument("--log-file", help="also write the log to this file")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow binding to an address other than loopback without TLS")
+    parser.add_argument("--max-connections", type=int, default=Settings().max_connections,
+                        help="connections held at most; past it the longest-idle one is closed (default %(default)s)")
     parser.add_argument("--vote-timeout", type=float, default=Timeouts().vote, metavar="S",
                         help="a participant that has not voted within S seconds counts as NO (default %(default)s)")
     parser.add_argument("--read-wait", type=float, default=Timeouts().read_wait, metavar="S",
@@ -53,7 +58,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
             raise InvalidRequest(f"--{option.replace('_', '-')} must be between 0 and 3600 seconds")
     timeouts = dataclasses.replace(Timeouts(), vote=args.vote_timeout, decision=args.vote_timeout,
                                    read_wait=args.read_wait)
-    return Settings(timeouts=timeouts)
+    if not 8 <= args.max_connections <= 10000:
+        raise InvalidRequest("--max-connections must be between 8 and 10000")
+    return Settings(timeouts=timeouts, max_connections=args.max_connections)
 
 
 def run_replica(args: argparse.Namespace) -> int:
@@ -61,6 +68,9 @@ def run_replica(args: argparse.Namespace) -> int:
 
     setup_logging(args.name, args.log_level, args.log_file)
     try:
+        warning = check_bind_address(args.host, args.insecure)
+        if warning:
+            log.warning("%s", warning)
         failpoints = Failpoints.from_sources(args.failpoint)
         settings = settings_from(args)
         server = ReplicaServer(args.name, args.data_dir or Path("data") / args.name, args.ns_host, args.ns_port,
