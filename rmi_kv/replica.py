@@ -323,6 +323,16 @@ class KeyValue:
         return answer
 
 
+def split_address(address: str) -> tuple[str, int]:
+    """'HOST' or 'HOST:PORT' (0: the port the replica listens on) for --advertise."""
+    host, separator, port = address.rpartition(":")
+    if not separator or "]" in port:
+        return address.strip("[]"), 0
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise InvalidRequest(f"--advertise takes HOST or HOST:PORT, not {address!r}")
+    return host.strip("[]"), int(port)
+
+
 def set_aside(database: Path) -> None:
     """Keep a removed replica's old data, renamed, and start from nothing."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -339,7 +349,7 @@ class ReplicaServer:
 
     def __init__(self, name: str, data_dir: str | Path, ns_host: str, ns_port: int,
                  host: str = "127.0.0.1", port: int = 0, settings: Settings = Settings(),
-                 failpoints: Failpoints = NO_FAILPOINTS) -> None:
+                 failpoints: Failpoints = NO_FAILPOINTS, advertise: Optional[str] = None) -> None:
         self.name = validation.check_name(name)
         self.settings = settings
         configure_pyro(server=True, limits=settings.limits, max_connections=settings.max_connections)
@@ -352,7 +362,8 @@ class ReplicaServer:
         self.membership = Membership(name, ns_host, ns_port, call_timeout=settings.timeouts.vote)
         self.kv = KeyValue(name, self.storage, self.membership, settings, failpoints)
         self.failpoints = failpoints
-        self.daemon = GuardedDaemon(host=host, port=port, guard=ConnectionGuard(
+        nathost, natport = split_address(advertise) if advertise else (None, None)
+        self.daemon = GuardedDaemon(host=host, port=port, nathost=nathost, natport=natport, guard=ConnectionGuard(
             limit=settings.max_connections, handshake_timeout=settings.timeouts.handshake,
             idle_timeout=settings.timeouts.idle_connection))
         self.uri = str(self.daemon.register(self.kv, objectId=f"rmi_kv.replica.{name}"))

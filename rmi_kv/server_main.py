@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ns-port", type=int, default=DEFAULT_NS_PORT, help="name server port (default %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 lets the OS choose (default)")
+    parser.add_argument("--advertise", metavar="HOST[:PORT]",
+                        help="the address others should dial (behind NAT, in containers); default: --host")
     parser.add_argument("--data-dir", help="where the replica keeps its data (default ./data/NAME)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG shows every 2PC message (default %(default)s)")
     parser.add_argument("--log-file", help="also write the log to this file")
@@ -74,7 +76,8 @@ def run_replica(args: argparse.Namespace) -> int:
         failpoints = Failpoints.from_sources(args.failpoint)
         settings = settings_from(args)
         server = ReplicaServer(args.name, args.data_dir or Path("data") / args.name, args.ns_host, args.ns_port,
-                               host=args.host, port=args.port, settings=settings, failpoints=failpoints)
+                               host=args.host, port=args.port, settings=settings, failpoints=failpoints,
+                               advertise=args.advertise)
     except RmiKvError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
