@@ -36,8 +36,12 @@ class KeyValueClient:
     """Talks to one replica (``replica``), or to any replica when None."""
 
     def __init__(self, ns_host: str = DEFAULT_NS_HOST, ns_port: int = DEFAULT_NS_PORT,
-                 replica: Optional[str] = None, timeout: float = 10.0) -> None:
+                 replica: Optional[str] = None, timeout: float = 10.0, tls_dir: Optional[str] = None) -> None:
         configure_pyro()
+        if tls_dir:
+            from .tls import CLIENT, configure_tls
+
+            configure_tls(tls_dir, CLIENT)
         self.ns_host = ns_host
         self.ns_port = ns_port
         self.replica = replica

@@ -116,7 +116,8 @@ class LocalCluster:
 
     def __init__(self, replicas: int = 5, data_dir: str | Path | None = None, ns_host: str = "127.0.0.1",
                  ns_port: int = 0, start_nameserver: bool = True, log_level: str = "INFO",
-                 env: Optional[dict[str, str]] = None, replica_args: Iterable[str] = ()) -> None:
+                 env: Optional[dict[str, str]] = None, replica_args: Iterable[str] = (),
+                 tls_dir: str | Path | None = None) -> None:
         self._tempdir = None
         if data_dir is None:
             self._tempdir = tempfile.TemporaryDirectory(prefix="rmi_kv-")
@@ -129,7 +130,10 @@ class LocalCluster:
         self.start_nameserver = start_nameserver
         self.log_level = log_level
         self.env = dict(os.environ if env is None else env)
-        self.replica_args = list(replica_args)
+        self.tls_dir = str(tls_dir) if tls_dir else None
+        tls = ["--tls-dir", self.tls_dir] if self.tls_dir else []
+        self.replica_args = list(replica_args) + tls
+        self.nameserver_args = tls
         self.nameserver: Optional[ChildProcess] = None
         self.replicas: dict[str, ChildProcess] = {}
 
@@ -149,7 +153,7 @@ class LocalCluster:
     def start_ns(self) -> ChildProcess:
         command = [sys.executable, "-m", "rmi_kv.nameserver_main", "--host", self.ns_host,
                    "--port", str(self.ns_port), "--storage", str(self.data_dir / "nameserver.sqlite3"),
-                   "--log-level", self.log_level]
+                   "--log-level", self.log_level, *self.nameserver_args]
         self.nameserver = ChildProcess("nameserver", command, self.data_dir / "nameserver.log", self.env)
         address = self.nameserver.wait_ready()
         self.ns_port = int(address.rsplit(":", 1)[1])
@@ -213,7 +217,8 @@ class LocalCluster:
 
     # ---------------------------------------------------------------- use
     def client(self, replica: Optional[str] = None, timeout: float = 10.0) -> KeyValueClient:
-        return KeyValueClient(self.ns_host, self.ns_port, replica=replica, timeout=timeout)
+        """A client in this process (with TLS, this process then speaks TLS only)."""
+        return KeyValueClient(self.ns_host, self.ns_port, replica=replica, timeout=timeout, tls_dir=self.tls_dir)
 
     def wait_for(self, condition, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
         """Poll ``condition()`` until it returns something true; raise TimeoutError otherwise."""

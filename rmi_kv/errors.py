@@ -77,6 +77,12 @@ class KeyInDoubt(RmiKvError):
     exit_code = 4
 
 
+class PermissionDenied(RmiKvError):
+    """The caller's certificate does not allow this operation."""
+
+    exit_code = 2
+
+
 class MembershipChanged(RmiKvError):
     """A participant knows of a member the coordinator left out; the
     coordinator reloads the member list and tries again."""
@@ -101,6 +107,7 @@ ALL_ERRORS: tuple[type[RmiKvError], ...] = (
     KeyInDoubt,
     InjectedFault,
     MembershipChanged,
+    PermissionDenied,
 )
 
 

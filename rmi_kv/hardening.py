@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import time
 from typing import Optional
@@ -21,6 +22,8 @@ from typing import Optional
 from Pyro5 import errors as pyro_errors
 from Pyro5 import protocol
 from Pyro5.server import Daemon
+
+from .tls import role_of
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +118,27 @@ class GuardedDaemonMixin:
 
     guard: ConnectionGuard
 
+    def tls_handshakes_in_workers(self) -> None:
+        """Move TLS handshakes out of accept(): there, one silent client stalls every
+        new connection; in the connection's own worker it only costs that worker."""
+        listening = getattr(self, "transportServer", None)
+        listening = getattr(listening, "sock", None)
+        if isinstance(listening, ssl.SSLSocket):
+            listening.do_handshake_on_connect = False
+
     def _handshake(self, conn, denied_reason: Optional[str] = None) -> bool:
         if denied_reason is None and not self.guard.admit(conn):
             denied_reason = "too many connections; try again later"
         conn.settimeout(self.guard.handshake_timeout)
+        if isinstance(conn.sock, ssl.SSLSocket):
+            try:
+                conn.sock.do_handshake()
+                conn.rmi_kv_role = role_of(conn.sock.getpeercert())
+            except (OSError, ValueError) as error:
+                log.info("TLS handshake failed: %s", error)
+                self.guard.forget(conn)
+                conn.close()
+                return False
         accepted = super()._handshake(conn, denied_reason)
         if accepted:
             conn.settimeout(self.guard.idle_timeout)
@@ -137,6 +157,7 @@ class GuardedDaemon(GuardedDaemonMixin, Daemon):
     def __init__(self, *args, guard: Optional[ConnectionGuard] = None, **kwargs) -> None:
         self.guard = guard or ConnectionGuard()
         super().__init__(*args, **kwargs)
+        self.tls_handshakes_in_workers()
 
 
 def is_loopback(host: str) -> bool:

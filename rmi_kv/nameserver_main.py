@@ -9,22 +9,43 @@ import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
-from Pyro5.nameserver import NameServerDaemon
+from Pyro5.api import expose
+from Pyro5.nameserver import NameServer, NameServerDaemon
 
 from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, Timeouts, configure_pyro
 from .errors import RmiKvError
 from .hardening import ConnectionGuard, GuardedDaemonMixin, check_bind_address
 from .logs import setup_logging
+from .tls import MEMBER, configure_tls, make_certificates, require_member
 
 log = logging.getLogger("rmi_kv.nameserver")
 
 
+@expose
+class MembersOnlyNameServer(NameServer):
+    """Pyro5's name server; under TLS only members may change registrations."""
+
+    def register(self, name, uri, safe=False, metadata=None):
+        require_member("register")
+        return super().register(name, uri, safe, metadata)
+
+    def remove(self, name=None, prefix=None, regex=None):
+        require_member("remove")
+        return super().remove(name, prefix, regex)
+
+    def set_metadata(self, name, metadata):
+        require_member("set_metadata")
+        return super().set_metadata(name, metadata)
+
+
 class GuardedNameServerDaemon(GuardedDaemonMixin, NameServerDaemon):
-    """Pyro5's name server daemon, with bounded connections."""
+    """Pyro5's name server daemon, with bounded connections and members-only changes."""
 
     def __init__(self, *args, guard: ConnectionGuard, **kwargs) -> None:
         self.guard = guard
         super().__init__(*args, **kwargs)
+        self.nameserver.__class__ = MembersOnlyNameServer
+        self.tls_handshakes_in_workers()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="port to bind, 0 lets the OS choose (default %(default)s)")
     parser.add_argument("--storage", metavar="PATH",
                         help="keep registrations across restarts in this SQLite file")
+    parser.add_argument("--tls-dir", metavar="DIR", help="mutual TLS with the certificates in DIR")
+    parser.add_argument("--make-certs", metavar="DIR",
+                        help="create a development CA plus member and client certificates in DIR, then exit")
+    parser.add_argument("--cert-host", action="append", default=[], metavar="ADDR",
+                        help="with --make-certs: an address members are reached at (repeatable; "
+                             "127.0.0.1 and localhost are always included)")
     parser.add_argument("--insecure", action="store_true",
                         help="allow binding to an address other than loopback without TLS")
     parser.add_argument("--max-connections", type=int, default=200,
@@ -45,15 +72,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.make_certs:
+        written = make_certificates(args.make_certs, ["127.0.0.1", "localhost", *args.cert_host])
+        print("created " + ", ".join(str(path) for path in written))
+        print(f"copy {args.make_certs} to every machine and start everything with --tls-dir {args.make_certs}; "
+              f"ca.key signs certificates: keep it away from the cluster")
+        return 0
     setup_logging("nameserver", args.log_level)
     try:
-        warning = check_bind_address(args.host, args.insecure)
+        warning = check_bind_address(args.host, args.insecure, tls=bool(args.tls_dir))
+        configure_pyro(server=True, max_connections=args.max_connections)
+        if args.tls_dir:
+            configure_tls(args.tls_dir, MEMBER)
     except RmiKvError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     if warning:
         log.warning("%s", warning)
-    configure_pyro(server=True, max_connections=args.max_connections)
     storage = None
     if args.storage:
         Path(args.storage).parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from .participant import Participant
 from .peers import Membership, PeerHandle
 from .recovery import resolve_in_doubt
 from .storage import Storage
+from .tls import MEMBER, configure_tls, require_member
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,7 @@ class KeyValue:
     @remote_boundary
     def canCommit(self, txid: str, writes: dict, coordinator: str, participants: Optional[list] = None) -> bool:
         """Phase 1 (from a coordinator): vote on ``writes``."""
+        require_member("canCommit")
         validation.check_txid(txid)
         validation.check_name(coordinator, "coordinator name")
         writes = validation.check_writes(writes, self.limits)
@@ -247,17 +249,20 @@ class KeyValue:
     @remote_boundary
     def doCommit(self, txid: str) -> bool:
         """Phase 2: apply; the True returned is the haveCommitted acknowledgement."""
+        require_member("doCommit")
         return self.participant.do_commit(validation.check_txid(txid))
 
     @remote_boundary
     def doAbort(self, txid: str) -> bool:
         """Phase 2: drop the prepared writes."""
+        require_member("doAbort")
         return self.participant.do_abort(validation.check_txid(txid))
 
     @remote_boundary
     def snapshotChunk(self, requester: str, after_key: Optional[str] = None, limit: int = 2000) -> dict:
         """Committed entries (key, value, version, txid), tombstones too, for a
         replica that is catching up; waits until no transaction here leaves it out."""
+        require_member("snapshotChunk")
         validation.check_name(requester)
         if after_key is not None:
             validation.check_key(after_key, self.limits)
@@ -286,6 +291,7 @@ class KeyValue:
     @remote_boundary
     def announce(self, name: str) -> None:
         """A member (re)joined: reload the member list from the name server."""
+        require_member("announce")
         validation.check_name(name)
         log.info("%s announced itself; reloading the member list", name)
         try:
@@ -296,6 +302,7 @@ class KeyValue:
     @remote_boundary
     def forgetMember(self, name: str) -> None:
         """An operator removed ``name``: stop waiting for its acknowledgements."""
+        require_member("forgetMember")
         validation.check_name(name)
         self.membership.refresh()
         if name in self.membership.names():
@@ -306,6 +313,7 @@ class KeyValue:
     @remote_boundary
     def haveCommitted(self, txid: str, participant: str) -> None:
         """A participant applied ``txid``: the coordinator may forget it once all have."""
+        require_member("haveCommitted")
         validation.check_txid(txid)
         validation.check_name(participant, "participant name")
         log.debug("haveCommitted %s from %s", txid, participant)
@@ -314,6 +322,7 @@ class KeyValue:
     @remote_boundary
     def getDecision(self, txid: str) -> str:
         """The outcome of ``txid``: "commit", "abort" or "unknown"."""
+        require_member("getDecision")
         validation.check_txid(txid)
         if Coordinator.coordinator_of(txid) == self.name:
             answer = self.coordinator.decision(txid)
@@ -349,10 +358,13 @@ class ReplicaServer:
 
     def __init__(self, name: str, data_dir: str | Path, ns_host: str, ns_port: int,
                  host: str = "127.0.0.1", port: int = 0, settings: Settings = Settings(),
-                 failpoints: Failpoints = NO_FAILPOINTS, advertise: Optional[str] = None) -> None:
+                 failpoints: Failpoints = NO_FAILPOINTS, advertise: Optional[str] = None,
+                 tls_dir: Optional[str] = None) -> None:
         self.name = validation.check_name(name)
         self.settings = settings
         configure_pyro(server=True, limits=settings.limits, max_connections=settings.max_connections)
+        if tls_dir:
+            configure_tls(tls_dir, MEMBER)
         self.ns_host, self.ns_port = ns_host, ns_port
         database = Path(data_dir) / "rmi_kv.sqlite3"
         self.rejoining = was_removed(ns_host, ns_port, name)

@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="where the replica keeps its data (default ./data/NAME)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG shows every 2PC message (default %(default)s)")
     parser.add_argument("--log-file", help="also write the log to this file")
+    parser.add_argument("--tls-dir", metavar="DIR",
+                        help="mutual TLS with the certificates in DIR (see run_nameserver.py --make-certs)")
     parser.add_argument("--insecure", action="store_true",
                         help="allow binding to an address other than loopback without TLS")
     parser.add_argument("--max-connections", type=int, default=Settings().max_connections,
@@ -70,14 +72,14 @@ def run_replica(args: argparse.Namespace) -> int:
 
     setup_logging(args.name, args.log_level, args.log_file)
     try:
-        warning = check_bind_address(args.host, args.insecure)
+        warning = check_bind_address(args.host, args.insecure, tls=bool(args.tls_dir))
         if warning:
             log.warning("%s", warning)
         failpoints = Failpoints.from_sources(args.failpoint)
         settings = settings_from(args)
         server = ReplicaServer(args.name, args.data_dir or Path("data") / args.name, args.ns_host, args.ns_port,
                                host=args.host, port=args.port, settings=settings, failpoints=failpoints,
-                               advertise=args.advertise)
+                               advertise=args.advertise, tls_dir=args.tls_dir)
     except RmiKvError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
@@ -112,7 +114,7 @@ def run_cluster(args: argparse.Namespace) -> int:
     setup_logging("launcher", args.log_level)
     data_dir = Path(args.data_dir or "data")
     cluster = LocalCluster(args.replicas, data_dir=data_dir, ns_host=args.ns_host, ns_port=args.ns_port,
-                           start_nameserver=args.with_nameserver, log_level=args.log_level)
+                           start_nameserver=args.with_nameserver, log_level=args.log_level, tls_dir=args.tls_dir)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -143,6 +145,12 @@ def run_remove(args: argparse.Namespace) -> int:
 
     setup_logging("admin", "WARNING")
     try:
+        if args.tls_dir:
+            from .config import configure_pyro
+            from .tls import MEMBER, configure_tls
+
+            configure_pyro()
+            configure_tls(args.tls_dir, MEMBER)
         print(remove_member(args.remove, args.ns_host, args.ns_port))
     except RmiKvError as error:
         print(f"error: {error}", file=sys.stderr)
