@@ -224,24 +224,37 @@ class Coordinator:
                 outcome = self._abort(round_, txid, handles, refusals, voted_yes)
                 outcome.retryable, outcome.membership_changed = retryable, membership_changed
                 return outcome
+            # the replica's own participant can apply in the very write that forces the decision
+            commit_with_decision = getattr(handles.get(self.name), "commitWithDecision", None)
             try:
                 observed = observe(writes) if observe is not None else None
                 self.failpoints.hit("coordinator.before_decision")
-                self.storage.log_decision(txid, participants)  # the commit point
+                if commit_with_decision is not None:
+                    commit_with_decision(txid, participants)  # the commit point, and the local apply
+                else:
+                    self.storage.log_decision(txid, participants)  # the commit point
             except Exception as error:
                 log.error("%s: could not decide %s: %s", self.name, txid, describe_failure(error))
                 reason = f"coordinator failed before its decision: {describe_failure(error)}"
                 return self._abort(round_, txid, handles, {self.name: reason}, voted_yes)
+            remaining = set(participants) - ({self.name} if commit_with_decision is not None else set())
             with self._lock:
-                self._pending[txid] = set(participants)
                 del self._active[txid]
-            round_.note("decision", self.name, "COMMIT forced to the log")
+                if remaining:
+                    self._pending[txid] = remaining
+                else:
+                    self._forgettable.append(txid)
+            if commit_with_decision is not None:
+                round_.note("decision", self.name, "COMMIT forced to the log, applied here in the same write")
+            else:
+                round_.note("decision", self.name, "COMMIT forced to the log")
             log.debug("decision %s COMMIT", txid)
         finally:
             with self._lock:
                 self._active.pop(txid, None)
         self.failpoints.hit("coordinator.after_decision")
-        unacknowledged = self._send_decision(round_, "doCommit", handles, self.decision_timeout)
+        targets = {name: handles[name] for name in remaining}
+        unacknowledged = self._send_decision(round_, "doCommit", targets, self.decision_timeout)
         self.committed += 1
         return Outcome(txid, True, unacknowledged=sorted(unacknowledged), trace=round_.trace, observed=observed)
 

@@ -146,16 +146,20 @@ class Participant:
         log.debug("vote YES %s", txid)
         return True
 
-    def do_commit(self, txid: str) -> bool:
+    def do_commit(self, txid: str, decision: Optional[Sequence[str]] = None) -> bool:
         """Phase 2: apply the prepared writes durably, release the keys.
 
         Returns True: this is the haveCommitted acknowledgement (the COMMIT
-        record is forced before it is returned).
+        record is forced before it is returned). ``decision``: this replica
+        coordinates the transaction, and its COMMIT decision (naming these
+        participants) is forced in the same write.
         """
         log.debug("doCommit %s", txid)
         with self._exclusive(txid):
             record = self._prepared.get(txid)
             if record is None:
+                if decision is not None:
+                    raise InvalidRequest(f"{self.name} has no prepared transaction {txid} to decide")
                 known = self.storage.outcome(txid)
                 if known == COMMIT:
                     return True
@@ -168,9 +172,11 @@ class Participant:
             self.failpoints.hit("participant.before_commit")
             with self._catch_up_lock:
                 if self.storage.catching_up:
+                    if decision is not None:
+                        self.storage.log_decision(txid, decision)
                     self.storage.buffer_commit(txid, record.writes)
                 else:
-                    self.storage.apply_commit(txid, record.writes)
+                    self.storage.apply_commit(txid, record.writes, decision)
             del self._prepared[txid]
             self.locks.release(txid, record.writes.keys())
         self.failpoints.hit("participant.before_ack")

@@ -74,6 +74,10 @@ class LocalHandle:
     def doCommit(self, txid: str) -> bool:
         return self.participant.do_commit(txid)
 
+    def commitWithDecision(self, txid: str, participants: list) -> bool:
+        """Force the coordinator's COMMIT record and apply locally, in one write."""
+        return self.participant.do_commit(txid, decision=participants)
+
     def doAbort(self, txid: str) -> bool:
         return self.participant.do_abort(txid)
 

@@ -301,10 +301,18 @@ class Storage:
         rows = self._read_all("SELECT txid, writes, coordinator, participants, created FROM prepared ORDER BY created")
         return [PreparedRecord(r[0], json.loads(r[1]), r[2], tuple(json.loads(r[3])), r[4]) for r in rows]
 
-    def apply_commit(self, txid: str, writes: Writes) -> None:
-        """Force: apply ``writes``, bump versions, mark txid committed, drop its PREPARED record."""
+    def apply_commit(self, txid: str, writes: Writes, decision: Optional[Iterable[str]] = None) -> None:
+        """Force: apply ``writes``, bump versions, mark txid committed, drop its PREPARED record.
+
+        With ``decision`` (the participants), the coordinator's COMMIT record
+        is forced in the same write: the commit point and the local apply at once.
+        """
+        record = None if decision is None else (txid, json.dumps(list(decision)), time.time())
 
         def operation(connection: sqlite3.Connection) -> None:
+            if record is not None:
+                connection.execute("INSERT OR IGNORE INTO decisions(txid, participants, created) "
+                                   "VALUES (?, ?, ?)", record)
             if connection.execute("SELECT 1 FROM outcomes WHERE txid = ?", (txid,)).fetchone():
                 return  # already applied: a repeated doCommit changes nothing
             self._apply_writes(connection, writes, txid)
