@@ -119,27 +119,30 @@ class KeyValueClient:
     def _connected(self, name: str) -> Proxy:
         """A connected proxy to ``name``, looking its address up again if it moved."""
         proxy = self._proxy(name)
-        try:
-            ensure_connected(proxy)
+        failure = self._connect(name, proxy)
+        if failure is None:
             return proxy
-        except pyro_errors.CommunicationError as error:
-            self._drop(name)
-            failure, location = error, proxy._pyroUri.location
         try:
             moved = self._lookup(name, refresh=True) != str(proxy._pyroUri)
         except NameServerUnavailable:
             moved = False
         if moved:
             proxy = self._proxy(name)
-            try:
-                ensure_connected(proxy)
+            failure = self._connect(name, proxy)
+            if failure is None:
                 return proxy
-            except pyro_errors.CommunicationError as error:
-                self._drop(name)
-                failure, location = error, proxy._pyroUri.location
         raise ReplicaUnavailable(
-            f"replica {name} at {location} is unreachable ({failure}); is it running? "
+            f"replica {name} at {proxy._pyroUri.location} is unreachable ({failure}); is it running? "
             f"start it with 'python run_server.py --name {name}'", replica=name)
+
+    def _connect(self, name: str, proxy: Proxy) -> Optional[BaseException]:
+        """Connect ``proxy``; the error if that failed (and the proxy is dropped)."""
+        try:
+            ensure_connected(proxy)
+            return None
+        except pyro_errors.CommunicationError as error:
+            self._drop(name)
+            return error
 
     def _candidates(self) -> list[str]:
         if self.replica is not None:
