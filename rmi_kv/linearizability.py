@@ -10,11 +10,11 @@ lost writes and reads of values that were never written, which per-operation
 assertions in tests miss. The search is the algorithm of Wing & Gong ("Testing
 and verifying concurrent objects", 1993) with the memoisation of Lowe
 ("Testing for linearizability", 2017), as implemented by Knossos and
-Porcupine. Keys are independent registers, so each key is checked on its own
+Porcupine; a quick scan first names plainly stale or never-written reads.
+Keys are independent registers, so each key is checked on its own
 (linearizability is compositional). A write whose outcome is unknown may have
-taken effect at any time after its invocation, or never: it gets an infinite
-completion time, which also covers "never", since taking effect after every
-completed operation is invisible to all of them.
+taken effect at any time after its invocation, or never: the search may skip
+it.
 """
 from __future__ import annotations
 
@@ -247,15 +247,16 @@ def _impossible_read(ops: Sequence[Operation], initial: Optional[str], origin: f
             overwrite = overwrites.first(after, get.invoked, get.value)
             if overwrite is None:
                 break
-            what = f"the initial value" if source is None else _describe(source, origin)
+            what = "the initial value" if source is None else _describe(source, origin)
             reasons.append(f"{what} was overwritten by {_describe(overwrite, origin)} "
                            f"before the get was invoked")
         else:
             if not reasons:
                 reasons.append("that value was never written to the key" if get.value is not None
                                else "the key was never deleted")
-            shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
-            return f"{_describe(get, origin)} cannot have read {_show(get.value)}: {shown}"
+            if len(reasons) > 3:
+                reasons[3:] = [f"and {len(reasons) - 3} more"]
+            return f"{_describe(get, origin)} cannot have read {_show(get.value)}: {'; '.join(reasons)}"
     return ""
 
 

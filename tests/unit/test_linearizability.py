@@ -1,6 +1,7 @@
 """Linearizability checker: hand-made histories with known verdicts, the
 History recorder, and large random histories linearizable by construction."""
 import itertools
+import math
 import random
 import threading
 
@@ -59,7 +60,7 @@ def test_order_of_the_input_does_not_matter():
 def test_stale_read_after_a_completed_write_is_rejected():
     ops = [put("a", 0, 1, client="w"), put("b", 2, 3, client="w"), get("a", 4, 5, client="r")]
     result = check_key(ops)
-    assert_rejected(result, "get('k') -> 'a' by r", "'b'")
+    assert_rejected(result, "get('k') -> 'a' by r", "overwritten by put('k', 'b') by w")
     assert result.key == "k"
 
 
@@ -69,7 +70,8 @@ def test_read_of_a_value_never_written_is_rejected():
 
 
 def test_read_before_the_write_was_invoked_is_rejected():
-    assert_rejected(check_key([get("a", 0, 1), put("a", 2, 3)]), "get('k') -> 'a'")
+    assert_rejected(check_key([get("a", 0, 1), put("a", 2, 3)]), "get('k') -> 'a'",
+                    "invoked after the get completed")
 
 
 @pytest.mark.parametrize("seen", [None, "b"])
@@ -123,6 +125,16 @@ def test_unknown_write_that_took_effect():
 def test_unknown_write_that_did_not_take_effect():
     assert_ok(check_key([put("a", 0, None), get(None, 5, 6)]))
     assert_ok(check_key([put("a", 0, 1), delete(2, None), get("a", 5, 6), get("a", 7, 8)]))
+
+
+def test_unknown_write_may_take_effect_long_after_its_invocation():
+    assert_ok(check_key([put("a", 0, None), put("b", 1, 2), get("b", 3, 4), get("a", 5, 6)]))
+    assert_ok(check_key([put("a", 0, 1), delete(2, None), get(None, 5, 6)]))
+
+
+def test_unknown_write_takes_effect_at_most_once():
+    ops = [put("a", 0, None), get("a", 1, 2), put("b", 3, 4), get("a", 5, 6, client="r")]
+    assert_rejected(check_key(ops), "get('k') -> 'a' by r")
 
 
 def test_unknown_write_cannot_be_unseen():
@@ -257,6 +269,51 @@ def test_history_recorded_by_threads_against_a_linearizable_store():
     assert_ok(check_history(ops, timeout=5))
 
 
+# --- small random histories, against brute force ------------------------------------
+
+def linearizable_by_brute_force(ops, initial):
+    """Try every order of the completed ops plus every subset of the unknown writes."""
+    unknown = [op for op in ops if op.completed is None and op.kind != "get"]
+    known = [op for op in ops if op.completed is not None]
+
+    def end(op):
+        return math.inf if op.completed is None else op.completed
+
+    for size in range(len(unknown) + 1):
+        for chosen in itertools.combinations(unknown, size):
+            for order in itertools.permutations(known + list(chosen)):
+                if any(end(later) < op.invoked
+                       for n, op in enumerate(order) for later in order[n + 1:]):
+                    continue
+                state = initial
+                for op in order:
+                    if op.kind == "get" and op.value != state:
+                        break
+                    if op.kind != "get":
+                        state = op.value
+                else:
+                    return True
+    return False
+
+
+def test_small_random_histories_agree_with_brute_force():
+    rng = random.Random(5)
+    verdicts = set()
+    for _ in range(400):
+        ops = []
+        for _ in range(rng.randint(1, 5)):
+            kind = rng.choice(("put", "delete", "get", "get"))
+            value = rng.choice(("a", "b", None) if kind == "get" else ("a", "b"))
+            start = rng.randint(0, 6)
+            end = None if rng.random() < 0.2 else start + rng.randint(0, 3)
+            ops.append(Operation("k", kind, None if kind == "delete" else value, start, end))
+        initial = rng.choice((None, "a"))
+        expected = linearizable_by_brute_force(ops, initial)
+        assert check_key(ops, initial).ok == expected, (ops, initial)
+        verdicts.add(expected)
+    assert verdicts == {True, False}
+
+
 # --- large random histories ---------------------------------------------------------
 
 def simulate(rng, count=2000, clients=8, key="k", unknown_rate=0.02):
@@ -306,7 +363,7 @@ def test_large_history_with_a_read_of_a_never_written_value_is_rejected(large_hi
     assert_rejected(check_key(large_history, timeout=5), "-> 'never-written'", "never written")
 
 
-def test_large_history_with_a_stale_read_is_rejected(large_history):
+def test_large_history_with_a_read_of_an_overwritten_value_is_rejected(large_history):
     # a read returning the value of a put that was overwritten (by a completed
     # write invoked after the put completed) before the read was invoked
     done = sorted((op for op in large_history if op.completed is not None and op.kind != "get"),
@@ -317,6 +374,15 @@ def test_large_history_with_a_stale_read_is_rejected(large_history):
         old.completed < newer.invoked and newer.completed < read.invoked for newer in done))
     read.value, read.client = stale.value, "stale-reader"
     assert_rejected(check_key(large_history, timeout=5), f"-> {stale.value!r} by stale-reader")
+
+
+def test_large_history_followed_by_a_new_old_inversion_is_rejected(large_history):
+    # only the search finds this one: no write of 'x' ended before the last get
+    end = max(op.completed for op in large_history if op.completed is not None) + 1.0
+    large_history += [put("marker", end, end + 1), put("x", end + 2, end + 10),
+                      get("x", end + 3, end + 4), get("marker", end + 5, end + 6, client="late")]
+    assert_rejected(check_key(large_history, timeout=5),
+                    "no linearization lets get('k') -> 'marker' by late", "hold 'x'")
 
 
 def test_large_multi_key_history_names_the_bad_key():
