@@ -74,7 +74,7 @@ def configure_pyro(server: bool = False, limits: Limits | None = None, max_conne
     from Pyro5 import config as pyro_config
 
     from .errors import register_with_pyro
-    from .hardening import refuse_compressed_messages
+    from .hardening import refuse_unsafe_messages
 
     limits = limits or Limits()
     pyro_config.SERIALIZER = "serpent"
@@ -91,4 +91,4 @@ def configure_pyro(server: bool = False, limits: Limits | None = None, max_conne
     # a server's idle-connection cutoff (the guard sets it per connection); every proxy sets its own timeout
     pyro_config.COMMTIMEOUT = Timeouts().idle_connection if server else 0.0
     register_with_pyro()
-    refuse_compressed_messages()
+    refuse_unsafe_messages()

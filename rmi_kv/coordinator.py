@@ -267,28 +267,18 @@ class Coordinator:
                 round_.note("canCommit", name, "sent")
                 futures[self._executor.submit(_timed, handles[name].canCommit, txid, writes, self.name,
                                               participants)] = name
-        results: dict[str, tuple] = {}
-        if self.name in handles:
-            round_.note("canCommit", self.name, "local")
-            results[self.name] = _timed(handles[self.name].canCommit, txid, writes, self.name, participants)
-        done, not_done = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
-        for future in done:
-            results[futures[future]] = future.result()
         refusals: dict[str, str] = {}
         voted_yes: list[str] = []
-        for future in not_done:
-            name = futures[future]
-            refusals[name] = f"did not vote within {self.vote_timeout:g} s"
-            round_.note("vote", name, "timeout")
-        retryable = not not_done
-        membership_changed = False
-        for name, (value, error, elapsed_ms) in sorted(results.items()):
+        state = {"retryable": True, "membership_changed": False}
+
+        def count(name: str, result: tuple) -> None:
+            value, error, elapsed_ms = result
             if error is not None:
                 refusals[name] = describe_failure(error)
                 if isinstance(error, MembershipChanged):
-                    membership_changed = True
+                    state["membership_changed"] = True
                 else:
-                    retryable = False
+                    state["retryable"] = False
                 round_.note("vote", name, f"failed after {elapsed_ms:.2f} ms: {refusals[name]}")
             elif value is True:
                 voted_yes.append(name)
@@ -296,6 +286,20 @@ class Coordinator:
             else:
                 refusals[name] = CONFLICT
                 round_.note("vote", name, f"NO after {elapsed_ms:.2f} ms (keys locked by another transaction)")
+
+        if self.name in handles:
+            round_.note("canCommit", self.name, "local")
+            count(self.name, _timed(handles[self.name].canCommit, txid, writes, self.name, participants))
+        try:  # each vote is noted as it arrives
+            for future in concurrent.futures.as_completed(futures, timeout=max(0.0, deadline - time.monotonic())):
+                count(futures.pop(future), future.result())
+        except concurrent.futures.TimeoutError:
+            pass
+        for name in sorted(futures.values()):
+            refusals[name] = f"did not vote within {self.vote_timeout:g} s"
+            round_.note("vote", name, "timeout")
+            state["retryable"] = False
+        retryable, membership_changed = state["retryable"], state["membership_changed"]
         log.debug("votes %s yes=%s no=%s", txid, voted_yes, refusals)
         # a participant that timed out or failed may have prepared anyway: it must hear the abort too
         may_have_prepared = [name for name in refusals if refusals[name] != CONFLICT]
@@ -327,6 +331,7 @@ class Coordinator:
             self.failpoints.hit("coordinator.mid_commit")
         for name in names:
             if name != self.name:
+                round_.note(message, name, "sent")
                 futures[self._executor.submit(_timed, getattr(handles[name], message), txid)] = name
         unacknowledged: set[str] = set()
         if self.name in names:

@@ -2,7 +2,8 @@
 
 - Compressed messages are refused outright: Pyro5 would inflate them with
   no bound, even past its maximum message size (a 48 KB message can become
-  50 MB).
+  50 MB). So are messages in any serializer but serpent: Pyro5 would decode
+  marshal or json too, whatever the client picks.
 - ``ConnectionGuard`` bounds the connections a daemon holds. Each one costs a
   worker thread; when the bound is reached, the connection idle the longest
   (or stuck before its handshake) is closed to make room, so a flood of idle
@@ -21,6 +22,7 @@ from typing import Optional
 
 from Pyro5 import errors as pyro_errors
 from Pyro5 import protocol
+from Pyro5.serializers import MarshalSerializer, SerpentSerializer
 from Pyro5.server import Daemon
 
 from .tls import role_of
@@ -30,16 +32,24 @@ log = logging.getLogger(__name__)
 _original_message_init = protocol.ReceivingMessage.__init__
 
 
+_SERPENT = SerpentSerializer.serializer_id
+
+
 def _refusing_message_init(self, header, payload=None):
     _original_message_init(self, header, None)
     if self.flags & protocol.FLAGS_COMPRESSED:
         raise pyro_errors.ProtocolError("compressed messages are refused")
+    if self.serializer_id != _SERPENT and self.type != protocol.MSG_PING and not (
+            self.type == protocol.MSG_CONNECTFAIL and self.serializer_id == MarshalSerializer.serializer_id):
+        # Pyro5 itself words a refused handshake with marshal; nothing else may use another serializer
+        raise pyro_errors.ProtocolError("only the serpent serializer is accepted")
     if payload is not None:
         self.add_payload(payload)
 
 
-def refuse_compressed_messages() -> None:
-    """Make every Pyro5 message with the compressed flag fail at its header (idempotent)."""
+def refuse_unsafe_messages() -> None:
+    """Make every Pyro5 message that is compressed, or not in serpent, fail at
+    its header, before its payload is read (idempotent)."""
     protocol.ReceivingMessage.__init__ = _refusing_message_init
 
 

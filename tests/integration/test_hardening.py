@@ -128,3 +128,15 @@ def test_binding_beyond_loopback_needs_tls_or_insecure(script):
                             capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert result.returncode == 2
     assert "without TLS" in result.stderr and "--insecure" in result.stderr
+
+
+@pytest.mark.parametrize("serializer", ["marshal", "json"])
+def test_only_serpent_is_accepted(shared_cluster, serializer):
+    uri = shared_cluster.client().replicas()["replica3"]
+    with Proxy(uri) as proxy:
+        proxy._pyroSerializer = serializer
+        proxy._pyroTimeout = 10
+        with pytest.raises(pyro_errors.CommunicationError):
+            proxy.ping()
+    with shared_cluster.client("replica3") as kv:
+        assert kv.ping() == "replica3"

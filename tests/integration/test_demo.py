@@ -1,0 +1,198 @@
+"""The guided demo (``run_client.py --demo``, ``python -m rmi_kv.demo``), run as people run it:
+the whole walkthrough on its embedded cluster, one step alone, a running cluster,
+a failed check, Ctrl-C, and no process or data left behind."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rmi_kv import demo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TITLES = {
+    1: "Step 1 — The cluster",
+    2: "Step 2 — Pre-populate the store",
+    3: "Step 3 — PUT, GET and DELETE through every replica",
+    4: "Step 4 — One write, message by message",
+    5: "Step 5 — Concurrent conflicting writes",
+    6: "Step 6 — A participant crashes before voting",
+    7: "Step 7 — The coordinator crashes after its decision",
+    8: "Step 8 — Summary",
+}
+
+
+def environment() -> dict:
+    return {key: value for key, value in os.environ.items()
+            if key not in ("NO_COLOR", "FORCE_COLOR", "RMI_KV_FAILPOINTS", "COLUMNS")}
+
+
+def run_demo(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rmi_kv.demo", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=environment(), stdin=subprocess.DEVNULL)
+
+
+def data_dir_of(transcript: str) -> str:
+    match = re.search(r"data directory: (\S+) \(removed at the end\)", transcript)
+    assert match, "the demo should say where its embedded cluster keeps its data"
+    return match.group(1)
+
+
+def processes_using(path: str) -> list[str]:
+    """Command lines of running processes that mention ``path`` (the cluster's children do)."""
+    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    return [line for line in listing.splitlines() if path in line]
+
+
+def assert_nothing_left(data_dir: str) -> None:
+    assert not Path(data_dir).exists(), f"{data_dir} should have been removed"
+    assert processes_using(data_dir) == [], "the embedded cluster's processes should all have stopped"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_whole_demo_on_its_embedded_cluster(tmp_path):
+    record = tmp_path / "demo.txt"
+    started = time.monotonic()
+    result = run_demo("--record", str(record), "--no-color")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    assert elapsed < 60, f"the demo should take well under a minute, took {elapsed:.1f} s"
+    transcript = record.read_text("utf-8")
+    assert f"transcript saved to {record}" in result.stderr
+    assert "\x1b[" not in transcript and "\x1b[" not in result.stdout  # --no-color, and a plain-text record
+
+    positions = [transcript.index(title) for title in TITLES.values()]
+    assert positions == sorted(positions), "the steps come in order"
+    assert "✘" not in transcript
+    for line in (
+        "✔ 5 replicas are registered in the name server",
+        "✔ every replica holds all 10 keys",
+        "✔ all 15 requests gave the expected answer",
+        "✔ every replica agrees on all 10 keys (50 reads)",
+        "✔ every replica voted YES",
+        "✔ every other replica applied it and acknowledged (haveCommitted)",
+        "✔ every writer got a definite answer",
+        "✔ every replica holds the same value, the last write to commit",
+        "✔ the client got TransactionAborted naming replica4",
+        "✔ reads through the 4 other replicas still work",
+        "✔ replica4 is back: the new write committed on all 5 replicas",
+        "✔ the client got OutcomeUnknown",
+        "✔ the 4 participants voted YES and now wait in doubt",
+        "✔ recovery finished the commit: all 5 replicas hold \"new\"",
+        "✔ no replica diverged: all 5 hold the same data (equal digests)",
+    ):
+        assert line in transcript, line
+    # the traced write shows each message of the protocol, with times
+    for message in ("canCommit", "vote", "decision", "doCommit", "haveCommitted"):
+        assert re.search(rf"\d+\.\d\d\s+{message}\s", transcript), message
+    # the summary: every step but itself passed
+    summary = transcript[transcript.index(TITLES[8]):]
+    assert summary.count("✔ passed") == 7
+    assert re.search(r"✔ all (\d+) checks held; the demo took [\d.]+ s\n", summary)
+    checks = int(re.search(r"all (\d+) checks held", summary).group(1))
+    before_summary = transcript[:transcript.index(TITLES[8])].splitlines()
+    assert checks == sum(1 for line in before_summary if line.startswith("✔ "))  # each check, one line
+    assert "✔ all" in result.stdout  # the terminal saw what the record holds
+    assert_nothing_left(data_dir_of(transcript))
+
+
+def test_one_step_alone_sets_up_what_it_needs_and_records_html(tmp_path):
+    record = tmp_path / "step4.html"
+    result = run_demo("--step", "4", "--record", str(record), "--no-color", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert TITLES[4] in result.stdout
+    assert not any(TITLES[n] in result.stdout for n in TITLES if n != 4)
+    assert "✔ all 5 checks held" in result.stdout
+    html = record.read_text("utf-8")
+    assert html.lstrip().startswith("<!DOCTYPE html>") and "Step 4" in html and "haveCommitted" in html
+    assert_nothing_left(data_dir_of(result.stdout))
+
+    alone = run_demo("--step", "3", "--no-color", timeout=60)  # step 3 needs the course keys: it writes them
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert "set-up: the ten course keys written" in alone.stdout
+    assert_nothing_left(data_dir_of(alone.stdout))
+
+
+def test_a_running_cluster_is_used_and_crash_steps_are_skipped(shared_cluster):
+    result = run_demo("--ns-port", str(shared_cluster.ns_port), "--no-color", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"on the running cluster at 127.0.0.1:{shared_cluster.ns_port}" in result.stdout
+    assert "data directory:" not in result.stdout  # it started nothing
+    assert result.stdout.count("skipped: the demo does not crash replicas of a cluster it did not start") == 2
+    assert "(skipped: steps 6, 7)" in result.stdout
+    assert "✘" not in result.stdout
+
+    explained = run_demo("--ns-port", str(shared_cluster.ns_port), "--allow-crash", "--step", "7", timeout=60)
+    assert explained.returncode == 0, explained.stdout + explained.stderr
+    assert "skipped: crash steps need replicas the demo started itself" in explained.stdout
+    with shared_cluster.client() as kv:  # nothing was crashed
+        assert all(status["reachable"] for status in kv.status())
+
+
+def test_a_failed_check_exits_non_zero_naming_the_step(shared_cluster, monkeypatch, capsys):
+    def broken_step(self):
+        self.check(True, "this one held")
+        self.check(False, "", "replica3 disagrees (simulated)")
+
+    monkeypatch.setattr(demo.Demo, "step4", broken_step)
+    code = demo.main(["--ns-port", str(shared_cluster.ns_port), "--step", "4", "--no-color"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "✘ replica3 disagrees (simulated)" in out
+    assert "demo failed at step 4: replica3 disagrees (simulated)" in out
+
+    def crashing_step(self):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(demo.Demo, "step2", crashing_step)
+    code = demo.main(["--ns-port", str(shared_cluster.ns_port), "--step", "2", "--no-color"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "demo failed at step 2: unexpected KeyError: 'a bug'" in out
+    assert "Traceback" not in out  # only with --debug
+
+
+def test_no_name_server_where_one_was_asked_for():
+    result = run_demo("--ns-port", str(free_port()), "--no-color", timeout=30)
+    assert result.returncode == 1
+    assert "no name server answers at 127.0.0.1:" in result.stdout
+    assert "leave out --ns-host/--ns-port and the demo starts its own" in result.stdout
+    bad = run_demo("--step", "9", timeout=30)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_ctrl_c_stops_the_embedded_cluster(tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "rmi_kv.demo", "--no-color"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT, env=environment(),
+                               stdin=subprocess.DEVNULL)
+    data_dir = None
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            match = re.search(r"data directory: (\S+)", line)
+            if match:
+                data_dir = match.group(1)
+            if TITLES[2] in line:
+                process.send_signal(signal.SIGINT)
+                break
+        rest = process.stdout.read()
+        code = process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert code == 130
+    assert "interrupted: stopping the cluster" in rest
+    assert data_dir is not None
+    assert_nothing_left(data_dir)
