@@ -34,7 +34,7 @@ from .tls import MEMBER, configure_tls, require_member
 log = logging.getLogger(__name__)
 
 #: how long finished transactions' outcomes are kept for late messages and peers
-OUTCOME_RETENTION = 3600.0
+OUTCOME_RETENTION = 600.0
 #: about how much committed data one catch-up call carries
 CHUNK_BYTES = 1024 * 1024
 
@@ -510,7 +510,7 @@ class ReplicaServer:
             try:
                 self._recover_once()
                 if now >= next_prune:
-                    next_prune = now + 60.0
+                    next_prune = now + 10.0
                     self.storage.forget_outcomes(time.time() - OUTCOME_RETENTION)
             except Exception:  # keep maintaining; the next round tries again
                 log.exception("maintenance round failed")
