@@ -116,6 +116,8 @@ class Coordinator:
         self._forgettable: list[str] = []
         self.committed = 0
         self.aborted = 0
+        #: attempts repeated after a lost lock conflict or a stale member list
+        self.retries = 0
 
     # ----------------------------------------------------------------- txids
     def new_txid(self, started_us: Optional[int] = None) -> str:
@@ -207,6 +209,7 @@ class Coordinator:
                 raise TransactionAborted(_abort_message(outcome), replicas=outcome.refusals,
                                          txid=outcome.txid, attempts=attempt)
             reload_members = outcome.membership_changed
+            self.retries += 1
             time.sleep(backoff * random.uniform(0.5, 1.5))
             backoff = min(backoff * 2, 0.05)
         raise AssertionError("unreachable")  # pragma: no cover

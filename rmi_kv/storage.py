@@ -114,6 +114,8 @@ class Storage:
         self._queue: list[_PendingWrite] = []
         self._committing = False
         self._commit_done = threading.Condition(self._queue_lock)
+        #: forced SQLite commits (each one fsync) and the operations they carried
+        self.forced_commits = self.forced_operations = 0
         self._meta_cache = {row[0]: row[1] for row in self._writer.execute("SELECT name, value FROM meta")}
         self._digest = int(self._meta_cache.get("digest", "0"), 16)
         self._committed = int(self._meta_cache.get("committed", "0"))
@@ -205,6 +207,8 @@ class Storage:
                     pending.error = error
             self._flush_meta(connection)
             connection.execute("COMMIT")
+            self.forced_commits += 1
+            self.forced_operations += len(batch)
         except BaseException as error:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")

@@ -1,0 +1,197 @@
+"""One benchmark run (one client count) on a cluster, and what it measured."""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from ..client import KeyValueClient
+from . import probe
+from .stats import LatencyHistogram
+from .workload import Observer, WorkerResult, WorkerSpec, filler_text, key_name, run_processes, run_threads
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The settings every run of one benchmark shares."""
+
+    duration: Optional[float]
+    ops: Optional[int]
+    write_ratio: float
+    value_size: int
+    keys: int
+    key_prefix: str
+    seed: int
+    mode: str  # "processes" or "threads"
+    timeout: float
+    replica: Optional[str]  # None: clients spread over every replica
+    tls_dir: Optional[str] = None
+
+
+@dataclass
+class Target:
+    """The cluster under test, as the runs see it."""
+
+    ns_host: str
+    ns_port: int
+    names: list
+    client: KeyValueClient
+    #: process name -> pid, for CPU accounting (empty for a cluster we did not start)
+    pids: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    """Everything one run measured, merged over its workers."""
+
+    clients: int
+    mode: str
+    elapsed_s: float = 0.0
+    put: LatencyHistogram = field(default_factory=LatencyHistogram)
+    get: LatencyHistogram = field(default_factory=LatencyHistogram)
+    aborts: int = 0
+    abort_attempts: int = 0
+    outcome_unknown: int = 0
+    errors: dict = field(default_factory=dict)
+    counters_delta: dict = field(default_factory=dict)
+    client_cpu_s: float = 0.0
+    cluster_cpu_s: dict = field(default_factory=dict)
+    #: CPU seconds of this (the benchmark's main) process; with --threads it includes the clients
+    main_cpu_s: float = 0.0
+    #: busy CPU seconds of the whole machine during the run (None where unknown)
+    machine_cpu_s: Optional[float] = None
+    #: wall seconds between the CPU snapshots (the timed window as the main process saw it)
+    window_s: float = 0.0
+    replicas_used: dict = field(default_factory=dict)
+    failures: list = field(default_factory=list)
+    unavailable: bool = False
+    digests: Optional[probe.DigestCheck] = None
+
+    @property
+    def retries(self) -> Optional[int]:
+        """Conflict retries inside the coordinators: counted by the replicas when they
+        report coordinated_retries; otherwise derived: every aborted attempt counts in
+        coordinated_aborted, and those the clients never saw as an abort were retried."""
+        if "coordinated_retries" in self.counters_delta:
+            return self.counters_delta["coordinated_retries"]
+        aborted = self.counters_delta.get("coordinated_aborted")
+        return None if aborted is None else max(0, aborted - self.aborts)
+
+    @property
+    def others_cpu_s(self) -> Optional[float]:
+        """CPU the machine spent on processes that are neither the cluster nor the benchmark
+        (other people's work): a run where this is large measured a busy machine."""
+        if self.machine_cpu_s is None or not self.cluster_cpu_s:
+            return None
+        workers = self.client_cpu_s if self.mode == "processes" else 0.0
+        return max(0.0, self.machine_cpu_s - sum(self.cluster_cpu_s.values()) - workers - self.main_cpu_s)
+
+    def ops_per_s(self, histogram: LatencyHistogram) -> float:
+        return histogram.count / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def targets_for(clients: int, names: list[str], replica: Optional[str]) -> list[str]:
+    """Replica of each client: all the same one, or round-robin over every replica."""
+    if replica is not None:
+        return [replica] * clients
+    ordered = sorted(names)
+    return [ordered[index % len(ordered)] for index in range(clients)]
+
+
+def specs_for(workload: Workload, clients: int, target: Target) -> list[WorkerSpec]:
+    """One WorkerSpec per client; --ops is shared out, --duration applies to each."""
+    replicas = targets_for(clients, target.names, workload.replica)
+    specs = []
+    for index, replica in enumerate(replicas):
+        share = None
+        if workload.ops is not None:
+            share = workload.ops // clients + (1 if index < workload.ops % clients else 0)
+        specs.append(WorkerSpec(index, target.ns_host, target.ns_port, replica, workload.timeout, share,
+                                workload.duration if workload.ops is None else None, workload.write_ratio,
+                                workload.value_size, workload.keys, workload.key_prefix, workload.seed,
+                                workload.tls_dir))
+    return specs
+
+
+def preload(workload: Workload, client: KeyValueClient, batch_bytes: int = 1 << 20) -> int:
+    """Give every key of the key space a value, in few transactions, so GETs find
+    data and PUTs update existing keys (the steady state). Returns keys written."""
+    filler = filler_text(random.Random(workload.seed), workload.value_size)
+    per_batch = max(1, min(500, batch_bytes // (workload.value_size + len(workload.key_prefix) + 12)))
+    for first in range(0, workload.keys, per_batch):
+        numbers = range(first, min(workload.keys, first + per_batch))
+        client.transaction({key_name(workload.key_prefix, n): (f"preload.{n}." + filler)[:workload.value_size]
+                            for n in numbers})
+    return workload.keys
+
+
+class CpuWindow(Observer):
+    """Snapshots CPU use (cluster, this process, the machine) when the timed window
+    opens and closes, and passes progress on to ``tick``."""
+
+    def __init__(self, pids: dict, tick: Callable[[int], None]) -> None:
+        self.pids, self.tick = pids, tick
+        self.before: tuple = ()
+        self.after: tuple = ()
+
+    def _snapshot(self) -> tuple:
+        return time.monotonic(), probe.cpu_snapshot(self.pids), time.process_time(), probe.machine_cpu_seconds()
+
+    def started(self) -> None:
+        self.before = self._snapshot()
+
+    def progress(self, done: int) -> None:
+        self.tick(done)
+
+    def finished(self) -> None:
+        self.after = self._snapshot()
+
+    def fill(self, summary: "RunSummary") -> None:
+        """Put the CPU figures of the window into ``summary``."""
+        if not self.before or not self.after:
+            return
+        summary.window_s = self.after[0] - self.before[0]
+        summary.cluster_cpu_s = probe.cpu_delta(self.before[1], self.after[1])
+        summary.main_cpu_s = self.after[2] - self.before[2]
+        if self.before[3] is not None and self.after[3] is not None:
+            summary.machine_cpu_s = self.after[3] - self.before[3]
+
+
+def run_point(workload: Workload, clients: int, target: Target, tick: Callable[[int], None]) -> RunSummary:
+    """Run ``clients`` workers once; measure around the run; check the digests after."""
+    before_status = probe.counters(target.client.status())
+    specs = specs_for(workload, clients, target)
+    runner = run_processes if workload.mode == "processes" else run_threads
+    window = CpuWindow(target.pids, tick)
+    results = runner(specs, window)
+    summary = merge(clients, workload.mode, results)
+    window.fill(summary)
+    summary.digests = probe.check_digests(target.client)
+    after_status = probe.counters(target.client.status())
+    summary.counters_delta = {name: after_status[name] - before_status[name]
+                              for name in before_status if name in after_status}
+    return summary
+
+
+def merge(clients: int, mode: str, results: list[WorkerResult]) -> RunSummary:
+    """Add up the workers' results; elapsed runs from the first start to the last end."""
+    summary = RunSummary(clients, mode)
+    ran = [result for result in results if result.ended > 0]
+    if ran:
+        summary.elapsed_s = max(r.ended for r in ran) - min(r.started for r in ran)
+    for result in results:
+        summary.put.merge(result.put)
+        summary.get.merge(result.get)
+        summary.aborts += result.aborts
+        summary.abort_attempts += result.abort_attempts
+        summary.outcome_unknown += result.outcome_unknown
+        for name, count in result.errors.items():
+            summary.errors[name] = summary.errors.get(name, 0) + count
+        summary.client_cpu_s += result.cpu_s
+        summary.replicas_used[result.replica] = summary.replicas_used.get(result.replica, 0) + 1
+        if result.failure:
+            summary.failures.append(f"client {result.index}: {result.failure}")
+            summary.unavailable = summary.unavailable or result.unavailable
+    return summary
+

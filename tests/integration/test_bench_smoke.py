@@ -1,0 +1,133 @@
+"""Smoke tests of the benchmark: it runs, checks the digests and writes valid
+JSON and SVG. Speed is never asserted: the figures are read by people."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+from rmi_kv.bench.stats import LatencyHistogram
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_bench(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "rmi_kv.bench", "--no-progress", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          stdin=subprocess.DEVNULL)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_one_run_writes_figures_and_settings(tmp_path):
+    out = tmp_path / "out.json"
+    result = run_bench("--ops", "200", "--clients", "2", "--write-ratio", "0.5", "--keys", "50",
+                       "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(out.read_text())
+    assert document["digests_equal"] is True and document["exit_code"] == 0
+    settings = document["settings"]
+    assert settings["clients"] == [2] and settings["ops"] == 200 and settings["write_ratio"] == 0.5
+    assert settings["mode"] == "processes" and len(settings["replicas"]) == 5
+    baselines, floor = document["baselines"], document["floor"]
+    assert baselines["round_trip_p50_ms"] > 0 and baselines["forced_write_p50_ms"] > 0
+    assert baselines["fsync_p50_ms"] > 0
+    assert floor["put_ms"] > floor["get_ms"] > 0 and "round trip" in floor["explanation"]
+    (run,) = document["runs"]
+    assert run["put"]["count"] + run["get"]["count"] + run["aborts"] + run["outcome_unknown"] == 200
+    assert run["put"]["count"] > 0 and run["get"]["count"] > 0
+    for kind in ("put", "get"):
+        figures = run[kind]
+        assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+        assert figures["ops_per_s"] > 0 and figures["p50_over_floor"] > 0
+    assert run["digests_equal"] is True and len(set(run["digests"].values())) == 1
+    assert run["replica_counters_delta"]["coordinated_committed"] == run["put"]["count"]
+    assert run["retries"] is not None and run["errors"] == {}
+    assert "Throughput and latency" in result.stdout
+
+
+def test_sweep_with_threads_writes_svg(tmp_path):
+    out, chart = tmp_path / "sweep.json", tmp_path / "sweep.svg"
+    result = run_bench("--sweep", "1,2", "--ops", "60", "--threads", "--replicas", "3", "--write-ratio", "1.0",
+                       "--json", str(out), "--chart", str(chart))
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(out.read_text())
+    assert [run["clients"] for run in document["runs"]] == [1, 2]
+    assert all(run["mode"] == "threads" and run["get"]["count"] == 0 for run in document["runs"])
+    assert document["digests_equal"] is True
+    root = ElementTree.fromstring(chart.read_text())
+    assert root.tag.endswith("svg") and root.findall(".//{http://www.w3.org/2000/svg}polyline")
+    assert "Throughput against clients" in result.stdout
+
+
+def test_usage_errors_exit_2():
+    assert run_bench("--write-ratio", "1.5").returncode == 2
+    assert run_bench("--sweep", "1,x").returncode == 2
+    assert run_bench("--duration", "1", "--ops", "5").returncode == 2
+    assert run_bench("--chart", "out.png").returncode == 2
+
+
+def test_no_cluster_exits_4():
+    result = run_bench("--ns-port", str(free_port()), "--ops", "10")
+    assert result.returncode == 4
+    assert "name server" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_histogram_percentiles_merge_within_one_percent():
+    first, second = LatencyHistogram(), LatencyHistogram()
+    for micros in range(1, 1001):
+        (first if micros % 2 else second).record(micros / 1e6)
+    merged = LatencyHistogram().merge(first).merge(second)
+    assert merged.count == 1000
+    for fraction, exact in ((0.5, 500e-6), (0.99, 990e-6)):
+        assert abs(merged.percentile(fraction) - exact) / exact < 0.01
+    assert LatencyHistogram.from_dict(merged.to_dict()).percentile(0.5) == merged.percentile(0.5)
+
+
+class _FakeStatusClient:
+    """Stands in for KeyValueClient.status(): replicas with the digests given."""
+
+    def __init__(self, digests: dict) -> None:
+        self.digests = digests
+
+    def status(self) -> list[dict]:
+        return [{"name": name, "reachable": digest is not None, "digest": digest, "in_doubt": [],
+                 "unacknowledged_commits": []} for name, digest in self.digests.items()]
+
+
+def test_replicas_that_differ_fail_the_run_with_exit_1():
+    from rmi_kv.bench import probe
+    from rmi_kv.bench.cli import _exit_code
+    from rmi_kv.bench.runner import RunSummary
+
+    same, differ = RunSummary(1, "threads"), RunSummary(4, "threads")
+    same.digests = probe.check_digests(_FakeStatusClient({"replica1": "aa", "replica2": "aa"}))
+    differ.digests = probe.check_digests(_FakeStatusClient({"replica1": "aa", "replica2": "bb"}))
+    assert same.digests.equal and not differ.digests.equal
+    assert _exit_code([same]) == 0 and _exit_code([same, differ]) == 1
+    gone = RunSummary(2, "threads")
+    gone.digests = probe.check_digests(_FakeStatusClient({"replica1": "aa", "replica2": None}), settle_timeout=0.0)
+    assert gone.digests.unreachable == ["replica2"] and _exit_code([same, gone]) == 4
+
+
+def test_workers_that_cannot_connect_call_the_run_off_at_once():
+    import time
+
+    from rmi_kv.bench.workload import Observer, WorkerSpec, run_processes, run_threads
+
+    port = free_port()
+    specs = [WorkerSpec(index, "127.0.0.1", port, "replica1", 2.0, 10, None, 0.5, 10, 10, "k", 1)
+             for index in range(3)]
+    for runner in (run_threads, run_processes):
+        started = time.monotonic()
+        results = runner(specs, Observer())
+        assert time.monotonic() - started < 20
+        assert len(results) == 3 and all(result.failure for result in results)
+        assert any(result.unavailable for result in results)
