@@ -13,6 +13,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 from typing import Any, Optional
 
 from Pyro5 import errors as pyro_errors
@@ -25,6 +26,8 @@ from .naming import connect_nameserver, ensure_connected, list_members, object_n
 log = logging.getLogger("rmi_kv.client")
 
 _WRITES = frozenset({"put", "delete", "transaction", "traced"})
+#: seconds to wait for a replica to accept a connection (calls then get the full timeout)
+CONNECT_TIMEOUT = 3.0
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -49,7 +52,8 @@ class KeyValueClient:
         self._uris: dict[str, str] = {}
         self._uris_lock = threading.Lock()
         self._local = threading.local()
-        self._all_proxies: list[Proxy] = []
+        #: every proxy made, to close them all; a thread's proxies go when the thread ends
+        self._all_proxies: "weakref.WeakSet[Proxy]" = weakref.WeakSet()
 
     # ------------------------------------------------------------ lifetime
     def __enter__(self) -> "KeyValueClient":
@@ -61,7 +65,7 @@ class KeyValueClient:
     def close(self) -> None:
         """Close every connection this client opened."""
         with self._uris_lock:
-            proxies, self._all_proxies = self._all_proxies, []
+            proxies, self._all_proxies = list(self._all_proxies), weakref.WeakSet()
         for proxy in proxies:
             try:
                 proxy._pyroClaimOwnership()
@@ -107,7 +111,7 @@ class KeyValueClient:
                 proxy._pyroRelease()
             proxy = proxies[name] = Proxy(uri)
             with self._uris_lock:
-                self._all_proxies.append(proxy)
+                self._all_proxies.add(proxy)
         proxy._pyroTimeout = self.timeout
         return proxy
 
@@ -136,13 +140,20 @@ class KeyValueClient:
             f"start it with 'python run_server.py --name {name}'", replica=name)
 
     def _connect(self, name: str, proxy: Proxy) -> Optional[BaseException]:
-        """Connect ``proxy``; the error if that failed (and the proxy is dropped)."""
+        """Connect ``proxy``; the error if that failed (and the proxy is dropped).
+
+        Connecting gets a short deadline of its own: a replica that does not
+        even accept the connection (cut off) should not cost the whole timeout.
+        """
+        proxy._pyroTimeout = min(self.timeout, CONNECT_TIMEOUT)
         try:
             ensure_connected(proxy)
             return None
         except pyro_errors.CommunicationError as error:
             self._drop(name)
             return error
+        finally:
+            proxy._pyroTimeout = self.timeout
 
     def _candidates(self) -> list[str]:
         if self.replica is not None:

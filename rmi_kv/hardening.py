@@ -85,6 +85,16 @@ class ConnectionGuard:
         with self._lock:
             self._connections.pop(connection, None)
 
+    def close_all(self) -> None:
+        """Close every connection (a clean shutdown need not wait for each one)."""
+        with self._lock:
+            connections, self._connections = list(self._connections), {}
+        for connection in connections:
+            try:
+                connection.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def count(self) -> int:
         with self._lock:
             return len(self._connections)

@@ -42,5 +42,6 @@ def setup_logging(process_name: str, level: str | int = "INFO", log_file: str | 
         if not isinstance(level, int):
             raise ValueError("log level must be one of DEBUG, INFO, WARNING, ERROR")
     root.setLevel(level)
-    # Pyro5's own chatter (idle connections timing out, ...) only when debugging
-    logging.getLogger("Pyro5").setLevel(logging.DEBUG if level <= logging.DEBUG else logging.ERROR)
+    # Pyro5's own chatter (idle connections timing out, failed connects that rmi_kv
+    # reports in its own words) only when debugging
+    logging.getLogger("Pyro5").setLevel(logging.DEBUG if level <= logging.DEBUG else logging.CRITICAL)

@@ -536,6 +536,7 @@ class ReplicaServer:
         self._stopping.set()
         if self._maintenance.is_alive():
             self._maintenance.join(timeout=grace)
+        self.daemon.guard.close_all()
         self.daemon.shutdown()
         if self._daemon_thread.is_alive():
             self._daemon_thread.join(timeout=grace)

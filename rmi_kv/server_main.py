@@ -129,11 +129,15 @@ def run_cluster(args: argparse.Namespace) -> int:
         for name, child in cluster.replicas.items():
             print(f"{name:<13} {child.address}   data {data_dir / name}   log {child.log_path}")
         print("all running; press Ctrl-C to stop them", flush=True)
+        reported: set[str] = set()
         while not stop.wait(0.5):
-            dead = [name for name, child in cluster.replicas.items() if not child.alive()]
-            if dead:
-                print(f"warning: {', '.join(dead)} exited; see the logs", file=sys.stderr, flush=True)
-                break
+            for name, child in cluster.replicas.items():
+                if not child.alive() and name not in reported:
+                    reported.add(name)
+                    print(f"warning: {name} exited (code {child.process.returncode}); see {child.log_path}. "
+                          f"The others keep running; writes abort until it is back: "
+                          f"python run_server.py --name {name} --ns-port {cluster.ns_port} "
+                          f"--data-dir {data_dir / name}", file=sys.stderr, flush=True)
     finally:
         cluster.stop()
         print("stopped", flush=True)

@@ -78,3 +78,23 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(shared_cluster, call, 
         assert fragment in str(raised.value)
         assert kv.ping() == "replica2"  # still answering
     assert digests(cluster) == before
+
+
+def test_a_client_shared_by_short_lived_threads_does_not_leak_connections(shared_cluster):
+    import gc
+    import threading
+
+    def open_connections() -> int:
+        with shared_cluster.client("replica2") as probe:
+            return next(s for s in probe.status() if s["name"] == "replica1")["connections"]["open"]
+
+    before = open_connections()
+    with shared_cluster.client("replica1") as kv:
+        kv.put("threads", "ok")
+        for _ in range(20):
+            thread = threading.Thread(target=lambda: kv.get("threads"))
+            thread.start()
+            thread.join()
+        gc.collect()
+        shared_cluster.wait_for(lambda: open_connections() <= before + 3,
+                                what="connections of finished threads closed")
