@@ -127,7 +127,7 @@ def trace_renderable(trace: dict) -> Text:
                 f"{attempts} attempt{'s' if attempts != 1 else ''})\n", style="bold")
     phase = None
     for event in events:
-        current = _phase_of(event["message"])
+        current = phase_of(event["message"])
         if current != phase:
             phase = current
             text.append(f"  {current}\n", style="bold cyan")
@@ -136,7 +136,8 @@ def trace_renderable(trace: dict) -> Text:
     return text
 
 
-def _phase_of(message: str) -> str:
+def phase_of(message: str) -> str:
+    """The phase of the two-phase commit round a trace message belongs to."""
     if message in ("canCommit", "vote"):
         return "phase 1: canCommit, then every participant votes"
     if message == "decision":

@@ -35,6 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT
+from .console import phase_of
 from .errors import NameServerUnavailable, OutcomeUnknown, RmiKvError, TransactionAborted
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -381,7 +382,7 @@ class Demo:
         self.console.print(Text(f"txid {round_['txid']} (attempts: {round_['attempts']})", style="dim"))
         groups: dict[str, list[dict]] = {}
         for event in rows:
-            groups.setdefault(self._phase(event["message"]), []).append(event)
+            groups.setdefault(phase_of(event["message"]), []).append(event)
         for index, (phase, group) in enumerate(groups.items()):
             self.say((phase, "bold cyan"))
             self.console.print(self._trace_table(group, coordinator, header=index == 0))
@@ -421,16 +422,6 @@ class Demo:
                      else "red" if result.startswith(("NO", "ABORT", "failed", "timeout")) else "")
             table.add_row(f"{event['at_ms']:.2f}", message, route, Text(result, style=style))
         return table
-
-    @staticmethod
-    def _phase(message: str) -> str:
-        if message in ("canCommit", "vote"):
-            return "phase 1: canCommit, then each vote"
-        if message == "decision":
-            return "the decision, at the coordinator"
-        if message == "doAbort":
-            return "phase 2: doAbort"
-        return "phase 2: doCommit, acknowledged by haveCommitted"
 
     def step5(self) -> None:
         names = self.names()
