@@ -7,13 +7,15 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, Settings, Timeouts
+from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, Settings, Timeouts, configure_pyro
 from .errors import InvalidRequest, NameServerUnavailable, RmiKvError
 from .failpoints import Failpoints
 from .hardening import check_bind_address
+from .tls import MEMBER, configure_tls
 from .logs import setup_logging
 
 log = logging.getLogger("rmi_kv.server")
@@ -43,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a participant that has not voted within S seconds counts as NO (default %(default)s)")
     parser.add_argument("--read-wait", type=float, default=Timeouts().read_wait, metavar="S",
                         help="how long a read waits for a key whose write is undecided (default %(default)s)")
+    parser.add_argument("--ns-wait", type=float, default=15.0, metavar="S",
+                        help="wait up to S seconds for the name server to come up (default %(default)s)")
     parser.add_argument("--failpoint", action="append", default=[], metavar="NAME=ACTION",
                         help="make the replica fail on purpose (crash, error, delay:MS; 'once:' prefix)")
     parser.add_argument("--remove", metavar="NAME",
@@ -52,6 +56,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--with-nameserver", action="store_true",
                         help="with --replicas: start a name server too, on --ns-host/--ns-port")
     return parser
+
+
+def wait_for_nameserver(host: str, port: int, patience: float) -> None:
+    """Give a name server that is still starting (same script, same moment) time to come up."""
+    from .naming import connect_nameserver
+
+    deadline = time.monotonic() + patience
+    announced = False
+    while True:
+        try:
+            connect_nameserver(host, port, timeout=2.0)._pyroRelease()
+            return
+        except NameServerUnavailable:
+            if time.monotonic() >= deadline:
+                raise
+            if not announced:
+                log.info("waiting up to %.0f s for the name server at %s:%d", patience, host, port)
+                announced = True
+            time.sleep(0.2)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -77,6 +100,10 @@ def run_replica(args: argparse.Namespace) -> int:
             log.warning("%s", warning)
         failpoints = Failpoints.from_sources(args.failpoint)
         settings = settings_from(args)
+        if args.tls_dir:
+            configure_pyro(server=True, limits=settings.limits, max_connections=settings.max_connections)
+            configure_tls(args.tls_dir, MEMBER)
+        wait_for_nameserver(args.ns_host, args.ns_port, args.ns_wait)
         server = ReplicaServer(args.name, args.data_dir or Path("data") / args.name, args.ns_host, args.ns_port,
                                host=args.host, port=args.port, settings=settings, failpoints=failpoints,
                                advertise=args.advertise, tls_dir=args.tls_dir)
