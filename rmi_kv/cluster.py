@@ -53,9 +53,11 @@ class ChildProcess:
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> str:
         if not self._ready.wait(timeout) or self.address is None:
+            code = self.process.poll()
             self.kill()
-            raise RuntimeError(f"{self.name} did not start within {timeout:g} s; see {self.log_path}:\n"
-                               + self.log_tail())
+            what = (f"exited with code {code} before it was ready" if code is not None
+                    else f"did not start within {timeout:g} s")
+            raise RuntimeError(f"{self.name} {what}; see {self.log_path}:\n" + self.log_tail())
         return self.address
 
     def log_tail(self, lines: int = 30) -> str:
