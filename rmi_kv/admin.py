@@ -13,7 +13,7 @@ from Pyro5 import errors as pyro_errors
 from .config import configure_pyro
 from .coordinator import Coordinator
 from .errors import InvalidRequest, ReplicaUnavailable, RmiKvError
-from .naming import connect_nameserver, list_members, object_name
+from .naming import connect_nameserver, object_name
 from .peers import Membership, PeerHandle
 
 log = logging.getLogger(__name__)

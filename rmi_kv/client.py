@@ -21,7 +21,7 @@ from Pyro5.api import Proxy
 
 from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, configure_pyro
 from .errors import (NameServerUnavailable, OutcomeUnknown, ReplicaUnavailable, RmiKvError)
-from .naming import connect_nameserver, ensure_connected, list_members, object_name
+from .naming import connect_nameserver, ensure_connected, list_members
 
 log = logging.getLogger("rmi_kv.client")
 

@@ -395,10 +395,10 @@ class Demo:
         self.check(yes == set(names), "every replica voted YES", f"YES votes from {sorted(yes)} only")
         self.check(decision is not None and decision["result"].startswith("COMMIT"),
                    "the coordinator decided COMMIT and forced it to its log", "no COMMIT decision in the trace")
-        self.check(acked == others, f"every other replica applied it and acknowledged (haveCommitted)",
+        self.check(acked == others, "every other replica applied it and acknowledged (haveCommitted)",
                    f"acknowledgements from {sorted(acked)}, expected {sorted(others)}")
         seen = self.read_everywhere(key, names)
-        self.check(set(seen.values()) == {value}, f"every replica reads the new value",
+        self.check(set(seen.values()) == {value}, "every replica reads the new value",
                    f"replicas read {seen}")
 
     @staticmethod
