@@ -191,21 +191,15 @@ class Storage:
 
     def _commit_batch(self, batch: list["_PendingWrite"]) -> None:
         connection = self._writer
+        counters_before = self._counters()
         try:
             connection.execute("BEGIN IMMEDIATE")
-            for index, pending in enumerate(batch):
-                savepoint = f"op{index}"
-                connection.execute(f"SAVEPOINT {savepoint}")
-                counters = self._counters()
-                try:
-                    pending.value = pending.operation(connection)
-                    connection.execute(f"RELEASE {savepoint}")
-                except Exception as error:  # one bad operation must not sink the batch
-                    connection.execute(f"ROLLBACK TO {savepoint}")
-                    connection.execute(f"RELEASE {savepoint}")
-                    self._digest, self._committed, self._aborted, self._live_keys = counters
-                    pending.error = error
-            self._flush_meta(connection)
+            if len(batch) == 1:  # alone: its failure rolls back the whole (one-operation) transaction
+                batch[0].value = batch[0].operation(connection)
+            else:
+                self._run_isolated(connection, batch)
+            if self._counters() != counters_before:
+                self._flush_meta(connection)
             connection.execute("COMMIT")
             self.forced_commits += 1
             self.forced_operations += len(batch)
@@ -219,6 +213,21 @@ class Storage:
             raise
         for pending in batch:
             pending.done = True
+
+    def _run_isolated(self, connection: sqlite3.Connection, batch: list["_PendingWrite"]) -> None:
+        """Run each operation in a savepoint: one bad operation must not sink the batch."""
+        for index, pending in enumerate(batch):
+            savepoint = f"op{index}"
+            connection.execute(f"SAVEPOINT {savepoint}")
+            counters = self._counters()
+            try:
+                pending.value = pending.operation(connection)
+                connection.execute(f"RELEASE {savepoint}")
+            except Exception as error:
+                connection.execute(f"ROLLBACK TO {savepoint}")
+                connection.execute(f"RELEASE {savepoint}")
+                self._digest, self._committed, self._aborted, self._live_keys = counters
+                pending.error = error
 
     def _counters(self) -> tuple[int, int, int, int]:
         return self._digest, self._committed, self._aborted, self._live_keys
