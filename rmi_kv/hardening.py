@@ -3,7 +3,7 @@
 - Compressed messages are refused outright: Pyro5 would inflate them with
   no bound, even past its maximum message size (a 48 KB message can become
   50 MB). So are messages in any serializer but serpent: Pyro5 would decode
-  marshal or json too, whatever the client picks.
+  whichever one the other side picks.
 - ``ConnectionGuard`` bounds the connections a daemon holds. Each one costs a
   worker thread; when the bound is reached, the connection idle the longest
   (or stuck before its handshake) is closed to make room, so a flood of idle
@@ -22,7 +22,7 @@ from typing import Optional
 
 from Pyro5 import errors as pyro_errors
 from Pyro5 import protocol
-from Pyro5.serializers import MarshalSerializer, SerpentSerializer
+from Pyro5.serializers import SerpentSerializer
 from Pyro5.server import Daemon
 
 from .tls import role_of
@@ -39,9 +39,7 @@ def _refusing_message_init(self, header, payload=None):
     _original_message_init(self, header, None)
     if self.flags & protocol.FLAGS_COMPRESSED:
         raise pyro_errors.ProtocolError("compressed messages are refused")
-    if self.serializer_id != _SERPENT and self.type != protocol.MSG_PING and not (
-            self.type == protocol.MSG_CONNECTFAIL and self.serializer_id == MarshalSerializer.serializer_id):
-        # Pyro5 itself words a refused handshake with marshal; nothing else may use another serializer
+    if self.serializer_id != _SERPENT and self.type != protocol.MSG_PING:  # a ping carries no data
         raise pyro_errors.ProtocolError("only the serpent serializer is accepted")
     if payload is not None:
         self.add_payload(payload)
