@@ -16,12 +16,32 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from .client import KeyValueClient
 
 READY_PATTERN = re.compile(r"ready at (\S+)")
 START_TIMEOUT = 30.0
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
+             what: str = "condition") -> Any:
+    """Poll ``condition()`` until it returns something true, and return that; raise
+    TimeoutError after ``timeout`` seconds (a condition that raises counts as not yet:
+    the cluster may be in the middle of a restart)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            result = condition()
+            if result:
+                return result
+            last = result
+        except Exception as error:
+            last = f"{type(error).__name__}: {error}"
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} did not hold within {timeout:g} s (last: {last})")
+        time.sleep(interval)
 
 
 class ChildProcess:
@@ -224,17 +244,7 @@ class LocalCluster:
 
     def wait_for(self, condition, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
         """Poll ``condition()`` until it returns something true; raise TimeoutError otherwise."""
-        deadline = time.monotonic() + timeout
-        last_error: Optional[BaseException] = None
-        while time.monotonic() < deadline:
-            try:
-                result = condition()
-                if result:
-                    return result
-            except Exception as error:  # the cluster may be in the middle of a restart
-                last_error = error
-            time.sleep(interval)
-        raise TimeoutError(f"{what} did not hold within {timeout:g} s (last error: {last_error})")
+        return wait_for(condition, timeout, interval, what)
 
     def logs(self) -> str:
         """The tail of every process's log, for a failing test's report."""

@@ -1,7 +1,14 @@
 """Shared test fixtures: a real local cluster (name server + replica processes)."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)  # the tests/ folder: import support.*
 
 from rmi_kv.cluster import LocalCluster
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from rmi_kv.console import ReplicaConsole
+from support.console_input import ScriptedReader
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,23 +142,6 @@ def test_the_console_on_piped_input(shared_cluster):
 
 
 # ------------------------------------------------------------------ console
-class Steps:
-    """Console input: command lines, and actions on the cluster between them."""
-
-    def __init__(self, console: Console, steps) -> None:
-        self.console, self.steps = console, list(steps)
-
-    def read_line(self, prompt: str, connected: bool = True) -> str:
-        while self.steps:
-            step = self.steps.pop(0)
-            if callable(step):
-                step()
-                continue
-            self.console.print(prompt + step)
-            return step
-        raise EOFError
-
-
 def masked(transcript: str) -> str:
     transcript = re.sub(r"\(\d+\.\d\d ms\)", "(… ms)", transcript)
     transcript = re.sub(r"127\.0\.0\.1(', |:)\d+", r"127.0.0.1\1PORT", transcript)
@@ -183,7 +167,7 @@ def test_a_console_session_against_a_real_cluster(cluster, tmp_path):
     steps = ['put color "blue sky"', "get color", "get nothing", "txn put a 1, put b 2", "keys", "status",
              "bogus", "trace on", "put color red", "trace off", lambda: cluster.stop_replica("replica5"),
              "put x 1", "use replica5", "status", "get color"]
-    ReplicaConsole(cluster.client, console, Steps(console, steps), replica="replica2").run()
+    ReplicaConsole(cluster.client, console, ScriptedReader(console, steps), replica="replica2").run()
     transcript = masked(buffer.getvalue())
     trace = re.search(r"^two-phase commit replica2:.*?(?=\nrmi_kv replica2> trace off)", transcript,
                       re.S | re.M).group(0)

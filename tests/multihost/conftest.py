@@ -6,18 +6,10 @@ and the reason is printed at the end of the run.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-_TESTS = str(Path(__file__).resolve().parents[1])
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)  # the tests/ folder: import support.*
-
-from support.launchers import (DECISION_PAUSE_MS, REPLICA_ARGS, SLOW_DECIDER, LabCluster,  # noqa: E402
-                               ProxiedCluster)
-from support.netns import Lab, NetnsUnavailable  # noqa: E402
+from support.launchers import DECISION_PAUSE_MS, REPLICA_ARGS, SLOW_DECIDER, LabCluster, ProxiedCluster
+from support.netns import Lab, NetnsUnavailable
 from support.skips import REASONS, skip_reason  # noqa: E402
 
 

@@ -1,27 +1,18 @@
 """What "slower or aborted, never wrong" means, as code: a ledger of writes and convergence checks."""
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Iterable, Optional
 
+from rmi_kv.cluster import wait_for
 from rmi_kv.errors import OutcomeUnknown, ReplicaUnavailable, TransactionAborted
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll ``condition()`` until it returns something true; AssertionError after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            result = condition()
-            if result:
-                return result
-            last = result
-        except Exception as error:  # the system may be settling
-            last = f"{type(error).__name__}: {error}"
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not within {timeout:g} s (last: {last})")
-        time.sleep(interval)
+    try:
+        return wait_for(condition, timeout, interval, what)
+    except TimeoutError as error:
+        raise AssertionError(str(error)) from None
 
 
 def unsettled(statuses: list[dict], names: Iterable[str]) -> Optional[str]:

@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from rmi_kv.cluster import wait_for
 from rmi_kv.coordinator import Coordinator
 from rmi_kv.participant import Participant
 from rmi_kv.storage import Storage
@@ -14,12 +15,10 @@ def wait_until():
     """Poll ``predicate`` until it is true or ``timeout`` passes; returns its last value."""
 
     def wait(predicate, timeout=5.0, interval=0.002):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value or time.monotonic() >= deadline:
-                return value
-            time.sleep(interval)
+        try:
+            return wait_for(predicate, timeout, interval)
+        except TimeoutError:
+            return predicate()
 
     return wait
 

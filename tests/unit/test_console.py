@@ -22,6 +22,7 @@ from rmi_kv.commands import (SEPARATOR, Command, UsageError, annotate_digests, a
                              tokenize)
 from rmi_kv.console import PromptReader, ReplicaConsole, completion_choices
 from rmi_kv.errors import NameServerUnavailable, ReplicaUnavailable, TransactionAborted
+from support.console_input import ScriptedReader
 
 
 # ---------------------------------------------------------------- the fakes
@@ -243,26 +244,6 @@ def test_status_table_and_an_unreachable_replica():
         rmi_kv replica1> get k
         key 'k' not found (1.25 ms)
         """)
-
-
-class ScriptedReader:
-    """Input that can also act on the cluster between lines, like a user in another terminal."""
-
-    def __init__(self, console: Console, steps) -> None:
-        self.console, self.steps = console, list(steps)
-
-    def read_line(self, prompt: str, connected: bool = True) -> str:
-        while self.steps:
-            step = self.steps.pop(0)
-            if step is KeyboardInterrupt:
-                self.console.print(prompt + "^C")
-                raise KeyboardInterrupt
-            if callable(step):
-                step()
-                continue
-            self.console.print(prompt + step)
-            return step
-        raise EOFError
 
 
 def scripted_session(cluster: FakeCluster, steps, **options) -> str:
