@@ -115,6 +115,18 @@ class Membership:
         with self._lock:
             return dict(self._uris)
 
+    def knows(self, name: str) -> bool:
+        """Whether ``name`` is a member, reloading the list once if it is not (yet) known."""
+        with self._lock:
+            if name in self._uris:
+                return True
+        try:
+            self.refresh()
+        except NameServerUnavailable:
+            return False
+        with self._lock:
+            return name in self._uris
+
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._uris)

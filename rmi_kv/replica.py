@@ -245,10 +245,8 @@ class KeyValue:
         participants = validation.check_participants(participants)
         if Coordinator.coordinator_of(txid) != coordinator:
             raise InvalidRequest(f"transaction {txid} does not belong to coordinator {coordinator}")
-        if coordinator not in self.membership.names():
-            self.membership.refresh()
-            if coordinator not in self.membership.names():
-                raise InvalidRequest(f"{coordinator} is not a member: {self.name} takes no transaction from it")
+        if not self.membership.knows(coordinator):
+            raise InvalidRequest(f"{coordinator} is not a member: {self.name} takes no transaction from it")
         if not {self.name, coordinator} <= set(participants):
             raise InvalidRequest("canCommit needs the list of participants, with the coordinator and this replica")
         return self.participant.can_commit(txid, writes, coordinator, participants)
@@ -276,10 +274,8 @@ class KeyValue:
         validation.check_limit(limit)
         if self.storage.catching_up:
             raise ReplicaUnavailable(f"{self.name} is catching up itself", replica=self.name)
-        if requester not in self.membership.names():
-            self.membership.refresh()
-            if requester not in self.membership.names():
-                raise ReplicaUnavailable(f"{self.name} does not know member {requester} yet", replica=self.name)
+        if not self.membership.knows(requester):
+            raise ReplicaUnavailable(f"{self.name} does not know member {requester} yet", replica=self.name)
         deadline = time.monotonic() + 5.0
         while self.participant.unfinished_without(requester):
             if time.monotonic() > deadline:
