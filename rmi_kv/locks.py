@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterable, Optional
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, Optional
 
 
 class LockTable:
@@ -80,3 +81,46 @@ class LockTable:
         """A copy of key -> owning txid."""
         with self._changed:
             return dict(self._owners)
+
+
+class SharedLock:
+    """Many holders in shared mode, or one in exclusive mode.
+
+    Commits hold it shared, so they still share one forced write (group
+    commit); the end of a catch-up holds it exclusive, so no commit falls
+    between applying the buffer and serving normally.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._shared = 0
+        self._exclusive = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._changed:
+            while self._exclusive:
+                self._changed.wait()
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._shared -= 1
+                if not self._shared:
+                    self._changed.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._changed:
+            while self._exclusive:
+                self._changed.wait()
+            self._exclusive = True  # new shared holders wait from now on
+            while self._shared:
+                self._changed.wait()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._exclusive = False
+                self._changed.notify_all()

@@ -5,6 +5,7 @@ tests call them directly.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -14,7 +15,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 from .errors import InvalidRequest, KeyInDoubt, MembershipChanged, ReplicaUnavailable
 from .coordinator import txid_priority
 from .failpoints import NO_FAILPOINTS, Failpoints
-from .locks import LockTable
+from .locks import LockTable, SharedLock
 from .storage import ABORT, COMMIT, PreparedRecord, Storage
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,8 @@ class Participant:
         self.members = members
         #: txid -> participants, for canCommit calls still being handled
         self._voting: dict[str, tuple] = {}
-        #: held while commits are buffered or the buffer is applied (catching up)
-        self._catch_up_lock = threading.Lock()
+        #: shared by commits; exclusive while the catch-up buffer is applied
+        self._catch_up_lock = SharedLock()
 
     # ---------------------------------------------------------------- set-up
     def recover(self) -> list[str]:
@@ -110,41 +111,84 @@ class Participant:
         has. A coordinator that left out a member this replica knows of gets
         MembershipChanged (it reloads its member list and tries again).
         """
-        log.debug("canCommit %s from %s keys=%d", txid, coordinator, len(writes))
-        participants = tuple(participants)
-        with self._exclusive(txid):
-            self._voting[txid] = participants  # visible to a catching-up peer's drain
+        return _raise_or_return(self.can_commit_many([(txid, writes, coordinator, participants)])[0])
+
+    def can_commit_many(self, requests: Sequence[tuple]) -> list:
+        """Phase 1 for several transactions (txid, writes, coordinator,
+        participants), their PREPARED records forced in one write.
+
+        Each transaction is voted on its own: the answer for each is True,
+        False or the exception it raised. The vote of this replica's own
+        coordinator needs no PREPARED record: until its COMMIT decision is
+        forced (with the local apply, in one write) the transaction is
+        presumed aborted, so a crash before it leaves nothing to recover.
+        """
+        answers: list = [None] * len(requests)
+        staged: list[tuple[int, PreparedRecord]] = []
+        txids = [request[0] for request in requests]
+        with contextlib.ExitStack() as guards:
+            for txid in sorted(set(txids)):  # one order for every thread: no deadlock between batches
+                guards.enter_context(self._exclusive(txid))
+            seen: set[str] = set()
             try:
-                if txid in self._prepared:
-                    return True
-                known = self.storage.outcome(txid)
-                if known is not None:
-                    log.debug("canCommit %s already decided: %s", txid, known)
-                    return known == COMMIT
-                if self.refusal is not None:
-                    raise ReplicaUnavailable(f"{self.name} takes no new transactions: {self.refusal}",
-                                             replica=self.name)
-                if participants and self.members is not None:
-                    left_out = set(self.members()) - set(participants)
-                    if left_out:
-                        raise MembershipChanged(f"{self.name} votes no: the coordinator left out member(s) "
-                                                f"{', '.join(sorted(left_out))}", replica=self.name)
-                self.failpoints.hit("participant.before_prepare")
-                blocker = self.locks.acquire(txid, writes.keys(), self.lock_wait, may_wait=_older_than(txid))
-                if blocker is not None:
-                    log.debug("vote NO %s: keys held by %s", txid, blocker)
-                    return False
-                try:
-                    self.storage.log_prepared(txid, writes, coordinator, participants)
-                except BaseException:
-                    self.locks.release(txid, writes.keys())
-                    raise
-                self._prepared[txid] = PreparedRecord(txid, dict(writes), coordinator, participants, time.time())
+                for index, (txid, writes, coordinator, participants) in enumerate(requests):
+                    if txid in seen:
+                        answers[index] = InvalidRequest(f"transaction {txid} appears twice in one batch")
+                        continue
+                    seen.add(txid)
+                    participants = tuple(participants)
+                    self._voting[txid] = participants  # visible to a catching-up peer's drain
+                    try:
+                        answers[index] = self._lock_for_vote(txid, writes, coordinator, participants)
+                    except Exception as error:
+                        answers[index] = error
+                    if answers[index] is None:
+                        staged.append((index, PreparedRecord(txid, dict(writes), coordinator, participants,
+                                                             time.time())))
+                forced = [record for _, record in staged if record.coordinator != self.name]
+                errors = dict(zip((record.txid for record in forced), self.storage.log_prepared_many(
+                    [(r.txid, r.writes, r.coordinator, r.participants) for r in forced]) if forced else []))
+                for index, record in staged:
+                    error = errors.get(record.txid)
+                    if error is not None:
+                        self.locks.release(record.txid, record.writes.keys())
+                        answers[index] = error
+                    else:
+                        self._prepared[record.txid] = record
+                        answers[index] = True
             finally:
-                del self._voting[txid]
-        self.failpoints.hit("participant.after_prepare")
-        log.debug("vote YES %s", txid)
-        return True
+                for txid in seen:
+                    self._voting.pop(txid, None)
+        for index, record in staged:
+            if answers[index] is True:
+                self.failpoints.hit("participant.after_prepare")
+                log.debug("vote YES %s", record.txid)
+        return answers
+
+    def _lock_for_vote(self, txid: str, writes: Mapping[str, Optional[str]], coordinator: str,
+                       participants: tuple) -> Optional[bool]:
+        """The checks of phase 1 and the key locks: the vote when it is already
+        decided, or None when the transaction may be prepared."""
+        log.debug("canCommit %s from %s keys=%d", txid, coordinator, len(writes))
+        if txid in self._prepared:
+            return True
+        known = self.storage.outcome(txid)
+        if known is not None:
+            log.debug("canCommit %s already decided: %s", txid, known)
+            return known == COMMIT
+        if self.refusal is not None:
+            raise ReplicaUnavailable(f"{self.name} takes no new transactions: {self.refusal}", replica=self.name)
+        if participants and self.members is not None:
+            left_out = set(self.members()) - set(participants)
+            if left_out:
+                raise MembershipChanged(f"{self.name} votes no: the coordinator left out member(s) "
+                                        f"{', '.join(sorted(left_out))}", replica=self.name)
+        self.failpoints.hit("participant.before_prepare")
+        blocker = self.locks.acquire(txid, writes.keys(), self.lock_wait, may_wait=_older_than(txid))
+        if blocker is not None:
+            log.debug("vote NO %s: keys held by %s", txid, blocker)
+            return False
+        return None
 
     def do_commit(self, txid: str, decision: Optional[Sequence[str]] = None) -> bool:
         """Phase 2: apply the prepared writes durably, release the keys.
@@ -154,34 +198,76 @@ class Participant:
         coordinates the transaction, and its COMMIT decision (naming these
         participants) is forced in the same write.
         """
-        log.debug("doCommit %s", txid)
-        with self._exclusive(txid):
-            record = self._prepared.get(txid)
-            if record is None:
-                if decision is not None:
-                    raise InvalidRequest(f"{self.name} has no prepared transaction {txid} to decide")
-                known = self.storage.outcome(txid)
-                if known == COMMIT:
-                    return True
-                if known == ABORT:
-                    log.error("doCommit %s for a transaction this replica aborted", txid)
-                    raise InvalidRequest(f"{self.name} aborted transaction {txid}; it cannot commit")
-                if 0 < _started_us(txid) <= self.storage.forgotten_before_us:
-                    return True  # it voted YES once (records of PREPARED are never dropped): committed long ago
-                raise InvalidRequest(f"{self.name} has no prepared transaction {txid}")
-            self.failpoints.hit("participant.before_commit")
-            with self._catch_up_lock:
+        return _raise_or_return(self.do_commit_many([txid], decision)[0])
+
+    def do_commit_many(self, txids: Sequence[str], decision: Optional[Sequence[str]] = None) -> list:
+        """Phase 2 for several transactions, applied in one forced write; the
+        answer for each is True (haveCommitted) or the exception it raised."""
+        answers: list = [None] * len(txids)
+        applying: list[tuple[int, PreparedRecord]] = []
+        with contextlib.ExitStack() as guards:
+            for txid in sorted(set(txids)):
+                guards.enter_context(self._exclusive(txid))
+            seen: set[str] = set()
+            for index, txid in enumerate(txids):
+                log.debug("doCommit %s", txid)
+                if txid in seen:
+                    answers[index] = InvalidRequest(f"transaction {txid} appears twice in one batch")
+                    continue
+                seen.add(txid)
+                record = self._prepared.get(txid)
+                if record is None:
+                    try:
+                        answers[index] = self._commit_without_record(txid, decision)
+                    except Exception as error:
+                        answers[index] = error
+                    continue
+                try:
+                    self.failpoints.hit("participant.before_commit")
+                except Exception as error:
+                    answers[index] = error
+                    continue
+                applying.append((index, record))
+            with self._catch_up_lock.shared():
                 if self.storage.catching_up:
-                    if decision is not None:
-                        self.storage.log_decision(txid, decision)
-                    self.storage.buffer_commit(txid, record.writes)
+                    errors = [self._buffer(record, decision) for _, record in applying]
                 else:
-                    self.storage.apply_commit(txid, record.writes, decision)
-            del self._prepared[txid]
-            self.locks.release(txid, record.writes.keys())
-        self.failpoints.hit("participant.before_ack")
-        log.debug("haveCommitted %s (applied)", txid)
-        return True
+                    errors = self.storage.apply_commits(
+                        [(record.txid, record.writes, decision) for _, record in applying]) if applying else []
+            for (index, record), error in zip(applying, errors):
+                if error is not None:
+                    answers[index] = error
+                    continue
+                del self._prepared[record.txid]
+                self.locks.release(record.txid, record.writes.keys())
+                answers[index] = True
+        for index, record in applying:
+            if answers[index] is True:
+                self.failpoints.hit("participant.before_ack")
+                log.debug("haveCommitted %s (applied)", record.txid)
+        return answers
+
+    def _commit_without_record(self, txid: str, decision: Optional[Sequence[str]]) -> bool:
+        """doCommit for a transaction not prepared here: repeated, or a mistake."""
+        if decision is not None:
+            raise InvalidRequest(f"{self.name} has no prepared transaction {txid} to decide")
+        known = self.storage.outcome(txid)
+        if known == COMMIT:
+            return True
+        if known == ABORT:
+            log.error("doCommit %s for a transaction this replica aborted", txid)
+            raise InvalidRequest(f"{self.name} aborted transaction {txid}; it cannot commit")
+        if 0 < _started_us(txid) <= self.storage.forgotten_before_us:
+            return True  # it voted YES once (records of PREPARED are never dropped): committed long ago
+        raise InvalidRequest(f"{self.name} has no prepared transaction {txid}")
+
+    def _buffer(self, record: PreparedRecord, decision: Optional[Sequence[str]]) -> Optional[BaseException]:
+        """Keep a commit that arrives while catching up; the error, or None."""
+        try:
+            self.storage.buffer_commit(record.txid, record.writes, decision)
+        except Exception as error:
+            return error
+        return None
 
     def do_abort(self, txid: str) -> bool:
         """Phase 2: drop the prepared writes, release the keys; harmless if repeated."""
@@ -197,7 +283,7 @@ class Participant:
                     self.storage.record_abort(txid)  # a late canCommit must now vote NO
                 return True
             try:
-                self.storage.record_abort(txid)
+                self.storage.record_abort(txid, prepared=True)
             except BaseException:
                 self._prepared[txid] = record
                 raise
@@ -231,7 +317,7 @@ class Participant:
 
     def finish_catch_up(self) -> int:
         """Apply the commits buffered while catching up; serve normally from now on."""
-        with self._catch_up_lock:
+        with self._catch_up_lock.exclusive():
             return self.storage.finish_catch_up()
 
     # ---------------------------------------------------------------- reads
@@ -258,3 +344,10 @@ class Participant:
 
     def in_doubt(self) -> list[str]:
         return sorted(self._prepared)
+
+
+def _raise_or_return(answer):
+    """A single message's answer: raise the error it holds, or return it."""
+    if isinstance(answer, BaseException):
+        raise answer
+    return answer

@@ -170,24 +170,31 @@ class Storage:
     def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``operation`` inside a forced SQLite transaction, sharing the
         commit (and its fsync) with whatever other threads have queued."""
-        pending = _PendingWrite(operation)
+        return self._write_many([operation])[0].result()
+
+    def _write_many(self, operations: list[Callable[[sqlite3.Connection], object]]) -> list["_PendingWrite"]:
+        """Run ``operations`` in one forced commit (shared with other threads'
+        queued writes); each one succeeds or fails on its own."""
+        pendings = [_PendingWrite(operation) for operation in operations]
         with self._queue_lock:
             if self._closed:
                 raise RuntimeError("storage is closed")
-            self._queue.append(pending)
-            while self._committing and not pending.done:
+            self._queue.extend(pendings)
+            while self._committing and not pendings[-1].done:
                 self._commit_done.wait()
-            if pending.done:
-                return pending.result()
+            if pendings[-1].done:
+                return pendings
             self._committing = True
             batch, self._queue = self._queue, []
         try:
             self._commit_batch(batch)
+        except Exception:
+            pass  # every operation of the batch holds the error
         finally:
             with self._queue_lock:
                 self._committing = False
                 self._commit_done.notify_all()
-        return pending.result()
+        return pendings
 
     def _commit_batch(self, batch: list["_PendingWrite"]) -> None:
         connection = self._writer
@@ -304,11 +311,23 @@ class Storage:
     # -------------------------------------------------------- participant log
     def log_prepared(self, txid: str, writes: Writes, coordinator: str, participants: Iterable[str]) -> None:
         """Force PREPARED(txid, writes, coordinator): after this the vote may be YES."""
-        record = (txid, json.dumps(dict(writes), ensure_ascii=False), coordinator,
-                  json.dumps(list(participants)), time.time())
-        self._write(lambda c: c.execute(
-            "INSERT OR IGNORE INTO prepared(txid, writes, coordinator, participants, created) "
-            "VALUES (?, ?, ?, ?, ?)", record))
+        error = self.log_prepared_many([(txid, writes, coordinator, participants)])[0]
+        if error is not None:
+            raise error
+
+    def log_prepared_many(self, records: list[tuple]) -> list[Optional[BaseException]]:
+        """Force several PREPARED records (txid, writes, coordinator,
+        participants) in one commit; the error of each, or None."""
+        now = time.time()
+
+        def insert(txid: str, writes: Writes, coordinator: str, participants: Iterable[str]):
+            row = (txid, json.dumps(dict(writes), ensure_ascii=False), coordinator,
+                   json.dumps(list(participants)), now)
+            return lambda c: c.execute(
+                "INSERT OR IGNORE INTO prepared(txid, writes, coordinator, participants, created) "
+                "VALUES (?, ?, ?, ?, ?)", row)
+
+        return [pending.error for pending in self._write_many([insert(*record) for record in records])]
 
     def prepared(self) -> list[PreparedRecord]:
         rows = self._read_all("SELECT txid, writes, coordinator, participants, created FROM prepared ORDER BY created")
@@ -320,18 +339,25 @@ class Storage:
         With ``decision`` (the participants), the coordinator's COMMIT record
         is forced in the same write: the commit point and the local apply at once.
         """
-        record = None if decision is None else (txid, json.dumps(list(decision)), time.time())
+        error = self.apply_commits([(txid, writes, decision)])[0]
+        if error is not None:
+            raise error
 
+    def apply_commits(self, commits: list[tuple]) -> list[Optional[BaseException]]:
+        """``apply_commit`` for several (txid, writes, decision) in one forced
+        commit; the error of each, or None."""
+        return [pending.error for pending in self._write_many([self._committer(*commit) for commit in commits])]
+
+    def _committer(self, txid: str, writes: Writes, decision: Optional[Iterable[str]]):
         def operation(connection: sqlite3.Connection) -> None:
-            if record is not None:
-                connection.execute("INSERT OR IGNORE INTO decisions(txid, participants, created) "
-                                   "VALUES (?, ?, ?)", record)
+            if decision is not None:
+                _insert_decision(connection, txid, decision)
             if connection.execute("SELECT 1 FROM outcomes WHERE txid = ?", (txid,)).fetchone():
                 return  # already applied: a repeated doCommit changes nothing
             self._apply_writes(connection, writes, txid)
             self._finish_commit(connection, txid)
 
-        self._write(operation)
+        return operation
 
     def _finish_commit(self, connection: sqlite3.Connection, txid: str) -> None:
         connection.execute("DELETE FROM prepared WHERE txid = ?", (txid,))
@@ -363,11 +389,13 @@ class Storage:
             self._live_keys += 1
 
     # ---------------------------------------------------------------- catch-up
-    def buffer_commit(self, txid: str, writes: Writes) -> None:
+    def buffer_commit(self, txid: str, writes: Writes, decision: Optional[Iterable[str]] = None) -> None:
         """Force: a commit that arrives while catching up waits in a buffer,
-        durable and acknowledged, until the copied data is complete."""
-
+        durable and acknowledged, until the copied data is complete (with
+        ``decision``, the coordinator's COMMIT record goes in the same write)."""
         def operation(connection: sqlite3.Connection) -> None:
+            if decision is not None:
+                _insert_decision(connection, txid, decision)
             if connection.execute("SELECT 1 FROM outcomes WHERE txid = ?", (txid,)).fetchone():
                 return
             connection.execute("INSERT OR IGNORE INTO catchup_buffer(txid, writes) VALUES (?, ?)",
@@ -438,8 +466,12 @@ class Storage:
         self._meta_cache["state"] = "serving"
         return applied
 
-    def record_abort(self, txid: str) -> None:
-        """Mark txid aborted (dropping any PREPARED record); a later canCommit for it votes NO."""
+    def record_abort(self, txid: str, prepared: bool = False) -> None:
+        """Mark txid aborted (dropping any PREPARED record); a later canCommit for it votes NO.
+
+        It counts as an aborted transaction when it had a PREPARED record, or
+        ``prepared`` says it was prepared (a coordinator's own vote has no record).
+        """
 
         def operation(connection: sqlite3.Connection) -> None:
             if connection.execute("SELECT 1 FROM outcomes WHERE txid = ?", (txid,)).fetchone():
@@ -447,7 +479,7 @@ class Storage:
             had_prepared = connection.execute("DELETE FROM prepared WHERE txid = ?", (txid,)).rowcount
             connection.execute("INSERT INTO outcomes(txid, outcome, decided) VALUES (?, ?, ?)",
                                (txid, ABORT, time.time()))
-            if had_prepared:
+            if had_prepared or prepared:
                 self._aborted += 1
 
         self._write(operation)
@@ -487,9 +519,8 @@ class Storage:
     # -------------------------------------------------------- coordinator log
     def log_decision(self, txid: str, participants: Iterable[str]) -> None:
         """Force COMMIT(txid, participants): the commit point of the transaction."""
-        record = (txid, json.dumps(list(participants)), time.time())
-        self._write(lambda c: c.execute(
-            "INSERT OR IGNORE INTO decisions(txid, participants, created) VALUES (?, ?, ?)", record))
+        participants = list(participants)
+        self._write(lambda connection: _insert_decision(connection, txid, participants))
 
     def decisions(self) -> list[DecisionRecord]:
         rows = self._read_all("SELECT txid, participants, created FROM decisions ORDER BY created")
@@ -507,6 +538,11 @@ class Storage:
     def _read_all(self, sql: str, parameters: tuple = ()) -> list[tuple]:
         """All rows of a query, through this thread's read connection."""
         return self._reader().execute(sql, parameters).fetchall()
+
+
+def _insert_decision(connection: sqlite3.Connection, txid: str, participants: Iterable[str]) -> None:
+    connection.execute("INSERT OR IGNORE INTO decisions(txid, participants, created) VALUES (?, ?, ?)",
+                       (txid, json.dumps(list(participants)), time.time()))
 
 
 class _PendingWrite:

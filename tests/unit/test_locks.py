@@ -2,7 +2,7 @@
 import threading
 import time
 
-from rmi_kv.locks import LockTable
+from rmi_kv.locks import LockTable, SharedLock
 
 
 def test_acquire_takes_every_key():
@@ -174,3 +174,31 @@ def test_may_wait_true_waits_for_the_release():
         thread.join(5)
     assert result["blocker"] is None
     assert locks.owner("k") == "old"
+
+
+def test_shared_lock_lets_commits_overlap_and_exclusive_waits_for_them():
+    lock = SharedLock()
+    inside = threading.Barrier(3, timeout=10)  # two shared holders at once, and this thread
+
+    def commit():
+        with lock.shared():
+            inside.wait()
+            inside.wait()  # held until the exclusive attempt below has started
+
+    holders = [threading.Thread(target=commit) for _ in range(2)]
+    for holder in holders:
+        holder.start()
+    inside.wait()
+    got_exclusive = threading.Event()
+
+    def finish_catch_up():
+        with lock.exclusive():
+            got_exclusive.set()
+
+    finisher = threading.Thread(target=finish_catch_up)
+    finisher.start()
+    assert not got_exclusive.wait(0.05)  # both commits still hold it shared
+    inside.wait()
+    assert got_exclusive.wait(10)
+    for thread in (*holders, finisher):
+        thread.join(10)

@@ -312,3 +312,68 @@ def test_abort_racing_the_vote_never_leaves_locks(make_participant, new_txid):
         assert participant.in_doubt() == []
         assert participant.storage.outcome(txid) == ABORT
         assert participant.can_commit(txid, {"k": "v"}, "c0", MEMBERS) is False
+
+
+def test_votes_of_one_batch_share_one_forced_write(make_participant, new_txid):
+    participant = make_participant(members=lambda: MEMBERS)
+    t1, t2, t3, held = new_txid(), new_txid(), new_txid(), new_txid()
+    assert participant.can_commit(held, {"busy": "0"}, "c0", MEMBERS)
+    forced = participant.storage.forced_commits
+    answers = participant.can_commit_many([
+        (t1, {"a": "1"}, "c0", MEMBERS),
+        (t2, {"busy": "2"}, "c0", MEMBERS),       # younger than the holder: votes NO at once
+        (t3, {"b": "3"}, "c0", ["c0", "p1"]),     # leaves p2 out
+        (t1, {"a": "1"}, "c0", MEMBERS),           # the same transaction twice in one batch
+    ])
+    assert answers[0] is True and answers[1] is False
+    assert "p2" in str(answers[2]) and "twice" in str(answers[3])
+    assert participant.storage.forced_commits == forced + 1
+    assert sorted(record.txid for record in participant.storage.prepared()) == sorted([held, t1])
+    assert participant.locks.held() == {"busy": held, "a": t1}
+
+
+def test_commits_of_one_batch_share_one_forced_write(make_participant, new_txid):
+    participant = make_participant()
+    t1, t2, never = new_txid(), new_txid(), new_txid()
+    for txid, key in ((t1, "a"), (t2, "b")):
+        assert participant.can_commit(txid, {key: txid}, "c0", MEMBERS)
+    forced = participant.storage.forced_commits
+    answers = participant.do_commit_many([t1, never, t2])
+    assert answers[0] is True and answers[2] is True
+    assert isinstance(answers[1], InvalidRequest)
+    assert participant.storage.forced_commits == forced + 1
+    assert participant.storage.get("a") == (t1, 1) and participant.storage.get("b") == (t2, 1)
+    assert participant.locks.held() == {} and participant.in_doubt() == []
+
+
+def test_the_coordinators_own_vote_is_not_forced_until_its_decision(make_storage, make_participant, new_txid):
+    storage = make_storage("c0")
+    participant = make_participant("c0", storage=storage)
+    txid = new_txid("c0")
+    forced = storage.forced_commits
+    assert participant.can_commit(txid, {"a": "1"}, "c0", MEMBERS) is True
+    assert storage.forced_commits == forced  # presumed abort: nothing to recover if it crashes now
+    assert storage.prepared() == [] and participant.locks.held() == {"a": txid}
+    assert participant.do_commit(txid, decision=MEMBERS) is True
+    assert storage.forced_commits == forced + 1  # the decision and the local apply, in one write
+    assert storage.has_decision(txid) and storage.get("a") == ("1", 1)
+
+
+def test_a_crash_before_the_coordinators_decision_leaves_nothing_in_doubt(make_storage, make_participant,
+                                                                          new_txid):
+    storage = make_storage("c0")
+    participant = make_participant("c0", storage=storage)
+    assert participant.can_commit(new_txid("c0"), {"a": "1"}, "c0", MEMBERS)
+    storage.close()  # the process dies here
+    again = make_participant("c0", storage=make_storage("c0"))
+    assert again.recover() == []
+    assert again.locks.held() == {}
+
+
+def test_an_abort_of_the_coordinators_own_vote_counts_like_any_other(make_storage, make_participant, new_txid):
+    participant = make_participant("c0", storage=make_storage("c0"))
+    txid = new_txid("c0")
+    assert participant.can_commit(txid, {"a": "1"}, "c0", MEMBERS)
+    assert participant.do_abort(txid) is True
+    assert participant.storage.aborted_count == 1
+    assert participant.storage.outcome(txid) == ABORT and participant.locks.held() == {}
