@@ -268,8 +268,7 @@ class Coordinator:
         for name in participants:
             if name != self.name:
                 round_.note("canCommit", name, "sent")
-                futures[self._executor.submit(_timed, handles[name].canCommit, txid, writes, self.name,
-                                              participants)] = name
+                futures[self._dispatch(handles[name], "canCommit", txid, writes, self.name, participants)] = name
         refusals: dict[str, str] = {}
         voted_yes: list[str] = []
         state = {"retryable": True, "membership_changed": False}
@@ -335,7 +334,7 @@ class Coordinator:
         for name in names:
             if name != self.name:
                 round_.note(message, name, "sent")
-                futures[self._executor.submit(_timed, getattr(handles[name], message), txid)] = name
+                futures[self._dispatch(handles[name], message, txid)] = name
         unacknowledged: set[str] = set()
         if self.name in names:
             if not self._deliver(round_, message, self.name, _timed(getattr(handles[self.name], message), txid)):
@@ -350,6 +349,15 @@ class Coordinator:
             round_.note(message, futures[future], f"no answer within {timeout:g} s; will retry")
             unacknowledged.add(futures[future])
         return unacknowledged
+
+    def _dispatch(self, handle: ParticipantHandle, message: str, *args: Any) -> concurrent.futures.Future:
+        """Send one message to a participant in the background; the future
+        resolves to (value, error, elapsed_ms). Handles that batch messages
+        (``send``) queue it for their next batch."""
+        send = getattr(handle, "send", None)
+        if send is not None:
+            return send(message, *args)
+        return self._executor.submit(_timed, getattr(handle, message), *args)
 
     def _deliver(self, round_: _Round, message: str, name: str, result: tuple) -> bool:
         """Record one participant's answer to doCommit/doAbort; True when acknowledged."""

@@ -8,6 +8,7 @@ address once, so a restarted member is reached at its new port.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 from typing import Any, Optional
@@ -15,6 +16,7 @@ from typing import Any, Optional
 from Pyro5 import errors as pyro_errors
 from Pyro5.api import Proxy
 
+from .batching import MessageBatcher
 from .errors import NameServerUnavailable, ReplicaUnavailable
 from .naming import ProxyPool, connect_nameserver, list_members, object_name
 
@@ -34,6 +36,7 @@ class Membership:
         self.self_uri: Optional[str] = None
         self._uris: dict[str, str] = {}
         self._pools: dict[str, ProxyPool] = {}
+        self._batchers: dict[str, MessageBatcher] = {}
         self._lock = threading.Lock()
         self._ns_lock = threading.Lock()
         self._ns: Optional[Proxy] = None
@@ -127,6 +130,10 @@ class Membership:
         with self._lock:
             return name in self._uris
 
+    def uri_of(self, name: str) -> Optional[str]:
+        with self._lock:
+            return self._uris.get(name)
+
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._uris)
@@ -144,9 +151,26 @@ class Membership:
     def handle(self, name: str) -> "PeerHandle":
         return PeerHandle(name, self)
 
+    def batcher(self, name: str) -> MessageBatcher:
+        """The batcher carrying protocol messages to member ``name``."""
+        with self._lock:
+            batcher = self._batchers.get(name)
+            if batcher is None:
+                batcher = self._batchers[name] = MessageBatcher(name, _BatchLink(name, self))
+            return batcher
+
+    def batch_counts(self) -> tuple[int, int]:
+        """Protocol calls sent to members so far, and the messages they carried."""
+        with self._lock:
+            batchers = list(self._batchers.values())
+        return sum(b.calls for b in batchers), sum(b.messages for b in batchers)
+
     def close(self) -> None:
         with self._lock:
             pools, self._pools = list(self._pools.values()), {}
+            batchers, self._batchers = list(self._batchers.values()), {}
+        for batcher in batchers:
+            batcher.close()
         for pool in pools:
             pool.close()
         with self._ns_lock:
@@ -180,6 +204,12 @@ class PeerHandle:
                 raise ReplicaUnavailable(f"{self.name} is unreachable ({error})", replica=self.name) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def send(self, message: str, *args: Any) -> concurrent.futures.Future:
+        """Queue a protocol message for the member's next batch; the future
+        resolves to (value, error, elapsed_ms)."""
+        size = sum(len(key) + len(value or "") for key, value in args[1].items()) if message == "canCommit" else 0
+        return self.membership.batcher(self.name).submit((message, *args), size)
+
     def canCommit(self, txid: str, writes: dict, coordinator: str, participants: list) -> bool:
         return self.call("canCommit", txid, writes, coordinator, participants)
 
@@ -197,3 +227,42 @@ class PeerHandle:
 
     def status(self) -> dict:
         return self.call("status")
+
+
+class _BatchLink:
+    """Sends batches to one member over a connection each sender thread keeps.
+
+    The connection is made once, not checked out of the pool per call. Any
+    failure drops it, and the batch goes once more through the pool, which
+    reconnects and looks the member up again (a batch is idempotent, like
+    every protocol message in it).
+    """
+
+    def __init__(self, name: str, membership: Membership) -> None:
+        self.handle = PeerHandle(name, membership)
+        self._connections = threading.local()
+
+    def __call__(self, messages: list) -> list:
+        membership = self.handle.membership
+        uri = membership.uri_of(self.handle.name)
+        proxy = getattr(self._connections, "proxy", None)
+        if proxy is not None and str(proxy._pyroUri) != uri:
+            self._drop(proxy)
+            proxy = None
+        if proxy is None and uri is not None:
+            proxy = self._connections.proxy = Proxy(uri)
+            proxy._pyroTimeout = membership.call_timeout
+        if proxy is not None:
+            try:
+                return proxy.batch(messages)
+            except pyro_errors.TimeoutError:
+                self._drop(proxy)
+                raise ReplicaUnavailable(f"{self.handle.name} did not answer within {membership.call_timeout:g} s",
+                                         replica=self.handle.name) from None
+            except pyro_errors.CommunicationError:
+                self._drop(proxy)
+        return self.handle.call("batch", messages)
+
+    def _drop(self, proxy: Proxy) -> None:
+        proxy._pyroRelease()
+        self._connections.proxy = None

@@ -20,6 +20,7 @@ from Pyro5.api import expose
 from . import __version__, validation
 from .config import Settings, configure_pyro
 from .admin import clear_removed, was_removed
+from .batching import MAX_MESSAGES
 from .coordinator import Coordinator
 from .errors import InvalidRequest, NameServerUnavailable, ReplicaUnavailable, RmiKvError
 from .failpoints import NO_FAILPOINTS, Failpoints
@@ -60,6 +61,28 @@ def remote_boundary(method: Callable) -> Callable:
                              f"{type(error).__name__}: {error}", replica=self.name) from None
 
     return wrapper
+
+
+#: the protocol messages a batch may carry, and how many arguments each takes
+PROTOCOL_MESSAGES = {"canCommit": 4, "doCommit": 1, "doAbort": 1}
+
+
+def _protocol_message(message: Any) -> tuple[str, tuple]:
+    """(name, arguments) of one message of a batch, or InvalidRequest."""
+    if not isinstance(message, (list, tuple)) or not message or message[0] not in PROTOCOL_MESSAGES:
+        raise InvalidRequest(f"a batch message must start with one of {', '.join(PROTOCOL_MESSAGES)}")
+    if len(message) - 1 != PROTOCOL_MESSAGES[message[0]]:
+        raise InvalidRequest(f"{message[0]} takes {PROTOCOL_MESSAGES[message[0]]} argument(s), "
+                             f"not {len(message) - 1}")
+    return message[0], tuple(message[1:])
+
+
+def _answer_of(function: Callable, *args: Any) -> Any:
+    """``function(*args)``, or the exception it raised (one message's answer)."""
+    try:
+        return function(*args)
+    except Exception as error:
+        return error
 
 
 class LocalHandle:
@@ -227,6 +250,8 @@ class KeyValue:
             "forced_commits": self.storage.forced_commits,
             "forced_operations": self.storage.forced_operations,
             "unacknowledged_commits": sorted(self.coordinator.pending()),
+            "protocol_calls": self.membership.batch_counts()[0],
+            "protocol_messages": self.membership.batch_counts()[1],
             "members": self.membership.names(),
             "nameserver_reachable": self.membership.nameserver_reachable,
             "failpoints": self.failpoints.describe(),
@@ -239,17 +264,23 @@ class KeyValue:
     def canCommit(self, txid: str, writes: dict, coordinator: str, participants: Optional[list] = None) -> bool:
         """Phase 1 (from a coordinator): vote on ``writes``."""
         require_member("canCommit")
+        return self.participant.can_commit(*self._checked_vote(txid, writes, coordinator, participants))
+
+    def _checked_vote(self, txid: Any, writes: Any, coordinator: Any, participants: Any = None) -> tuple:
+        """A canCommit's arguments, validated: (txid, writes, coordinator, participants)."""
         validation.check_txid(txid)
         validation.check_name(coordinator, "coordinator name")
         writes = validation.check_writes(writes, self.limits)
         participants = validation.check_participants(participants)
         if Coordinator.coordinator_of(txid) != coordinator:
             raise InvalidRequest(f"transaction {txid} does not belong to coordinator {coordinator}")
+        if coordinator == self.name:
+            raise InvalidRequest(f"{self.name} coordinates {txid} itself: its vote is never asked over the network")
         if not self.membership.knows(coordinator):
             raise InvalidRequest(f"{coordinator} is not a member: {self.name} takes no transaction from it")
         if not {self.name, coordinator} <= set(participants):
             raise InvalidRequest("canCommit needs the list of participants, with the coordinator and this replica")
-        return self.participant.can_commit(txid, writes, coordinator, participants)
+        return txid, writes, coordinator, participants
 
     @remote_boundary
     def doCommit(self, txid: str) -> bool:
@@ -262,6 +293,51 @@ class KeyValue:
         """Phase 2: drop the prepared writes."""
         require_member("doAbort")
         return self.participant.do_abort(validation.check_txid(txid))
+
+    @remote_boundary
+    def batch(self, messages: list) -> list:
+        """Several protocol messages in one call, each answered on its own.
+
+        ``messages`` holds ("canCommit", txid, writes, coordinator,
+        participants), ("doCommit", txid) and ("doAbort", txid) tuples. The
+        answer is one [True, result] or [False, error] per message, in order.
+        Decisions are handled first (they release keys the votes may need);
+        the votes' PREPARED records share one forced write, and so do the
+        commits.
+        """
+        require_member("batch")
+        if not isinstance(messages, (list, tuple)) or not 1 <= len(messages) <= MAX_MESSAGES:
+            raise InvalidRequest(f"a batch is a list of 1 to {MAX_MESSAGES} protocol messages")
+        answers: list = [None] * len(messages)
+        votes, commits, aborts = [], [], []
+        for index, message in enumerate(messages):
+            try:
+                kind, arguments = _protocol_message(message)
+                if kind == "canCommit":
+                    votes.append((index, self._checked_vote(*arguments)))
+                elif kind == "doCommit":
+                    commits.append((index, validation.check_txid(*arguments)))
+                else:
+                    aborts.append((index, validation.check_txid(*arguments)))
+            except (RmiKvError, TypeError) as error:
+                answers[index] = error
+        for index, txid in aborts:
+            answers[index] = _answer_of(self.participant.do_abort, txid)
+        for (index, _), answer in zip(commits, self.participant.do_commit_many([txid for _, txid in commits])):
+            answers[index] = answer
+        for (index, _), answer in zip(votes, self.participant.can_commit_many([vote for _, vote in votes])):
+            answers[index] = answer
+        return [[False, self._wire_error(answer)] if isinstance(answer, BaseException) else [True, answer]
+                for answer in answers]
+
+    def _wire_error(self, error: BaseException) -> RmiKvError:
+        """An error that crosses Pyro5 as the project's own class, with a clear message."""
+        if isinstance(error, RmiKvError):
+            return error
+        if isinstance(error, TypeError):
+            return InvalidRequest(f"bad protocol message: {error}")
+        log.error("protocol message failed: %s: %s", type(error).__name__, error)
+        return RmiKvError(f"{self.name}: internal error: {type(error).__name__}: {error}", replica=self.name)
 
     @remote_boundary
     def snapshotChunk(self, requester: str, after_key: Optional[str] = None, limit: int = 2000) -> dict:

@@ -12,7 +12,7 @@ from Pyro5.api import Proxy
 from rmi_kv.errors import RmiKvError
 
 METHODS = ["get", "put", "delete", "transaction", "traced", "keys", "status", "ping", "canCommit", "doCommit",
-           "doAbort", "haveCommitted", "getDecision", "announce", "forgetMember", "snapshotChunk",
+           "doAbort", "batch", "haveCommitted", "getDecision", "announce", "forgetMember", "snapshotChunk",
            "no_such_method", "_private", "__init__", "__class__"]
 
 scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
@@ -38,6 +38,7 @@ participant_calls = st.one_of(
     st.tuples(st.just("haveCommitted"), st.tuples(made_up_txids, st.sampled_from(["replica2", "intruder"]))),
 )
 any_call = st.tuples(st.sampled_from(METHODS), st.lists(hostile, max_size=5).map(tuple)) | participant_calls
+batch_messages = st.lists(participant_calls.map(lambda call: [call[0], *call[1]]) | hostile, min_size=1, max_size=6)
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,23 @@ def test_hostile_calls_get_clear_errors_and_change_nothing(target, call):
         pytest.fail(f"{method}{args!r:.200} dropped the connection: {error}")
     except Exception as error:
         assert clear(error), f"{method}{args!r:.200} -> unclear {type(error).__name__}: {error}"
+    assert target._pyroInvoke("ping", (), {}) == "replica2"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(messages=batch_messages)
+def test_hostile_batches_answer_each_message_clearly(target, messages):
+    try:
+        answers = target._pyroInvoke("batch", (messages,), {})
+    except pyro_errors.CommunicationError as error:
+        target._pyroRelease()
+        pytest.fail(f"batch {messages!r:.200} dropped the connection: {error}")
+    except Exception as error:  # the batch as a whole was refused
+        assert clear(error), f"batch {messages!r:.200} -> unclear {type(error).__name__}: {error}"
+    else:
+        assert len(answers) == len(messages)
+        for message, (ok, value) in zip(messages, answers):
+            assert ok or clear(value), f"{message!r:.200} -> unclear {type(value).__name__}: {value}"
     assert target._pyroInvoke("ping", (), {}) == "replica2"
 
 
