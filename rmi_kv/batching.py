@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +29,12 @@ MESSAGE_OVERHEAD = 512
 
 
 class _Queued:
-    __slots__ = ("message", "size", "future", "queued_at")
+    __slots__ = ("message", "size", "expires", "future", "queued_at")
 
-    def __init__(self, message: tuple, size: int) -> None:
+    def __init__(self, message: tuple, size: int, expires: Optional[float]) -> None:
         self.message = message
         self.size = size
+        self.expires = expires
         self.future: concurrent.futures.Future = concurrent.futures.Future()
         self.queued_at = time.perf_counter()
 
@@ -63,9 +64,14 @@ class MessageBatcher:
         self.calls = 0
         self.messages = 0
 
-    def submit(self, message: tuple, size: int = 0) -> concurrent.futures.Future:
-        """Queue ``message`` (``size``: bytes of keys and values it carries)."""
-        queued = _Queued(message, size)
+    def submit(self, message: tuple, size: int = 0, expires: Optional[float] = None) -> concurrent.futures.Future:
+        """Queue ``message`` (``size``: bytes of keys and values it carries).
+
+        A message still queued at ``expires`` (a ``time.monotonic()`` value)
+        is never sent: it fails as too late (a vote nobody waits for any more
+        would only lock keys at the peer until recovery frees them).
+        """
+        queued = _Queued(message, size, expires)
         with self._ready:
             if self._closed:
                 queued.future.set_result((None, RuntimeError(f"messages to {self.name} are closed"), 0.0))
@@ -97,7 +103,13 @@ class MessageBatcher:
                 self._idle_senders -= 1
             batch: list[_Queued] = []
             size = 0
+            now = time.monotonic()
             while self._queue and len(batch) < self.max_messages:
+                if self._queue[0].expires is not None and self._queue[0].expires <= now:
+                    late = self._queue.popleft()
+                    late.future.set_result((None, TimeoutError(f"{self.name} was busy: not sent in time"),
+                                            (time.perf_counter() - late.queued_at) * 1000.0))
+                    continue
                 cost = self._queue[0].size + MESSAGE_OVERHEAD
                 if batch and size + cost > self.max_bytes:
                     break
@@ -109,15 +121,18 @@ class MessageBatcher:
         while True:
             batch = self._take()
             if not batch:
-                return  # closed
+                if self._closed:
+                    return
+                continue  # every message taken was too late
             try:
                 answers = list(self._send_batch([queued.message for queued in batch]))
                 if len(answers) != len(batch):
                     raise RuntimeError(f"{self.name} answered {len(answers)} of {len(batch)} messages")
             except Exception as error:  # the whole call failed: so did each message
                 answers = [(False, error)] * len(batch)
-            self.calls += 1
-            self.messages += len(batch)
+            with self._ready:
+                self.calls += 1
+                self.messages += len(batch)
             now = time.perf_counter()
             for queued, answer in zip(batch, answers):
                 ok, value = _unpack(answer, self.name)

@@ -268,7 +268,8 @@ class Coordinator:
         for name in participants:
             if name != self.name:
                 round_.note("canCommit", name, "sent")
-                futures[self._dispatch(handles[name], "canCommit", txid, writes, self.name, participants)] = name
+                futures[self._dispatch(handles[name], "canCommit", txid, writes, self.name, participants,
+                                       expires=deadline)] = name
         refusals: dict[str, str] = {}
         voted_yes: list[str] = []
         state = {"retryable": True, "membership_changed": False}
@@ -350,13 +351,15 @@ class Coordinator:
             unacknowledged.add(futures[future])
         return unacknowledged
 
-    def _dispatch(self, handle: ParticipantHandle, message: str, *args: Any) -> concurrent.futures.Future:
+    def _dispatch(self, handle: ParticipantHandle, message: str, *args: Any,
+                  expires: Optional[float] = None) -> concurrent.futures.Future:
         """Send one message to a participant in the background; the future
         resolves to (value, error, elapsed_ms). Handles that batch messages
-        (``send``) queue it for their next batch."""
+        (``send``) queue it for their next batch, and drop it unsent once
+        ``expires`` (time.monotonic()) has passed."""
         send = getattr(handle, "send", None)
         if send is not None:
-            return send(message, *args)
+            return send(message, *args, expires=expires)
         return self._executor.submit(_timed, getattr(handle, message), *args)
 
     def _deliver(self, round_: _Round, message: str, name: str, result: tuple) -> bool:

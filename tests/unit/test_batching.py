@@ -2,6 +2,7 @@
 call, each message keeps its own answer, and a failed call fails only its own
 messages."""
 import threading
+import time
 
 import pytest
 
@@ -161,3 +162,17 @@ def test_close_fails_queued_and_later_messages(peer):
     assert "closed" in str(batcher.submit(("echo", "z")).result(timeout=10)[1])
     peer.hold.set()
     assert in_flight.result(timeout=10)[0] == "x"
+
+
+def test_a_message_still_queued_when_it_expires_is_never_sent(batcher, peer):
+    peer.hold.clear()
+    blocker = batcher.submit(("echo", "x"))
+    assert peer.entered.acquire(timeout=10)
+    late = batcher.submit(("echo", "late vote"), expires=time.monotonic())
+    on_time = batcher.submit(("echo", "decision"))
+    peer.hold.set()
+    value, error, _ = late.result(timeout=10)
+    assert value is None and "not sent in time" in str(error)
+    assert on_time.result(timeout=10)[0] == "noisiced"
+    blocker.result(timeout=10)
+    assert [message for call in peer.calls for message in call] == [("echo", "x"), ("echo", "decision")]

@@ -1,9 +1,11 @@
 """Coordinator: one 2PC round over fake participant handles (and over real participants)."""
+import concurrent.futures
 import threading
+import time
 
 import pytest
 
-from rmi_kv.coordinator import CONFLICT, UNKNOWN
+from rmi_kv.coordinator import CONFLICT, UNKNOWN, _timed
 from rmi_kv.errors import MembershipChanged, ReplicaUnavailable, TransactionAborted
 from rmi_kv.failpoints import Failpoints, parse_specs
 from rmi_kv.storage import ABORT, COMMIT
@@ -456,3 +458,32 @@ def test_concurrent_writes_to_one_key_all_commit_in_the_same_order(make_particip
     assert entries["c0"] == entries["p1"] == entries["p2"]
     assert participants["c0"].storage.get("hot")[1] == 16
     assert all(p.locks.held() == {} and p.in_doubt() == [] for p in participants.values())
+
+
+class BatchingFake(FakeParticipant):
+    """A participant reached through a batcher: messages go through ``send``."""
+
+    def __init__(self, name, **options):
+        super().__init__(name, **options)
+        self.sent = []
+
+    def send(self, message, *args, expires=None):
+        self.sent.append((message, expires))
+        future = concurrent.futures.Future()
+        if message == "canCommit" and expires is not None and expires <= time.monotonic():
+            future.set_result((None, TimeoutError("not sent in time"), 0.0))
+        else:
+            future.set_result(_timed(getattr(self, message), *args))
+        return future
+
+
+def test_participants_that_batch_get_every_message_through_send_with_a_vote_deadline(make_coordinator):
+    coordinator = make_coordinator("c0", vote_timeout=5.0)
+    handles = {"c0": FakeParticipant("c0"), "p1": BatchingFake("p1"), "p2": BatchingFake("p2")}
+    before = time.monotonic()
+    outcome = coordinator.execute(WRITES, handles)
+    assert outcome.committed and outcome.unacknowledged == []
+    for name in ("p1", "p2"):
+        (vote, expires), (commit, no_deadline) = handles[name].sent
+        assert (vote, commit, no_deadline) == ("canCommit", "doCommit", None)
+        assert before + 4.0 < expires <= time.monotonic() + 5.0  # the vote's own deadline
