@@ -26,7 +26,8 @@ from . import baselines as baseline_probe
 from . import probe
 from .baselines import FLOOR_EXPLANATION
 from .report import run_json, show, write_chart
-from .runner import Target, Workload, preload, run_point
+from .runner import (NOOP_MAX_DURATION, NOOP_MAX_OPS, Target, Workload, noop_workload, preload, run_noop,
+                     run_point, wants_noop)
 
 EXIT_OK, EXIT_DIVERGED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
 DEFAULT_DURATION = 10.0
@@ -37,7 +38,9 @@ Measure rmi_kv: PUT and GET throughput, p50/p95/p99 latency, aborts and
 retries, against two baselines measured in the same run on the same cluster:
 the round trip of a no-op Pyro5 call to a replica, and one forced log write
 (a SQLite commit with WAL and synchronous=FULL in the cluster's data
-directory; a raw os.fsync too).
+directory; a raw os.fsync too). Each run with reads is followed by a short
+run of no-op ping() calls with the same clients (at most {NOOP_MAX_DURATION:g} s
+or {NOOP_MAX_OPS:,} calls): GET throughput is also given as a ratio to that.
 
 {textwrap.fill(FLOOR_EXPLANATION, 78)}
 
@@ -214,24 +217,39 @@ def progress_bar(console: Console, enabled: bool) -> Progress:
                     console=console, disable=not enabled, transient=False)
 
 
+class ProgressTask:
+    """One progress bar, fed by a runner's ticks (operations done so far)."""
+
+    def __init__(self, progress: Progress, label: str, workload: Workload) -> None:
+        self.progress, self.workload = progress, workload
+        self.total = workload.ops if workload.ops is not None else workload.duration
+        self.task = progress.add_task(label, total=self.total, ops=0, rate=0.0)
+        self.start: Optional[float] = None
+
+    def tick(self, done: int) -> None:
+        now = time.monotonic()
+        self.start = self.start or now
+        elapsed = max(now - self.start, 1e-9)
+        completed = done if self.workload.ops is not None else min(elapsed, self.workload.duration)
+        self.progress.update(self.task, completed=completed, ops=done, rate=done / elapsed if done else 0.0)
+
+    def finish(self) -> None:
+        self.progress.update(self.task, completed=self.total)
+
+
 def run_all(workload: Workload, counts: list[int], target: Target, progress: Progress) -> list:
-    """One run per client count, each with its own progress bar."""
+    """One run per client count, each with its own progress bar; a run with reads is
+    followed at once by a no-op run with the same clients (see run_noop)."""
     summaries = []
     with progress:
         for clients in counts:
-            total = workload.ops if workload.ops is not None else workload.duration
-            task = progress.add_task(f"{clients:>3} clients", total=total, ops=0, rate=0.0)
-            clock = {"start": None}
-
-            def tick(done: int, task=task, clock=clock) -> None:
-                now = time.monotonic()
-                clock["start"] = clock["start"] or now
-                elapsed = max(now - clock["start"], 1e-9)
-                completed = done if workload.ops is not None else min(elapsed, workload.duration)
-                progress.update(task, completed=completed, ops=done, rate=done / elapsed if done else 0.0)
-
-            summary = run_point(workload, clients, target, tick)
-            progress.update(task, completed=total)
+            bar = ProgressTask(progress, f"{clients:>3} clients", workload)
+            summary = run_point(workload, clients, target, bar.tick)
+            bar.finish()
+            if wants_noop(workload):
+                bar = ProgressTask(progress, f"{clients:>3} clients, no-op", noop_workload(workload))
+                summary.noop = run_noop(workload, clients, target, bar.tick)
+                bar.finish()
             summaries.append(summary)
     return summaries
 
@@ -330,11 +348,13 @@ def _preload(workload: Workload, target: Target, err: Console) -> float:
 
 def _exit_code(summaries: list) -> int:
     """1 when reachable replicas differ after any run (that dominates), 4 when a
-    replica was unreachable or clients could not reach the cluster, else 0."""
+    replica was unreachable or clients (of a run or its no-op run) could not reach
+    the cluster, else 0."""
     checks = [summary.digests for summary in summaries]
     if any(check is not None and len(set(check.digests.values())) > 1 for check in checks):
         return EXIT_DIVERGED
-    if any(check is None or not check.equal for check in checks) or any(s.unavailable for s in summaries):
+    unreached = any(s.unavailable or (s.noop is not None and s.noop.unavailable) for s in summaries)
+    if any(check is None or not check.equal for check in checks) or unreached:
         return EXIT_UNAVAILABLE
     return EXIT_OK
 
@@ -343,6 +363,8 @@ def _report_failures(err: Console, summaries: list) -> None:
     for summary in summaries:
         for failure in summary.failures[:5]:
             err.print(f"[yellow]{summary.clients} clients: {failure}[/yellow]")
+        for failure in (summary.noop.failures[:5] if summary.noop else []):
+            err.print(f"[yellow]{summary.clients} clients, no-op run: {failure}[/yellow]")
         check = summary.digests
         if check is None:
             continue

@@ -44,6 +44,7 @@ def run_json(summary: RunSummary, floors: dict, cores: int) -> dict:
         "ops_per_s": round(summary.ops_per_s(summary.put) + summary.ops_per_s(summary.get), 1),
         "put": kind_json(summary, summary.put, floors.get("put_ms")),
         "get": kind_json(summary, summary.get, floors.get("get_ms")),
+        **noop_json(summary, floors),
         "aborts": summary.aborts,
         "outcome_unknown": summary.outcome_unknown,
         "errors": dict(summary.errors),
@@ -68,6 +69,24 @@ def run_json(summary: RunSummary, floors: dict, cores: int) -> dict:
         },
         "failures": summary.failures,
         **(summary.digests.as_dict() if summary.digests else {"digests_equal": None}),
+    }
+
+
+def noop_json(summary: RunSummary, floors: dict) -> dict:
+    """The no-op run's throughput and p50, GET ops/s over it, and the no-op run's own
+    figures (latencies also over floor(GET)); all None for a run without reads."""
+    noop = summary.noop
+    p50_s, ratio = summary.noop_p50_s, summary.get_vs_noop
+    details = None
+    if noop is not None:
+        details = {**kind_json(noop, noop.ping, floors.get("get_ms")), "elapsed_s": round(noop.elapsed_s, 4),
+                   "errors": dict(noop.errors), "failures": noop.failures,
+                   "replicas_used": noop.replicas_used}
+    return {
+        "noop_ops_per_s": None if summary.noop_ops_per_s is None else round(summary.noop_ops_per_s, 1),
+        "noop_p50_ms": None if p50_s is None else round(p50_s * 1000.0, 4),
+        "get_vs_noop": None if ratio is None else round(ratio, 3),
+        "noop": details,
     }
 
 
@@ -125,19 +144,36 @@ def baselines_table(baselines: Baselines, floors: dict) -> Table:
 
 
 def results_table(runs: list[dict]) -> Table:
-    """Throughput and latency per run and kind, latencies also as multiples of their floor."""
-    table = Table(title="Throughput and latency", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    """Throughput and latency per run and kind, latencies also as multiples of their floor;
+    for runs with reads also their no-op run, and GET ops/s over its calls/s below."""
+    table = Table(title="Throughput and latency", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption=_get_vs_noop_line(runs), caption_justify="left", caption_style="none")
     for name in ("clients", "op", "ops/s", "p50 ms", "p95 ms", "p99 ms", "p50/floor", "p99/floor"):
         table.add_column(name, justify="left" if name == "op" else "right")
     for run in runs:
-        for kind in ("put", "get"):
-            figures = run[kind]
-            if not figures["count"]:
+        for label, figures in [(kind.upper(), run[kind]) for kind in ("put", "get")] + [("no-op", run.get("noop"))]:
+            if not figures or not figures["count"]:
                 continue
-            table.add_row(str(run["clients"]), kind.upper(), Text(f"{figures['ops_per_s']:,.0f}", style="bold"),
+            table.add_row(str(run["clients"]), label, Text(f"{figures['ops_per_s']:,.0f}", style="bold"),
                           _ms(figures["p50_ms"]), _ms(figures["p95_ms"]), _ms(figures["p99_ms"]),
-                          Text(_times(figures["p50_over_floor"]), style="cyan"), _times(figures["p99_over_floor"]))
+                          Text(_times(figures["p50_over_floor"]), style="cyan"), _times(figures["p99_over_floor"]),
+                          style="dim" if label == "no-op" else None)
     return table
+
+
+def _get_vs_noop_line(runs: list[dict]) -> Optional[Text]:
+    """'GET ÷ no-op throughput: 1 client 0.62×, 16 clients 0.71×' for the runs with a no-op run
+    (GET ops/s over the calls/s of the no-op run with the same clients)."""
+    with_noop = [run for run in runs if run.get("noop")]
+    if not with_noop:
+        return None
+    line = Text("GET ÷ no-op throughput: ")
+    for position, run in enumerate(with_noop):
+        ratio = run["get_vs_noop"]
+        line.append(", " if position else "")
+        line.append(f"{run['clients']} client" + ("" if run["clients"] == 1 else "s") + " ")
+        line.append("-" if ratio is None else f"{ratio:.2f}×", style="bold")
+    return line + "\n"  # a blank line before the next table
 
 
 def health_table(runs: list[dict]) -> Table:

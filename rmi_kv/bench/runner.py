@@ -1,6 +1,7 @@
 """One benchmark run (one client count) on a cluster, and what it measured."""
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,11 @@ from ..client import KeyValueClient
 from . import probe
 from .stats import LatencyHistogram
 from .workload import Observer, WorkerResult, WorkerSpec, filler_text, key_name, run_processes, run_threads
+
+#: the no-op run after a run with reads lasts as long as that run, capped at this many seconds,
+NOOP_MAX_DURATION = 2.0
+#: or, with --ops, does as many calls, capped at this many
+NOOP_MAX_OPS = 10_000
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,8 @@ class RunSummary:
     elapsed_s: float = 0.0
     put: LatencyHistogram = field(default_factory=LatencyHistogram)
     get: LatencyHistogram = field(default_factory=LatencyHistogram)
+    #: no-op ping() calls (the summary of a no-op run)
+    ping: LatencyHistogram = field(default_factory=LatencyHistogram)
     aborts: int = 0
     abort_attempts: int = 0
     outcome_unknown: int = 0
@@ -67,6 +75,8 @@ class RunSummary:
     failures: list = field(default_factory=list)
     unavailable: bool = False
     digests: Optional[probe.DigestCheck] = None
+    #: the no-op run with the same clients that followed this run (runs with reads only)
+    noop: Optional["RunSummary"] = None
 
     @property
     def retries(self) -> Optional[int]:
@@ -90,6 +100,27 @@ class RunSummary:
     def ops_per_s(self, histogram: LatencyHistogram) -> float:
         return histogram.count / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    @property
+    def noop_ops_per_s(self) -> Optional[float]:
+        """No-op calls per second of the no-op run; None without one, or when one of its
+        clients failed (the figure would undercount)."""
+        noop = self.noop
+        if noop is None or noop.failures or not noop.ping.count:
+            return None
+        return noop.ops_per_s(noop.ping)
+
+    @property
+    def noop_p50_s(self) -> Optional[float]:
+        """p50 latency of the no-op calls, where noop_ops_per_s is known."""
+        return self.noop.ping.percentile(0.5) if self.noop_ops_per_s is not None else None
+
+    @property
+    def get_vs_noop(self) -> Optional[float]:
+        """GET ops/s over no-op calls/s with the same clients: how close GETs come to the
+        rate the replicas and the call path allow for a call that does nothing."""
+        noop = self.noop_ops_per_s
+        return self.ops_per_s(self.get) / noop if noop and self.get.count else None
+
 
 def targets_for(clients: int, names: list[str], replica: Optional[str]) -> list[str]:
     """Replica of each client: all the same one, or round-robin over every replica."""
@@ -99,8 +130,9 @@ def targets_for(clients: int, names: list[str], replica: Optional[str]) -> list[
     return [ordered[index % len(ordered)] for index in range(clients)]
 
 
-def specs_for(workload: Workload, clients: int, target: Target) -> list[WorkerSpec]:
-    """One WorkerSpec per client; --ops is shared out, --duration applies to each."""
+def specs_for(workload: Workload, clients: int, target: Target, noop: bool = False) -> list[WorkerSpec]:
+    """One WorkerSpec per client; --ops is shared out, --duration applies to each;
+    ``noop``: the clients call ping() instead of GET and PUT."""
     replicas = targets_for(clients, target.names, workload.replica)
     specs = []
     for index, replica in enumerate(replicas):
@@ -110,7 +142,7 @@ def specs_for(workload: Workload, clients: int, target: Target) -> list[WorkerSp
         specs.append(WorkerSpec(index, target.ns_host, target.ns_port, replica, workload.timeout, share,
                                 workload.duration if workload.ops is None else None, workload.write_ratio,
                                 workload.value_size, workload.keys, workload.key_prefix, workload.seed,
-                                workload.tls_dir))
+                                workload.tls_dir, noop))
     return specs
 
 
@@ -158,13 +190,26 @@ class CpuWindow(Observer):
             summary.machine_cpu_s = self.after[3] - self.before[3]
 
 
+class Ticks(Observer):
+    """Passes a runner's progress on to ``tick`` (and measures nothing)."""
+
+    def __init__(self, tick: Callable[[int], None]) -> None:
+        self.tick = tick
+
+    def progress(self, done: int) -> None:
+        self.tick(done)
+
+
+def _runner(workload: Workload) -> Callable[[list[WorkerSpec], Observer], list[WorkerResult]]:
+    return run_processes if workload.mode == "processes" else run_threads
+
+
 def run_point(workload: Workload, clients: int, target: Target, tick: Callable[[int], None]) -> RunSummary:
     """Run ``clients`` workers once; measure around the run; check the digests after."""
     before_status = probe.counters(target.client.status())
     specs = specs_for(workload, clients, target)
-    runner = run_processes if workload.mode == "processes" else run_threads
     window = CpuWindow(target.pids, tick)
-    results = runner(specs, window)
+    results = _runner(workload)(specs, window)
     summary = merge(clients, workload.mode, results)
     window.fill(summary)
     summary.digests = probe.check_digests(target.client)
@@ -172,6 +217,28 @@ def run_point(workload: Workload, clients: int, target: Target, tick: Callable[[
     summary.counters_delta = {name: after_status[name] - before_status[name]
                               for name in before_status if name in after_status}
     return summary
+
+
+def wants_noop(workload: Workload) -> bool:
+    """Runs with reads are followed by a no-op run: GETs are read against it."""
+    return workload.write_ratio < 1.0
+
+
+def noop_workload(workload: Workload) -> Workload:
+    """The workload of the no-op run: the same mode and replica choice, for a short
+    window (the run's duration or ops count, capped)."""
+    duration = None if workload.duration is None else min(workload.duration, NOOP_MAX_DURATION)
+    ops = None if workload.ops is None else min(workload.ops, NOOP_MAX_OPS)
+    return dataclasses.replace(workload, duration=duration, ops=ops)
+
+
+def run_noop(workload: Workload, clients: int, target: Target, tick: Callable[[int], None]) -> RunSummary:
+    """``clients`` workers calling the no-op ping() through the replicas a run with
+    ``workload`` uses: the throughput of calls with no work behind them, measured now.
+    It changes nothing, so it needs no digest check; its CPU is not measured."""
+    short = noop_workload(workload)
+    results = _runner(short)(specs_for(short, clients, target, noop=True), Ticks(tick))
+    return merge(clients, workload.mode, results)
 
 
 def merge(clients: int, mode: str, results: list[WorkerResult]) -> RunSummary:
@@ -183,6 +250,7 @@ def merge(clients: int, mode: str, results: list[WorkerResult]) -> RunSummary:
     for result in results:
         summary.put.merge(result.put)
         summary.get.merge(result.get)
+        summary.ping.merge(result.ping)
         summary.aborts += result.aborts
         summary.abort_attempts += result.abort_attempts
         summary.outcome_unknown += result.outcome_unknown

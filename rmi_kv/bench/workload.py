@@ -1,5 +1,6 @@
-"""The benchmark's clients: one loop of GETs and PUTs per worker, run as
-threads of this process or as separate processes.
+"""The benchmark's clients: one loop of GETs and PUTs per worker (or of no-op
+ping() calls, the throughput GETs are read against), run as threads of this
+process or as separate processes.
 
 Every worker has its own KeyValueClient (so its own connection), connects
 before the clock starts, and waits at a start gate so all start together. It
@@ -48,6 +49,9 @@ class WorkerSpec:
     seed: int
     #: --tls-dir of the cluster (mutual TLS with the client certificate), or None
     tls_dir: Optional[str] = None
+    #: call the replica's no-op ping() instead of GETs and PUTs (the write ratio, values
+    #: and keys are then unused)
+    noop: bool = False
 
 
 @dataclass
@@ -58,6 +62,8 @@ class WorkerResult:
     replica: str
     put: LatencyHistogram = field(default_factory=LatencyHistogram)
     get: LatencyHistogram = field(default_factory=LatencyHistogram)
+    #: the no-op ping() calls of a worker with ``noop`` set
+    ping: LatencyHistogram = field(default_factory=LatencyHistogram)
     aborts: int = 0
     #: conflict retries the client saw: ``attempts - 1`` of each aborted write
     abort_attempts: int = 0
@@ -155,30 +161,58 @@ def run_worker(spec: WorkerSpec, counts: MutableSequence[int], gate: StartGate) 
     return result
 
 
+#: what a loop times next: the call, its arguments, and the histogram it goes into
+NextCall = Callable[[int], tuple[Callable[..., Any], tuple, LatencyHistogram]]
+
+
 def _loop(client: KeyValueClient, spec: WorkerSpec, counts: MutableSequence[int], result: WorkerResult) -> None:
+    """The timed loop of this worker's kind (GETs and PUTs, or no-op calls)."""
+    next_call = _noops(client, result) if spec.noop else _operations(client, spec, result)
+    _timed_loop(next_call, spec, counts, result)
+
+
+def _operations(client: KeyValueClient, spec: WorkerSpec, result: WorkerResult) -> NextCall:
+    """GETs and PUTs of random keys, a PUT with probability ``write_ratio``."""
     rng = random.Random(spec.seed * 1_000_003 + spec.index)
     filler = filler_text(rng, spec.value_size)
-    put, get, perf, clock = client.put, client.get, time.perf_counter, time.monotonic
-    histograms = {True: result.put, False: result.get}
+    put, get = client.put, client.get
+
+    def next_call(done: int) -> tuple[Callable[..., Any], tuple, LatencyHistogram]:
+        key = key_name(spec.key_prefix, rng.randrange(spec.keys))
+        if rng.random() < spec.write_ratio:
+            return put, (key, make_value(filler, spec.index, done, spec.value_size)), result.put
+        return get, (key,), result.get
+
+    return next_call
+
+
+def _noops(client: KeyValueClient, result: WorkerResult) -> NextCall:
+    """The replica's no-op ping() through the same client: a call with no work behind it."""
+    call = (client.ping, (), result.ping)
+    return lambda done: call
+
+
+def _timed_loop(next_call: NextCall, spec: WorkerSpec, counts: MutableSequence[int], result: WorkerResult) -> None:
+    """Time each call (and only the call) until ``ops`` calls or ``duration`` seconds;
+    both kinds of loop share it, so their figures compare like for like."""
+    perf, clock = time.perf_counter, time.monotonic
     unavailable_in_a_row = 0
     cpu_started = time.thread_time()
     result.started = clock()
     deadline = result.started + spec.duration if spec.duration is not None else None
     done = 0
     while (done < spec.ops) if spec.ops is not None else (clock() < deadline):
-        key = key_name(spec.key_prefix, rng.randrange(spec.keys))
-        is_write = rng.random() < spec.write_ratio
-        value = make_value(filler, spec.index, done, spec.value_size) if is_write else None
+        call, args, histogram = next_call(done)
         started = perf()
         try:
-            put(key, value) if is_write else get(key)
+            call(*args)
         except Exception as error:  # counted by kind; the loop goes on
             unavailable_in_a_row = unavailable_in_a_row + 1 if _count_error(result, error) else 0
             if unavailable_in_a_row >= MAX_CONSECUTIVE_UNAVAILABLE:
                 result.failure, result.unavailable = f"{spec.replica}: {error}", True
                 break
         else:
-            histograms[is_write].record(perf() - started)
+            histogram.record(perf() - started)
             unavailable_in_a_row = 0
         done += 1
         counts[spec.index] = done

@@ -3,15 +3,20 @@ JSON and SVG. Speed is never asserted: the figures are read by people."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+import pytest
+
 from rmi_kv.bench.stats import LatencyHistogram
 
 ROOT = Path(__file__).resolve().parents[2]
+#: a no-op row of the results table: clients, "no-op", calls per second
+NOOP_ROW = re.compile(r"^\s*\d+\s+no-op\s+[\d,]+\s", re.MULTILINE)
 
 
 def run_bench(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
@@ -50,7 +55,25 @@ def test_one_run_writes_figures_and_settings(tmp_path):
     assert run["digests_equal"] is True and len(set(run["digests"].values())) == 1
     assert run["replica_counters_delta"]["coordinated_committed"] == run["put"]["count"]
     assert run["retries"] is not None and run["errors"] == {}
+    assert_noop_figures(run, calls=200)
     assert "Throughput and latency" in result.stdout
+    assert NOOP_ROW.search(result.stdout) and "GET ÷ no-op throughput: 2 clients" in result.stdout
+
+
+def assert_noop_figures(run: dict, calls: int) -> None:
+    """A run with reads carries the no-op run that followed it: same clients and
+    replicas, its calls/s and p50, and GET ops/s over its calls/s."""
+    noop = run["noop"]
+    assert noop["count"] == calls and noop["failures"] == [] and noop["errors"] == {}
+    assert noop["replicas_used"] == run["replicas_used"]
+    assert run["noop_ops_per_s"] == noop["ops_per_s"] > 0 and run["noop_p50_ms"] == noop["p50_ms"] > 0
+    assert run["get_vs_noop"] == pytest.approx(run["get"]["ops_per_s"] / run["noop_ops_per_s"], rel=0.01, abs=0.002)
+
+
+def assert_no_noop_figures(run: dict) -> None:
+    """A write-only run has no GETs to compare, so no no-op run."""
+    assert run["noop"] is None
+    assert run["noop_ops_per_s"] is None and run["noop_p50_ms"] is None and run["get_vs_noop"] is None
 
 
 def test_sweep_with_threads_writes_svg(tmp_path):
@@ -61,10 +84,57 @@ def test_sweep_with_threads_writes_svg(tmp_path):
     document = json.loads(out.read_text())
     assert [run["clients"] for run in document["runs"]] == [1, 2]
     assert all(run["mode"] == "threads" and run["get"]["count"] == 0 for run in document["runs"])
+    for run in document["runs"]:
+        assert_no_noop_figures(run)
     assert document["digests_equal"] is True
+    assert not NOOP_ROW.search(result.stdout) and "GET ÷ no-op" not in result.stdout
     root = ElementTree.fromstring(chart.read_text())
     assert root.tag.endswith("svg") and root.findall(".//{http://www.w3.org/2000/svg}polyline")
     assert "Throughput against clients" in result.stdout
+
+
+def test_reads_with_threads_are_followed_by_a_noop_run_per_client_count(tmp_path):
+    out = tmp_path / "reads.json"
+    result = run_bench("--sweep", "1,3", "--ops", "90", "--threads", "--replicas", "3", "--write-ratio", "0.0",
+                       "--keys", "20", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert [run["clients"] for run in runs] == [1, 3]
+    for run in runs:
+        assert run["mode"] == "threads" and run["get"]["count"] == 90 and run["put"]["count"] == 0
+        assert_noop_figures(run, calls=90)
+    assert len(NOOP_ROW.findall(result.stdout)) == 2
+    assert "GET ÷ no-op throughput: 1 client" in result.stdout and "3 clients" in result.stdout
+
+
+def test_the_noop_run_is_short():
+    from rmi_kv.bench.runner import NOOP_MAX_DURATION, NOOP_MAX_OPS, Workload, noop_workload, wants_noop
+
+    timed = Workload(30.0, None, 0.0, 100, 10, "k", 1, "threads", 5.0, None)
+    assert noop_workload(timed).duration == NOOP_MAX_DURATION and noop_workload(timed).ops is None
+    counted = Workload(None, 10 * NOOP_MAX_OPS, 0.5, 100, 10, "k", 1, "processes", 5.0, "replica2")
+    assert noop_workload(counted).ops == NOOP_MAX_OPS and noop_workload(counted).duration is None
+    assert noop_workload(counted).mode == "processes" and noop_workload(counted).replica == "replica2"
+    assert wants_noop(timed) and wants_noop(counted)
+    assert not wants_noop(Workload(1.0, None, 1.0, 100, 10, "k", 1, "threads", 5.0, None))
+
+
+def test_noop_figures_are_left_out_when_the_noop_run_failed():
+    from rmi_kv.bench.report import noop_json
+    from rmi_kv.bench.runner import RunSummary
+
+    summary, noop = RunSummary(2, "threads", elapsed_s=2.0), RunSummary(2, "threads", elapsed_s=1.0)
+    for _ in range(100):
+        summary.get.record(0.001)
+    for _ in range(300):
+        noop.ping.record(0.0005)
+    summary.noop = noop
+    assert summary.noop_ops_per_s == 300.0 and summary.get_vs_noop == pytest.approx(50.0 / 300.0)
+    assert noop_json(summary, {"get_ms": 0.25})["noop_p50_ms"] == pytest.approx(0.5, rel=0.01)
+    noop.failures.append("client 1: replica2: gone")
+    figures = noop_json(summary, {"get_ms": 0.25})
+    assert figures["noop_ops_per_s"] is None and figures["get_vs_noop"] is None
+    assert figures["noop"]["failures"] == ["client 1: replica2: gone"]
 
 
 def test_usage_errors_exit_2():
