@@ -123,47 +123,121 @@ class Participant:
         forced (with the local apply, in one write) the transaction is
         presumed aborted, so a crash before it leaves nothing to recover.
         """
-        answers: list = [None] * len(requests)
-        staged: list[tuple[int, PreparedRecord]] = []
-        txids = [request[0] for request in requests]
+        return self.commit_and_vote((), requests)[1]
+
+    def commit_and_vote(self, commits: Sequence[str], votes: Sequence[tuple],
+                        decision: Optional[Sequence[str]] = None) -> tuple[list, list]:
+        """Phase 2 for ``commits`` (txids), then phase 1 for ``votes`` (txid,
+        writes, coordinator, participants): one forced write for the applies
+        and the PREPARED records together, unless a vote needs a key one of
+        the commits still holds (then the commits are written, and their keys
+        freed, first). Returns the answers to the commits and to the votes.
+        """
+        commit_answers: list = [None] * len(commits)
+        vote_answers: list = [None] * len(votes)
         with contextlib.ExitStack() as guards:
-            for txid in sorted(set(txids)):  # one order for every thread: no deadlock between batches
+            for txid in sorted(set(commits) | {vote[0] for vote in votes}):  # one order: no deadlock
                 guards.enter_context(self._exclusive(txid))
-            seen: set[str] = set()
+            applying = self._stage_commits(commits, decision, commit_answers)
+            committing_keys = {key for _, record in applying for key in record.writes}
+            applied: list[str] = []
+            prepared: list[str] = []
+            if any(key in committing_keys for vote in votes for key in vote[1]):
+                applied += self._write_staged(applying, decision, commit_answers, [], vote_answers)[0]
+                applying = []
+            voting: list[str] = []
             try:
-                for index, (txid, writes, coordinator, participants) in enumerate(requests):
-                    if txid in seen:
-                        answers[index] = InvalidRequest(f"transaction {txid} appears twice in one batch")
-                        continue
-                    seen.add(txid)
-                    participants = tuple(participants)
-                    self._voting[txid] = participants  # visible to a catching-up peer's drain
-                    try:
-                        answers[index] = self._lock_for_vote(txid, writes, coordinator, participants)
-                    except Exception as error:
-                        answers[index] = error
-                    if answers[index] is None:
-                        staged.append((index, PreparedRecord(txid, dict(writes), coordinator, participants,
-                                                             time.time())))
-                forced = [record for _, record in staged if record.coordinator != self.name]
-                errors = dict(zip((record.txid for record in forced), self.storage.log_prepared_many(
-                    [(r.txid, r.writes, r.coordinator, r.participants) for r in forced]) if forced else []))
-                for index, record in staged:
-                    error = errors.get(record.txid)
-                    if error is not None:
-                        self.locks.release(record.txid, record.writes.keys())
-                        answers[index] = error
-                    else:
-                        self._prepared[record.txid] = record
-                        answers[index] = True
+                staged = self._stage_votes(votes, vote_answers, voting)
+                now_applied, prepared = self._write_staged(applying, decision, commit_answers, staged, vote_answers)
+                applied += now_applied
             finally:
-                for txid in seen:
+                for txid in voting:
                     self._voting.pop(txid, None)
+        for txid in applied:
+            self.failpoints.hit("participant.before_ack")
+            log.debug("haveCommitted %s (applied)", txid)
+        for txid in prepared:
+            self.failpoints.hit("participant.after_prepare")
+            log.debug("vote YES %s", txid)
+        return commit_answers, vote_answers
+
+    def _stage_votes(self, votes: Sequence[tuple], answers: list, voting: list) -> list:
+        """Check and lock each vote's keys; the (index, record) of those to prepare."""
+        staged: list[tuple[int, PreparedRecord]] = []
+        seen: set[str] = set()
+        for index, (txid, writes, coordinator, participants) in enumerate(votes):
+            if txid in seen:
+                answers[index] = InvalidRequest(f"transaction {txid} appears twice in one batch")
+                continue
+            seen.add(txid)
+            participants = tuple(participants)
+            self._voting[txid] = participants  # visible to a catching-up peer's drain
+            voting.append(txid)
+            try:
+                answers[index] = self._lock_for_vote(txid, writes, coordinator, participants)
+            except Exception as error:
+                answers[index] = error
+            if answers[index] is None:
+                staged.append((index, PreparedRecord(txid, dict(writes), coordinator, participants, time.time())))
+        return staged
+
+    def _stage_commits(self, txids: Sequence[str], decision: Optional[Sequence[str]], answers: list) -> list:
+        """The (index, record) of each prepared transaction to apply; the
+        others get their answer now."""
+        applying: list[tuple[int, PreparedRecord]] = []
+        seen: set[str] = set()
+        for index, txid in enumerate(txids):
+            log.debug("doCommit %s", txid)
+            if txid in seen:
+                answers[index] = InvalidRequest(f"transaction {txid} appears twice in one batch")
+                continue
+            seen.add(txid)
+            record = self._prepared.get(txid)
+            try:
+                if record is None:
+                    answers[index] = self._commit_without_record(txid, decision)
+                    continue
+                self.failpoints.hit("participant.before_commit")
+            except Exception as error:
+                answers[index] = error
+                continue
+            applying.append((index, record))
+        return applying
+
+    def _write_staged(self, applying: list, decision: Optional[Sequence[str]], commit_answers: list,
+                      staged: list, vote_answers: list) -> tuple[list[str], list[str]]:
+        """Force the staged applies and PREPARED records (one write), then
+        free the committed keys and keep the prepared transactions; returns
+        the txids applied and those prepared."""
+        forced = [record for _, record in staged if record.coordinator != self.name]
+        prepares = [(r.txid, r.writes, r.coordinator, r.participants) for r in forced]
+        with self._catch_up_lock.shared():
+            if self.storage.catching_up:
+                commit_errors = [self._buffer(record, decision) for _, record in applying]
+                prepare_errors = self.storage.log_prepared_many(prepares) if prepares else []
+            elif applying or prepares:
+                commit_errors, prepare_errors = self.storage.commit_and_prepare(
+                    [(record.txid, record.writes, decision) for _, record in applying], prepares)
+            else:
+                commit_errors, prepare_errors = [], []
+        for (index, record), error in zip(applying, commit_errors):
+            if error is not None:
+                commit_answers[index] = error
+                continue
+            del self._prepared[record.txid]
+            self.locks.release(record.txid, record.writes.keys())
+            commit_answers[index] = True
+        errors = dict(zip((record.txid for record in forced), prepare_errors))
         for index, record in staged:
-            if answers[index] is True:
-                self.failpoints.hit("participant.after_prepare")
-                log.debug("vote YES %s", record.txid)
-        return answers
+            error = errors.get(record.txid)
+            if error is not None:
+                self.locks.release(record.txid, record.writes.keys())
+                vote_answers[index] = error
+            else:
+                self._prepared[record.txid] = record
+                vote_answers[index] = True
+        return ([record.txid for index, record in applying if commit_answers[index] is True],
+                [record.txid for index, record in staged if vote_answers[index] is True])
 
     def _lock_for_vote(self, txid: str, writes: Mapping[str, Optional[str]], coordinator: str,
                        participants: tuple) -> Optional[bool]:
@@ -203,49 +277,7 @@ class Participant:
     def do_commit_many(self, txids: Sequence[str], decision: Optional[Sequence[str]] = None) -> list:
         """Phase 2 for several transactions, applied in one forced write; the
         answer for each is True (haveCommitted) or the exception it raised."""
-        answers: list = [None] * len(txids)
-        applying: list[tuple[int, PreparedRecord]] = []
-        with contextlib.ExitStack() as guards:
-            for txid in sorted(set(txids)):
-                guards.enter_context(self._exclusive(txid))
-            seen: set[str] = set()
-            for index, txid in enumerate(txids):
-                log.debug("doCommit %s", txid)
-                if txid in seen:
-                    answers[index] = InvalidRequest(f"transaction {txid} appears twice in one batch")
-                    continue
-                seen.add(txid)
-                record = self._prepared.get(txid)
-                if record is None:
-                    try:
-                        answers[index] = self._commit_without_record(txid, decision)
-                    except Exception as error:
-                        answers[index] = error
-                    continue
-                try:
-                    self.failpoints.hit("participant.before_commit")
-                except Exception as error:
-                    answers[index] = error
-                    continue
-                applying.append((index, record))
-            with self._catch_up_lock.shared():
-                if self.storage.catching_up:
-                    errors = [self._buffer(record, decision) for _, record in applying]
-                else:
-                    errors = self.storage.apply_commits(
-                        [(record.txid, record.writes, decision) for _, record in applying]) if applying else []
-            for (index, record), error in zip(applying, errors):
-                if error is not None:
-                    answers[index] = error
-                    continue
-                del self._prepared[record.txid]
-                self.locks.release(record.txid, record.writes.keys())
-                answers[index] = True
-        for index, record in applying:
-            if answers[index] is True:
-                self.failpoints.hit("participant.before_ack")
-                log.debug("haveCommitted %s (applied)", record.txid)
-        return answers
+        return self.commit_and_vote(txids, (), decision)[0]
 
     def _commit_without_record(self, txid: str, decision: Optional[Sequence[str]]) -> bool:
         """doCommit for a transaction not prepared here: repeated, or a mistake."""

@@ -125,7 +125,8 @@ class KeyValue:
                                        vote_timeout=settings.timeouts.vote,
                                        decision_timeout=settings.timeouts.decision,
                                        conflict_retries=settings.conflict_retries,
-                                       conflict_backoff=settings.conflict_backoff)
+                                       conflict_backoff=settings.conflict_backoff,
+                                       early_reply=settings.early_reply)
         self._local = LocalHandle(self.participant)
         self.started = time.time()
         #: why client requests are refused now (None: serving)
@@ -234,6 +235,7 @@ class KeyValue:
         return {
             "name": self.name,
             "role": "participant and coordinator",
+            "early_reply": self.coordinator.early_reply,
             "version": __version__,
             "uri": self.membership.self_uri,
             "serving": self.refusal is None,
@@ -302,8 +304,8 @@ class KeyValue:
         participants), ("doCommit", txid) and ("doAbort", txid) tuples. The
         answer is one [True, result] or [False, error] per message, in order.
         Decisions are handled first (they release keys the votes may need);
-        the votes' PREPARED records share one forced write, and so do the
-        commits.
+        the commits' applies and the votes' PREPARED records share one forced
+        write.
         """
         require_member("batch")
         if not isinstance(messages, (list, tuple)) or not 1 <= len(messages) <= MAX_MESSAGES:
@@ -323,9 +325,9 @@ class KeyValue:
                 answers[index] = error
         for index, txid in aborts:
             answers[index] = _answer_of(self.participant.do_abort, txid)
-        for (index, _), answer in zip(commits, self.participant.do_commit_many([txid for _, txid in commits])):
-            answers[index] = answer
-        for (index, _), answer in zip(votes, self.participant.can_commit_many([vote for _, vote in votes])):
+        commit_answers, vote_answers = self.participant.commit_and_vote([txid for _, txid in commits],
+                                                                        [vote for _, vote in votes])
+        for (index, _), answer in [*zip(commits, commit_answers), *zip(votes, vote_answers)]:
             answers[index] = answer
         return [[False, self._wire_error(answer)] if isinstance(answer, BaseException) else [True, answer]
                 for answer in answers]
@@ -568,7 +570,8 @@ class ReplicaServer:
         if coordinator.pending():
             handles = {name: self.kv.handle_for(name) for name in self.membership.names()}
             handles[self.name] = self.kv.handle_for(self.name)
-            coordinator.resend_commits({name: handle for name, handle in handles.items() if handle is not None})
+            coordinator.resend_commits({name: handle for name, handle in handles.items() if handle is not None},
+                                       min_age=0.0 if initial else self.settings.timeouts.decision)
         coordinator.forget_acknowledged()
 
     def _maintain(self) -> None:

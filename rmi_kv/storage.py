@@ -176,6 +176,8 @@ class Storage:
         """Run ``operations`` in one forced commit (shared with other threads'
         queued writes); each one succeeds or fails on its own."""
         pendings = [_PendingWrite(operation) for operation in operations]
+        if not pendings:
+            return pendings
         with self._queue_lock:
             if self._closed:
                 raise RuntimeError("storage is closed")
@@ -318,6 +320,12 @@ class Storage:
     def log_prepared_many(self, records: list[tuple]) -> list[Optional[BaseException]]:
         """Force several PREPARED records (txid, writes, coordinator,
         participants) in one commit; the error of each, or None."""
+        return self.commit_and_prepare([], records)[1]
+
+    def commit_and_prepare(self, commits: list[tuple], records: list[tuple]) -> tuple[list, list]:
+        """``apply_commit`` for each of ``commits`` (txid, writes, decision),
+        then force the PREPARED ``records`` (txid, writes, coordinator,
+        participants), all in one forced commit; the error of each, or None."""
         now = time.time()
 
         def insert(txid: str, writes: Writes, coordinator: str, participants: Iterable[str]):
@@ -327,7 +335,9 @@ class Storage:
                 "INSERT OR IGNORE INTO prepared(txid, writes, coordinator, participants, created) "
                 "VALUES (?, ?, ?, ?, ?)", row)
 
-        return [pending.error for pending in self._write_many([insert(*record) for record in records])]
+        operations = [self._committer(*commit) for commit in commits] + [insert(*record) for record in records]
+        errors = [pending.error for pending in self._write_many(operations)]
+        return errors[:len(commits)], errors[len(commits):]
 
     def prepared(self) -> list[PreparedRecord]:
         rows = self._read_all("SELECT txid, writes, coordinator, participants, created FROM prepared ORDER BY created")
@@ -346,7 +356,7 @@ class Storage:
     def apply_commits(self, commits: list[tuple]) -> list[Optional[BaseException]]:
         """``apply_commit`` for several (txid, writes, decision) in one forced
         commit; the error of each, or None."""
-        return [pending.error for pending in self._write_many([self._committer(*commit) for commit in commits])]
+        return self.commit_and_prepare(commits, [])[0]
 
     def _committer(self, txid: str, writes: Writes, decision: Optional[Iterable[str]]):
         def operation(connection: sqlite3.Connection) -> None:

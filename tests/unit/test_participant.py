@@ -377,3 +377,19 @@ def test_an_abort_of_the_coordinators_own_vote_counts_like_any_other(make_storag
     assert participant.do_abort(txid) is True
     assert participant.storage.aborted_count == 1
     assert participant.storage.outcome(txid) == ABORT and participant.locks.held() == {}
+
+
+def test_commits_and_votes_of_one_batch_share_one_forced_write(make_participant, new_txid):
+    participant = make_participant()
+    first, second, third = new_txid(), new_txid(), new_txid()
+    assert participant.can_commit(first, {"a": "1"}, "c0", MEMBERS)
+    forced = participant.storage.forced_commits
+    commits, votes = participant.commit_and_vote([first], [(second, {"b": "2"}, "c0", MEMBERS)])
+    assert commits == [True] and votes == [True]
+    assert participant.storage.forced_commits == forced + 1
+    assert participant.storage.get("a") == ("1", 1) and participant.in_doubt() == [second]
+    # a vote on a key the commit still holds: the commit is written and frees it first
+    commits, votes = participant.commit_and_vote([second], [(third, {"b": "3"}, "c0", MEMBERS)])
+    assert commits == [True] and votes == [True]
+    assert participant.storage.forced_commits == forced + 3
+    assert participant.locks.held() == {"b": third}
