@@ -29,12 +29,13 @@ MESSAGE_OVERHEAD = 512
 
 
 class _Queued:
-    __slots__ = ("message", "size", "expires", "future", "queued_at")
+    __slots__ = ("message", "size", "expires", "lazy", "future", "queued_at")
 
-    def __init__(self, message: tuple, size: int, expires: Optional[float]) -> None:
+    def __init__(self, message: tuple, size: int, expires: Optional[float], lazy: bool) -> None:
         self.message = message
         self.size = size
         self.expires = expires
+        self.lazy = lazy
         self.future: concurrent.futures.Future = concurrent.futures.Future()
         self.queued_at = time.perf_counter()
 
@@ -49,7 +50,8 @@ class MessageBatcher:
     """
 
     def __init__(self, name: str, send_batch: Callable[[list[tuple]], Sequence[Any]],
-                 max_messages: int = MAX_MESSAGES, max_bytes: int = 2 * 1024 * 1024, senders: int = 2) -> None:
+                 max_messages: int = MAX_MESSAGES, max_bytes: int = 2 * 1024 * 1024, senders: int = 2,
+                 linger: float = 0.002) -> None:
         self.name = name
         self._send_batch = send_batch
         self.max_messages = max_messages
@@ -60,23 +62,31 @@ class MessageBatcher:
         self._senders: list[threading.Thread] = []
         self.max_senders = senders
         self._idle_senders = 0
+        #: how long a lazy message may wait for company
+        self.linger = linger
+        #: queued messages that are not lazy: one of them makes a sender go at once
+        self._urgent = 0
         #: calls made and messages carried, for the status and the benchmark
         self.calls = 0
         self.messages = 0
 
-    def submit(self, message: tuple, size: int = 0, expires: Optional[float] = None) -> concurrent.futures.Future:
+    def submit(self, message: tuple, size: int = 0, expires: Optional[float] = None,
+               lazy: bool = False) -> concurrent.futures.Future:
         """Queue ``message`` (``size``: bytes of keys and values it carries).
 
         A message still queued at ``expires`` (a ``time.monotonic()`` value)
         is never sent: it fails as too late (a vote nobody waits for any more
-        would only lock keys at the peer until recovery frees them).
+        would only lock keys at the peer until recovery frees them). A
+        ``lazy`` message nobody waits for waits up to ``linger`` seconds for
+        another message to share its call.
         """
-        queued = _Queued(message, size, expires)
+        queued = _Queued(message, size, expires, lazy)
         with self._ready:
             if self._closed:
                 queued.future.set_result((None, RuntimeError(f"messages to {self.name} are closed"), 0.0))
                 return queued.future
             self._queue.append(queued)
+            self._urgent += not lazy
             if not self._idle_senders and len(self._senders) < self.max_senders:
                 sender = threading.Thread(target=self._run, name=f"batch-{self.name}-{len(self._senders) + 1}",
                                           daemon=True)
@@ -90,6 +100,7 @@ class MessageBatcher:
         with self._ready:
             self._closed = True
             left, self._queue = list(self._queue), deque()
+            self._urgent = 0
             self._ready.notify_all()
         for queued in left:
             queued.future.set_result((None, RuntimeError(f"messages to {self.name} are closed"), 0.0))
@@ -97,9 +108,12 @@ class MessageBatcher:
     def _take(self) -> list[_Queued]:
         """Wait for messages; take as many as one call may carry."""
         with self._ready:
-            while not self._queue and not self._closed:
+            while not self._closed:
+                wait = self._wait_before_sending()
+                if wait == 0.0:
+                    break
                 self._idle_senders += 1
-                self._ready.wait()
+                self._ready.wait(wait)
                 self._idle_senders -= 1
             batch: list[_Queued] = []
             size = 0
@@ -107,15 +121,27 @@ class MessageBatcher:
             while self._queue and len(batch) < self.max_messages:
                 if self._queue[0].expires is not None and self._queue[0].expires <= now:
                     late = self._queue.popleft()
+                    self._urgent -= not late.lazy
                     late.future.set_result((None, TimeoutError(f"{self.name} was busy: not sent in time"),
                                             (time.perf_counter() - late.queued_at) * 1000.0))
                     continue
                 cost = self._queue[0].size + MESSAGE_OVERHEAD
                 if batch and size + cost > self.max_bytes:
                     break
-                batch.append(self._queue.popleft())
+                taken = self._queue.popleft()
+                self._urgent -= not taken.lazy
+                batch.append(taken)
                 size += cost
             return batch
+
+    def _wait_before_sending(self) -> Optional[float]:
+        """0 to send now; how long to wait for the oldest lazy message's
+        company; None to wait for any message."""
+        if self._urgent:
+            return 0.0
+        if not self._queue:
+            return None
+        return max(0.0, self._queue[0].queued_at + self.linger - time.perf_counter())
 
     def _run(self) -> None:
         while True:

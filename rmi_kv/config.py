@@ -58,6 +58,8 @@ class Settings:
     conflict_retries: int = 12
     #: first backoff after a conflict; doubles with jitter on each retry
     conflict_backoff: float = 0.002
+    #: answer a write once its COMMIT decision is forced, before every replica applied it
+    early_reply: bool = False
     #: durable writes really reach the disk (fsync); only tests of speed turn it off
     durable: bool = True
     #: connections a replica holds at most; past it, the one idle the longest is closed

@@ -95,7 +95,7 @@ class Coordinator:
     def __init__(self, name: str, storage: Storage, failpoints: Failpoints = NO_FAILPOINTS,
                  vote_timeout: float = 2.0, decision_timeout: float = 2.0,
                  conflict_retries: int = 12, conflict_backoff: float = 0.002,
-                 executor: concurrent.futures.Executor | None = None) -> None:
+                 executor: concurrent.futures.Executor | None = None, early_reply: bool = False) -> None:
         self.name = name
         self.storage = storage
         self.failpoints = failpoints
@@ -103,6 +103,8 @@ class Coordinator:
         self.decision_timeout = decision_timeout
         self.conflict_retries = conflict_retries
         self.conflict_backoff = conflict_backoff
+        #: answer the client once the decision is forced; phase 2 finishes in the background
+        self.early_reply = early_reply
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=128, thread_name_prefix=f"{name}-fanout")
         self._boot = os.urandom(4).hex()
@@ -112,6 +114,8 @@ class Coordinator:
         self._active: dict[str, str] = {}
         #: txid -> participants that have not acknowledged the COMMIT yet
         self._pending: dict[str, set[str]] = {}
+        #: txid -> when it was decided (time.monotonic(); 0 for decisions found at start-up)
+        self._decided_at: dict[str, float] = {}
         #: fully acknowledged COMMIT records, to drop from the log lazily
         self._forgettable: list[str] = []
         self.committed = 0
@@ -156,6 +160,7 @@ class Coordinator:
             waiting.discard(participant)
             if not waiting:
                 del self._pending[txid]
+                self._decided_at.pop(txid, None)
                 self._forgettable.append(txid)
 
     def drop_participant(self, name: str) -> None:
@@ -175,9 +180,14 @@ class Coordinator:
             self.storage.forget_decisions(batch)
         return len(batch)
 
-    def resend_commits(self, handles: Mapping[str, ParticipantHandle]) -> None:
-        """Re-send doCommit for every COMMIT not acknowledged by all (recovery)."""
+    def resend_commits(self, handles: Mapping[str, ParticipantHandle], min_age: float = 0.0) -> None:
+        """Re-send doCommit for every COMMIT not acknowledged by all (recovery),
+        decided at least ``min_age`` seconds ago (younger ones are still on their way)."""
+        now = time.monotonic()
         for txid, waiting in self.pending().items():
+            with self._lock:
+                if now - self._decided_at.get(txid, 0.0) < min_age:
+                    continue
             targets = {name: handles[name] for name in waiting if name in handles}
             if targets:
                 round_ = _Round(txid)
@@ -245,6 +255,7 @@ class Coordinator:
                 del self._active[txid]
                 if remaining:
                     self._pending[txid] = remaining
+                    self._decided_at[txid] = time.monotonic()
                 else:
                     self._forgettable.append(txid)
             if commit_with_decision is not None:
@@ -257,7 +268,10 @@ class Coordinator:
                 self._active.pop(txid, None)
         self.failpoints.hit("coordinator.after_decision")
         targets = {name: handles[name] for name in remaining}
-        unacknowledged = self._send_decision(round_, "doCommit", targets, self.decision_timeout)
+        if self.early_reply:  # safe while reads of PREPARED keys wait: no replica shows the old value
+            round_.note("reply", self.name, "client answered at the commit point; phase 2 goes on")
+        unacknowledged = self._send_decision(round_, "doCommit", targets, self.decision_timeout,
+                                             wait=not self.early_reply)
         self.committed += 1
         return Outcome(txid, True, unacknowledged=sorted(unacknowledged), trace=round_.trace, observed=observed)
 
@@ -335,13 +349,16 @@ class Coordinator:
         for name in names:
             if name != self.name:
                 round_.note(message, name, "sent")
-                futures[self._dispatch(handles[name], message, txid)] = name
+                futures[self._dispatch(handles[name], message, txid, lazy=message == "doCommit" and not wait)] = name
         unacknowledged: set[str] = set()
         if self.name in names:
             if not self._deliver(round_, message, self.name, _timed(getattr(handles[self.name], message), txid)):
                 unacknowledged.add(self.name)
-        if not wait:
-            return unacknowledged
+        if not wait:  # answers are recorded as they come
+            for future, name in futures.items():
+                future.add_done_callback(
+                    lambda done, name=name: self._deliver(round_, message, name, done.result()))
+            return unacknowledged | set(futures.values())
         done, not_done = concurrent.futures.wait(futures, timeout=timeout)
         for future in done:
             if not self._deliver(round_, message, futures[future], future.result()):
@@ -352,14 +369,15 @@ class Coordinator:
         return unacknowledged
 
     def _dispatch(self, handle: ParticipantHandle, message: str, *args: Any,
-                  expires: Optional[float] = None) -> concurrent.futures.Future:
+                  expires: Optional[float] = None, lazy: bool = False) -> concurrent.futures.Future:
         """Send one message to a participant in the background; the future
         resolves to (value, error, elapsed_ms). Handles that batch messages
-        (``send``) queue it for their next batch, and drop it unsent once
-        ``expires`` (time.monotonic()) has passed."""
+        (``send``) queue it for their next batch, drop it unsent once
+        ``expires`` (time.monotonic()) has passed, and may hold a ``lazy``
+        one a moment for company."""
         send = getattr(handle, "send", None)
         if send is not None:
-            return send(message, *args, expires=expires)
+            return send(message, *args, expires=expires, lazy=lazy)
         return self._executor.submit(_timed, getattr(handle, message), *args)
 
     def _deliver(self, round_: _Round, message: str, name: str, result: tuple) -> bool:

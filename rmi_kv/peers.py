@@ -204,12 +204,13 @@ class PeerHandle:
                 raise ReplicaUnavailable(f"{self.name} is unreachable ({error})", replica=self.name) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def send(self, message: str, *args: Any, expires: Optional[float] = None) -> concurrent.futures.Future:
+    def send(self, message: str, *args: Any, expires: Optional[float] = None,
+             lazy: bool = False) -> concurrent.futures.Future:
         """Queue a protocol message for the member's next batch (not sent after
-        ``expires``, a time.monotonic() value); the future resolves to
-        (value, error, elapsed_ms)."""
+        ``expires``, a time.monotonic() value; a ``lazy`` one may wait a moment
+        for company); the future resolves to (value, error, elapsed_ms)."""
         size = sum(len(key) + len(value or "") for key, value in args[1].items()) if message == "canCommit" else 0
-        return self.membership.batcher(self.name).submit((message, *args), size, expires)
+        return self.membership.batcher(self.name).submit((message, *args), size, expires, lazy)
 
     def canCommit(self, txid: str, writes: dict, coordinator: str, participants: list) -> bool:
         return self.call("canCommit", txid, writes, coordinator, participants)

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a participant that has not voted within S seconds counts as NO (default %(default)s)")
     parser.add_argument("--read-wait", type=float, default=Timeouts().read_wait, metavar="S",
                         help="how long a read waits for a key whose write is undecided (default %(default)s)")
+    parser.add_argument("--early-reply", action="store_true",
+                        help="answer a write once its COMMIT decision is forced; the replicas apply it right "
+                             "after (a read there waits for it), but status() may briefly differ")
     parser.add_argument("--ns-wait", type=float, default=15.0, metavar="S",
                         help="wait up to S seconds for the name server to come up (default %(default)s)")
     parser.add_argument("--failpoint", action="append", default=[], metavar="NAME=ACTION",
@@ -87,7 +90,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                                    read_wait=args.read_wait)
     if not 8 <= args.max_connections <= 10000:
         raise InvalidRequest("--max-connections must be between 8 and 10000")
-    return Settings(timeouts=timeouts, max_connections=args.max_connections)
+    return Settings(timeouts=timeouts, max_connections=args.max_connections, early_reply=args.early_reply)
 
 
 def run_replica(args: argparse.Namespace) -> int:
@@ -141,7 +144,8 @@ def run_cluster(args: argparse.Namespace) -> int:
     setup_logging("launcher", args.log_level)
     data_dir = Path(args.data_dir or "data")
     cluster = LocalCluster(args.replicas, data_dir=data_dir, ns_host=args.ns_host, ns_port=args.ns_port,
-                           start_nameserver=args.with_nameserver, log_level=args.log_level, tls_dir=args.tls_dir)
+                           start_nameserver=args.with_nameserver, log_level=args.log_level, tls_dir=args.tls_dir,
+                           replica_args=["--early-reply"] if args.early_reply else [])
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

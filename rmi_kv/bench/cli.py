@@ -72,6 +72,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                          "where the forced-write baseline runs (default: a temporary directory)")
     cluster.add_argument("--tls-dir", metavar="DIR", help="mutual TLS: the cluster this tool starts uses the "
                          "certificates in DIR, and every client presents the client certificate from DIR")
+    cluster.add_argument("--early-reply", action="store_true",
+                         help="the replicas this tool starts answer a write once its COMMIT decision is forced "
+                         "(run_server.py --early-reply); a running cluster has its own setting")
     load = parser.add_argument_group("workload")
     load.add_argument("--clients", type=int, default=4, metavar="N",
                       help="concurrent clients, each with its own connection (default %(default)s)")
@@ -142,6 +145,8 @@ def validate(args: argparse.Namespace) -> list[int]:
         (args.timeout > 0, "--timeout must be positive"),
         (bool(args.key_prefix), "--key-prefix must not be empty"),
         (args.chart is None or args.chart.lower().endswith(".svg"), "--chart writes SVG: give a PATH ending in .svg"),
+        (not (args.early_reply and (args.ns_host is not None or args.ns_port is not None)),
+         "--early-reply is a setting of the replicas: start them with run_server.py --early-reply"),
     ]
     for ok, message in checks:
         if not ok:
@@ -170,7 +175,8 @@ def cluster_for(args: argparse.Namespace, console: Console) -> Iterator[tuple[Ta
         return
     from ..cluster import LocalCluster
 
-    cluster = LocalCluster(args.replicas, data_dir=args.data_dir, log_level="WARNING", tls_dir=args.tls_dir)
+    cluster = LocalCluster(args.replicas, data_dir=args.data_dir, log_level="WARNING", tls_dir=args.tls_dir,
+                           replica_args=["--early-reply"] if args.early_reply else [])
     with console.status(f"starting a name server and {args.replicas} replicas in {cluster.data_dir} ..."):
         try:
             cluster.start()
@@ -292,13 +298,22 @@ def _check_quiet(err: Console) -> Optional[float]:
 
 
 def settings_json(args: argparse.Namespace, workload: Workload, counts: list[int], cluster: str,
-                  names: list[str]) -> dict:
+                  names: list[str], early_reply: bool = False) -> dict:
     return {"clients": counts, "sweep": bool(args.sweep), "duration_s": workload.duration, "ops": workload.ops,
             "write_ratio": workload.write_ratio, "value_size": workload.value_size, "keys": workload.keys,
             "key_prefix": workload.key_prefix, "replica": workload.replica or "spread over all (round-robin)",
             "mode": workload.mode, "seed": workload.seed, "timeout_s": workload.timeout,
             "preload": not args.no_preload, "cluster": cluster, "replicas": names, "tls": bool(args.tls_dir),
+            "early_reply": early_reply,
             "command": args.command_line or "python -m rmi_kv.bench " + " ".join(sys.argv[1:])}
+
+
+def _answers_early(target: Target) -> bool:
+    """Whether the cluster's replicas answer writes at the commit point."""
+    try:
+        return any(status.get("early_reply") for status in target.client.status())
+    except RmiKvError:
+        return False
 
 
 def benchmark(args: argparse.Namespace, counts: list[int], out: Console, err: Console) -> int:
@@ -308,13 +323,15 @@ def benchmark(args: argparse.Namespace, counts: list[int], out: Console, err: Co
                 "started_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     busy_before = _check_quiet(err)
     with cluster_for(args, err) as (target, data_dir, cluster_description):
-        document["settings"] = settings_json(args, workload, counts, cluster_description, target.names)
+        document["settings"] = settings_json(args, workload, counts, cluster_description, target.names,
+                                             _answers_early(target))
         baselines, summaries, preload_s = measure_all(args, workload, counts, target, data_dir, err)
     floors = baselines.floors()
-    runs = [run_json(summary, floors, os.cpu_count() or 1) for summary in summaries]
+    put_floor = "put_early_reply_ms" if document["settings"]["early_reply"] else "put_ms"
+    runs = [run_json(summary, floors, os.cpu_count() or 1, floors[put_floor]) for summary in summaries]
     code = _exit_code(summaries)
     document.update({"environment": environment(busy_before), "preload_s": preload_s,
-                     "baselines": baselines.as_dict(), "floor": floors, "runs": runs,
+                     "baselines": baselines.as_dict(), "floor": floors, "put_floor": put_floor, "runs": runs,
                      "digests_equal": all(run.get("digests_equal") for run in runs), "exit_code": code})
     show(out, document, baselines, sweep=len(counts) > 1)
     _report_failures(err, summaries)

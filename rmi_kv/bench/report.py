@@ -31,8 +31,9 @@ def kind_json(summary: RunSummary, histogram: LatencyHistogram, floor_ms: Option
     return figures
 
 
-def run_json(summary: RunSummary, floors: dict, cores: int) -> dict:
-    """Every figure of one run."""
+def run_json(summary: RunSummary, floors: dict, cores: int, put_floor_ms: Optional[float] = None) -> dict:
+    """Every figure of one run; PUT latencies are read against ``put_floor_ms``
+    (default: the floor of the protocol that waits for phase 2)."""
     machine_s = (summary.window_s or summary.elapsed_s) * cores
     cluster_total = sum(summary.cluster_cpu_s.values())
     operations = summary.put.count + summary.get.count
@@ -42,7 +43,7 @@ def run_json(summary: RunSummary, floors: dict, cores: int) -> dict:
         "elapsed_s": round(summary.elapsed_s, 4),
         "ops": operations,
         "ops_per_s": round(summary.ops_per_s(summary.put) + summary.ops_per_s(summary.get), 1),
-        "put": kind_json(summary, summary.put, floors.get("put_ms")),
+        "put": kind_json(summary, summary.put, floors.get("put_ms") if put_floor_ms is None else put_floor_ms),
         "get": kind_json(summary, summary.get, floors.get("get_ms")),
         **noop_json(summary, floors),
         "aborts": summary.aborts,
@@ -233,7 +234,8 @@ def header(settings: dict, environment: dict) -> Text:
     code = f"rmi_kv {environment['rmi_kv']}" + (f" at {environment['git']}" if environment.get("git") else "")
     return Text(f"{code} · {len(settings['replicas'])} replicas · clients as {settings['mode']} · "
                 f"write ratio {settings['write_ratio']:g} · {settings['value_size']}-byte values · "
-                f"{settings['keys']:,} keys · {length} per run · {environment['cpus']} CPUs", style="bold")
+                f"{settings['keys']:,} keys · {length} per run · {environment['cpus']} CPUs"
+                + (" · early reply (PUT floor 2 RT + 2 W)" if settings.get("early_reply") else ""), style="bold")
 
 
 def show(console: Console, document: dict, baselines: Baselines, sweep: bool) -> None:

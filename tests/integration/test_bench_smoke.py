@@ -41,6 +41,7 @@ def test_one_run_writes_figures_and_settings(tmp_path):
     settings = document["settings"]
     assert settings["clients"] == [2] and settings["ops"] == 200 and settings["write_ratio"] == 0.5
     assert settings["mode"] == "processes" and len(settings["replicas"]) == 5
+    assert settings["early_reply"] is False and document["put_floor"] == "put_ms"
     baselines, floor = document["baselines"], document["floor"]
     assert baselines["round_trip_p50_ms"] > 0 and baselines["forced_write_p50_ms"] > 0
     assert baselines["fsync_p50_ms"] > 0
@@ -137,7 +138,22 @@ def test_noop_figures_are_left_out_when_the_noop_run_failed():
     assert figures["noop"]["failures"] == ["client 1: replica2: gone"]
 
 
+def test_early_reply_cluster_is_read_against_the_early_reply_floor(tmp_path):
+    out = tmp_path / "early.json"
+    result = run_bench("--early-reply", "--ops", "40", "--threads", "--replicas", "3", "--write-ratio", "1.0",
+                       "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(out.read_text())
+    assert document["settings"]["early_reply"] is True and document["put_floor"] == "put_early_reply_ms"
+    (run,) = document["runs"]
+    assert run["put"]["count"] == 40 and run["digests_equal"] is True
+    assert run["put"]["p50_over_floor"] == pytest.approx(
+        run["put"]["p50_ms"] / document["floor"]["put_early_reply_ms"], rel=0.01)
+    assert re.search(r"early\s+reply\s+\(PUT\s+floor\s+2\s+RT", result.stdout)  # the header, maybe wrapped
+
+
 def test_usage_errors_exit_2():
+    assert run_bench("--early-reply", "--ns-port", str(free_port())).returncode == 2
     assert run_bench("--write-ratio", "1.5").returncode == 2
     assert run_bench("--sweep", "1,x").returncode == 2
     assert run_bench("--duration", "1", "--ops", "5").returncode == 2

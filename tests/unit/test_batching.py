@@ -176,3 +176,20 @@ def test_a_message_still_queued_when_it_expires_is_never_sent(batcher, peer):
     assert on_time.result(timeout=10)[0] == "noisiced"
     blocker.result(timeout=10)
     assert [message for call in peer.calls for message in call] == [("echo", "x"), ("echo", "decision")]
+
+
+def test_a_lazy_message_waits_for_company_then_goes_alone(peer):
+    batcher = MessageBatcher("p1", peer, senders=1, linger=30.0)
+    try:
+        lazy = batcher.submit(("echo", "decision"), lazy=True)
+        assert not peer.entered.acquire(timeout=0.05)  # nothing sent yet: it waits for company
+        urgent = batcher.submit(("echo", "vote"))
+        assert urgent.result(timeout=10)[0] == "etov" and lazy.result(timeout=10)[0] == "noisiced"
+        assert peer.calls == [[("echo", "decision"), ("echo", "vote")]]  # one call carried both
+    finally:
+        batcher.close()
+    alone = MessageBatcher("p1", peer, senders=1, linger=0.01)
+    try:
+        assert alone.submit(("echo", "late"), lazy=True).result(timeout=10)[0] == "etal"
+    finally:
+        alone.close()

@@ -467,8 +467,9 @@ class BatchingFake(FakeParticipant):
         super().__init__(name, **options)
         self.sent = []
 
-    def send(self, message, *args, expires=None):
+    def send(self, message, *args, expires=None, lazy=False):
         self.sent.append((message, expires))
+        assert not lazy  # only an early reply leaves doCommit lazy
         future = concurrent.futures.Future()
         if message == "canCommit" and expires is not None and expires <= time.monotonic():
             future.set_result((None, TimeoutError("not sent in time"), 0.0))
@@ -487,3 +488,31 @@ def test_participants_that_batch_get_every_message_through_send_with_a_vote_dead
         (vote, expires), (commit, no_deadline) = handles[name].sent
         assert (vote, commit, no_deadline) == ("canCommit", "doCommit", None)
         assert before + 4.0 < expires <= time.monotonic() + 5.0  # the vote's own deadline
+
+
+def test_early_reply_answers_at_the_commit_point_and_records_the_acknowledgements_later(make_coordinator,
+                                                                                       wait_until):
+    coordinator = make_coordinator("c0", early_reply=True)
+    release = threading.Event()
+    slow = FakeParticipant("p1", commit=lambda txid: release.wait(10))
+    handles = {"c0": FakeParticipant("c0"), "p1": slow, "p2": FakeParticipant("p2")}
+    outcome = coordinator.execute(WRITES, handles)
+    assert outcome.committed
+    assert "p1" in outcome.unacknowledged  # answered before p1 applied
+    assert coordinator.storage.has_decision(outcome.txid)  # ... but after the decision was forced
+    assert ("reply", "c0") in [(event.message, event.participant) for event in outcome.trace]
+    assert "p1" in coordinator.pending()[outcome.txid]  # its doCommit is still running
+    release.set()
+    assert wait_until(lambda: coordinator.pending() == {})  # p1's acknowledgement arrived afterwards
+
+
+def test_resend_skips_decisions_younger_than_min_age(make_coordinator):
+    coordinator = make_coordinator("c0", decision_timeout=0.2)
+    never = FakeParticipant("p1", commit=ReplicaUnavailable("p1 is down", replica="p1"))
+    outcome = coordinator.execute(WRITES, {"c0": FakeParticipant("c0"), "p1": never})
+    assert coordinator.pending() == {outcome.txid: {"p1"}}
+    sent = len(never.messages("doCommit"))
+    coordinator.resend_commits({"p1": never}, min_age=3600)
+    assert len(never.messages("doCommit")) == sent  # still on its way: not sent again
+    coordinator.resend_commits({"p1": never}, min_age=0)
+    assert len(never.messages("doCommit")) == sent + 1
