@@ -14,11 +14,14 @@ No network code: the function that sends a batch is given.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import logging
 import threading
 import time
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
+
+from .errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,24 @@ log = logging.getLogger(__name__)
 MAX_MESSAGES = 64
 #: what one message costs besides its writes (txid, names), for the size bound
 MESSAGE_OVERHEAD = 512
+
+
+def encode_batch(messages: list) -> str:
+    """The text a batch of protocol messages travels as (see KeyValue.batch)."""
+    return json.dumps(messages, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_batch(text: Any) -> list:
+    """The messages of a batch, or InvalidRequest."""
+    if not isinstance(text, str):
+        raise InvalidRequest(f"a batch is the JSON text of a list of protocol messages, not {type(text).__name__}")
+    try:
+        messages = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise InvalidRequest(f"a batch is the JSON text of a list of protocol messages: {error}") from None
+    if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_MESSAGES:
+        raise InvalidRequest(f"a batch is a list of 1 to {MAX_MESSAGES} protocol messages")
+    return messages
 
 
 class _Queued:

@@ -16,7 +16,8 @@ from typing import Any, Optional
 from Pyro5 import errors as pyro_errors
 from Pyro5.api import Proxy
 
-from .batching import MessageBatcher
+from .batching import MessageBatcher, encode_batch
+from .config import Limits
 from .errors import NameServerUnavailable, ReplicaUnavailable
 from .naming import ProxyPool, connect_nameserver, list_members, object_name
 
@@ -243,8 +244,21 @@ class _BatchLink:
     def __init__(self, name: str, membership: Membership) -> None:
         self.handle = PeerHandle(name, membership)
         self._connections = threading.local()
+        #: the longest batch text that surely fits in one Pyro5 message
+        self.max_text = Limits().max_message_bytes() - 64 * 1024
+
+    def _alone(self, message: list) -> list:
+        """One message as a call of its own (JSON escapes can make a legal
+        transaction of control characters too big for a batch)."""
+        try:
+            return [True, self.handle.call(message[0], *message[1:])]
+        except Exception as error:
+            return [False, error]
 
     def __call__(self, messages: list) -> list:
+        text = encode_batch(messages)
+        if 2 * len(text.encode("utf-8")) > self.max_text:  # serpent may double it: too big for one message
+            return [self._alone(message) for message in messages]
         membership = self.handle.membership
         uri = membership.uri_of(self.handle.name)
         proxy = getattr(self._connections, "proxy", None)
@@ -256,14 +270,14 @@ class _BatchLink:
             proxy._pyroTimeout = membership.call_timeout
         if proxy is not None:
             try:
-                return proxy.batch(messages)
+                return proxy.batch(text)
             except pyro_errors.TimeoutError:
                 self._drop(proxy)
                 raise ReplicaUnavailable(f"{self.handle.name} did not answer within {membership.call_timeout:g} s",
                                          replica=self.handle.name) from None
             except pyro_errors.CommunicationError:
                 self._drop(proxy)
-        return self.handle.call("batch", messages)
+        return self.handle.call("batch", text)
 
     def _drop(self, proxy: Proxy) -> None:
         proxy._pyroRelease()

@@ -20,7 +20,7 @@ from Pyro5.api import expose
 from . import __version__, validation
 from .config import Settings, configure_pyro
 from .admin import clear_removed, was_removed
-from .batching import MAX_MESSAGES
+from .batching import decode_batch
 from .coordinator import Coordinator
 from .errors import InvalidRequest, NameServerUnavailable, ReplicaUnavailable, RmiKvError
 from .failpoints import NO_FAILPOINTS, Failpoints
@@ -297,19 +297,20 @@ class KeyValue:
         return self.participant.do_abort(validation.check_txid(txid))
 
     @remote_boundary
-    def batch(self, messages: list) -> list:
+    def batch(self, messages: str) -> list:
         """Several protocol messages in one call, each answered on its own.
 
-        ``messages`` holds ("canCommit", txid, writes, coordinator,
-        participants), ("doCommit", txid) and ("doAbort", txid) tuples. The
-        answer is one [True, result] or [False, error] per message, in order.
-        Decisions are handled first (they release keys the votes may need);
-        the commits' applies and the votes' PREPARED records share one forced
-        write.
+        ``messages`` is a JSON array of ["canCommit", txid, writes,
+        coordinator, participants], ["doCommit", txid] and ["doAbort", txid]
+        (one string for serpent to read, and the standard library's JSON
+        decoder for the rest: several times cheaper than serpent on nested
+        data). The answer is one [True, result] or [False, error] per
+        message, in order. Decisions are handled first (they release keys
+        the votes may need); the commits' applies and the votes' PREPARED
+        records share one forced write.
         """
         require_member("batch")
-        if not isinstance(messages, (list, tuple)) or not 1 <= len(messages) <= MAX_MESSAGES:
-            raise InvalidRequest(f"a batch is a list of 1 to {MAX_MESSAGES} protocol messages")
+        messages = decode_batch(messages)
         answers: list = [None] * len(messages)
         votes, commits, aborts = [], [], []
         for index, message in enumerate(messages):

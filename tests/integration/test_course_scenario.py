@@ -98,3 +98,14 @@ def test_a_client_shared_by_short_lived_threads_does_not_leak_connections(shared
         gc.collect()
         shared_cluster.wait_for(lambda: open_connections() <= before + 3,
                                 what="connections of finished threads closed")
+
+
+def test_the_largest_legal_write_of_control_characters_reaches_every_replica(shared_cluster):
+    # JSON spells each of these characters in six, more than one batch call may carry
+    value = "\x01" * (1024 * 1024)
+    with shared_cluster.client("replica3") as kv:
+        kv.transaction({"control:a": value, "control:b": "\x02" * (1024 * 1024 - 32)})
+    for name in shared_cluster.names:
+        with shared_cluster.client(name) as kv:
+            assert kv.get("control:a") == value, name
+    assert len(digests(shared_cluster)) == 1

@@ -93,8 +93,8 @@ def test_a_forged_vote_with_a_client_certificate_is_refused(tls_cluster):
     assert forged["error"] == "PermissionDenied" and "only cluster members" in forged["message"]
     for method, args in (("doCommit", (f"replica1:deadbeef:1:{now}",)), ("getDecision", (f"replica1:deadbeef:1:{now}",)),
                          ("announce", ("replica1",)),
-                         ("batch", ([["canCommit", f"replica1:deadbeef:1:{now}", {"secret": "forged"}, "replica1",
-                                      tls_cluster.names]],))):
+                         ("batch", (json.dumps([["canCommit", f"replica1:deadbeef:1:{now}", {"secret": "forged"},
+                                                 "replica1", tls_cluster.names]]),))):
         assert call_as(tls_cluster, "client", "rmi_kv.replica.replica3", method, *args)["error"] == "PermissionDenied"
     # clients may use the key-value API and status
     assert "ok" in call_as(tls_cluster, "client", "rmi_kv.replica.replica3", "status")
