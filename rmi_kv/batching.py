@@ -21,7 +21,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, RmiKvError, error_as_dict, error_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,26 @@ def decode_batch(text: Any) -> list:
     if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_MESSAGES:
         raise InvalidRequest(f"a batch is a list of 1 to {MAX_MESSAGES} protocol messages")
     return messages
+
+
+def encode_answers(answers: list) -> str:
+    """The text a batch's answers travel as: [true, result] or [false, error]
+    per message, each error as its class name, message and details."""
+    return json.dumps([[True, answer] if ok else [False, error_as_dict(answer)] for ok, answer in answers],
+                      ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_answers(text: Any, peer: str) -> list:
+    """A batch's answers as (ok, result or exception) pairs."""
+    try:
+        answers = json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError):
+        answers = None
+    if not isinstance(answers, list):
+        raise RmiKvError(f"{peer} sent malformed answers to a batch")
+    return [(answer[0], answer[1] if answer[0] else error_from_dict(answer[1]))
+            if isinstance(answer, list) and len(answer) == 2 and isinstance(answer[0], bool) else answer
+            for answer in answers]
 
 
 class _Queued:

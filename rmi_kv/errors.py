@@ -3,6 +3,8 @@
 Every class here survives the trip over Pyro5: ``register_with_pyro`` teaches
 the serpent serializer to rebuild them, so a client catches the same class the
 replica raised. Messages say what happened and what the user can do.
+Inside a batch of protocol messages, whose answers travel as JSON text, an
+error travels as ``error_as_dict`` and is rebuilt by ``error_from_dict``.
 """
 from __future__ import annotations
 
@@ -109,6 +111,36 @@ ALL_ERRORS: tuple[type[RmiKvError], ...] = (
     MembershipChanged,
     PermissionDenied,
 )
+
+
+def error_as_dict(error: RmiKvError) -> dict:
+    """A plain form of ``error`` (class name, message, details) for JSON."""
+    import json
+
+    details = {}
+    for name, value in vars(error).items():
+        if name == "message" or name.startswith("_"):
+            continue
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            value = str(value)
+        details[name] = value
+    return {"class": type(error).__name__, "message": error.message, "details": details}
+
+
+def error_from_dict(data: Any) -> RmiKvError:
+    """The error ``error_as_dict`` described (an RmiKvError for a class it does not know)."""
+    if not isinstance(data, dict):
+        return RmiKvError(f"malformed error: {str(data)[:200]}")
+    classes = {cls.__name__: cls for cls in ALL_ERRORS}
+    cls = classes.get(data.get("class"), RmiKvError)
+    details = data.get("details") if isinstance(data.get("details"), dict) else {}
+    error = cls.__new__(cls)
+    RmiKvError.__init__(error, str(data.get("message", "")),
+                        **{name: value for name, value in details.items()
+                           if isinstance(name, str) and name.isidentifier() and not name.startswith("_")})
+    return error
 
 
 def _rebuilder(cls: type[RmiKvError]) -> Callable[[str, dict], RmiKvError]:

@@ -16,7 +16,7 @@ from typing import Any, Optional
 from Pyro5 import errors as pyro_errors
 from Pyro5.api import Proxy
 
-from .batching import MessageBatcher, encode_batch
+from .batching import MessageBatcher, decode_answers, encode_batch
 from .config import Limits
 from .errors import NameServerUnavailable, ReplicaUnavailable
 from .naming import ProxyPool, connect_nameserver, list_members, object_name
@@ -270,14 +270,14 @@ class _BatchLink:
             proxy._pyroTimeout = membership.call_timeout
         if proxy is not None:
             try:
-                return proxy.batch(text)
+                return decode_answers(proxy.batch(text), self.handle.name)
             except pyro_errors.TimeoutError:
                 self._drop(proxy)
                 raise ReplicaUnavailable(f"{self.handle.name} did not answer within {membership.call_timeout:g} s",
                                          replica=self.handle.name) from None
             except pyro_errors.CommunicationError:
                 self._drop(proxy)
-        return self.handle.call("batch", text)
+        return decode_answers(self.handle.call("batch", text), self.handle.name)
 
     def _drop(self, proxy: Proxy) -> None:
         proxy._pyroRelease()

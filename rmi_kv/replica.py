@@ -20,7 +20,7 @@ from Pyro5.api import expose
 from . import __version__, validation
 from .config import Settings, configure_pyro
 from .admin import clear_removed, was_removed
-from .batching import decode_batch
+from .batching import decode_batch, encode_answers
 from .coordinator import Coordinator
 from .errors import InvalidRequest, NameServerUnavailable, ReplicaUnavailable, RmiKvError
 from .failpoints import NO_FAILPOINTS, Failpoints
@@ -297,15 +297,15 @@ class KeyValue:
         return self.participant.do_abort(validation.check_txid(txid))
 
     @remote_boundary
-    def batch(self, messages: str) -> list:
+    def batch(self, messages: str) -> str:
         """Several protocol messages in one call, each answered on its own.
 
         ``messages`` is a JSON array of ["canCommit", txid, writes,
         coordinator, participants], ["doCommit", txid] and ["doAbort", txid]
         (one string for serpent to read, and the standard library's JSON
         decoder for the rest: several times cheaper than serpent on nested
-        data). The answer is one [True, result] or [False, error] per
-        message, in order. Decisions are handled first (they release keys
+        data). The answer is a JSON array too: [true, result] or [false,
+        error] per message, in order (see batching.encode_answers). Decisions are handled first (they release keys
         the votes may need); the commits' applies and the votes' PREPARED
         records share one forced write.
         """
@@ -330,8 +330,8 @@ class KeyValue:
                                                                         [vote for _, vote in votes])
         for (index, _), answer in [*zip(commits, commit_answers), *zip(votes, vote_answers)]:
             answers[index] = answer
-        return [[False, self._wire_error(answer)] if isinstance(answer, BaseException) else [True, answer]
-                for answer in answers]
+        return encode_answers([(False, self._wire_error(answer)) if isinstance(answer, BaseException)
+                               else (True, answer) for answer in answers])
 
     def _wire_error(self, error: BaseException) -> RmiKvError:
         """An error that crosses Pyro5 as the project's own class, with a clear message."""

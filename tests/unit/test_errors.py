@@ -5,6 +5,7 @@ import pytest
 from Pyro5.serializers import serializers
 
 from rmi_kv import errors
+from rmi_kv.batching import decode_answers, encode_answers
 from rmi_kv.config import configure_pyro
 
 
@@ -70,3 +71,15 @@ def test_errors_can_be_raised_and_caught_after_the_trip(serpent):
     copy = roundtrip(serpent, errors.ReplicaUnavailable("r5 is down", replica="r5"))
     with pytest.raises(errors.ReplicaUnavailable, match="r5 is down"):
         raise copy
+
+
+def test_errors_survive_the_json_form_of_batch_answers():
+    refused = errors.TransactionAborted("aborted", replicas={"replica2": "voted NO"}, txid="t", attempts=3)
+    text = encode_answers([(True, True), (False, refused), (False, errors.RmiKvError("odd", where=object()))])
+    (ok, value), (failed, error), (_, odd) = decode_answers(text, "replica2")
+    assert (ok, value, failed) == (True, True, False)
+    assert type(error) is errors.TransactionAborted and str(error) == "aborted"
+    assert (error.replicas, error.txid, error.attempts) == ({"replica2": "voted NO"}, "t", 3)
+    assert type(odd) is errors.RmiKvError and odd.where.startswith("<object")  # not JSON: kept as text
+    unknown = decode_answers('[[false, {"class": "NoSuchError", "message": "m"}], [false, 5]]', "p")
+    assert [type(error) for _, error in unknown] == [errors.RmiKvError, errors.RmiKvError]
