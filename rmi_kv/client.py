@@ -21,7 +21,7 @@ from Pyro5.api import Proxy
 
 from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, configure_pyro
 from .errors import (NameServerUnavailable, OutcomeUnknown, ReplicaUnavailable, RmiKvError)
-from .naming import connect_nameserver, ensure_connected, list_members
+from .naming import connect_nameserver, connection_looks_dead, ensure_connected, list_members
 
 log = logging.getLogger("rmi_kv.client")
 
@@ -104,12 +104,14 @@ class KeyValueClient:
         proxies = getattr(self._local, "proxies", None)
         if proxies is None:
             proxies = self._local.proxies = {}
+            self._local.uris = {}
         uri = self._lookup(name, refresh)
         proxy = proxies.get(name)
-        if proxy is None or str(proxy._pyroUri) != uri:
+        if proxy is None or self._local.uris.get(name) != uri:
             if proxy is not None:
                 proxy._pyroRelease()
             proxy = proxies[name] = Proxy(uri)
+            self._local.uris[name] = uri
             with self._uris_lock:
                 self._all_proxies.add(proxy)
         proxy._pyroTimeout = self.timeout
@@ -120,8 +122,20 @@ class KeyValueClient:
         if proxy is not None:
             proxy._pyroRelease()
 
+    def _reusable(self, name: str) -> Optional[Proxy]:
+        """This thread's proxy to ``name`` when it is connected, alive and still
+        at the address the name server gave (the common case: no set-up)."""
+        proxy = getattr(self._local, "proxies", {}).get(name)
+        if (proxy is None or proxy._pyroConnection is None or self._local.uris.get(name) != self._uris.get(name)
+                or connection_looks_dead(proxy)):
+            return None
+        return proxy
+
     def _connected(self, name: str) -> Proxy:
         """A connected proxy to ``name``, looking its address up again if it moved."""
+        reusable = self._reusable(name)
+        if reusable is not None:
+            return reusable
         proxy = self._proxy(name)
         failure = self._connect(name, proxy)
         if failure is None:
@@ -170,6 +184,7 @@ class KeyValueClient:
     # ------------------------------------------------------------- calls
     def _invoke(self, method: str, *args: Any) -> Any:
         is_write = method in _WRITES
+        debugging = log.isEnabledFor(logging.DEBUG)
         last_error: Optional[RmiKvError] = None
         for name in self._candidates():
             try:
@@ -178,7 +193,8 @@ class KeyValueClient:
                 last_error = error
                 continue  # nothing was sent: another replica may take it
             started = time.perf_counter()
-            log.debug("-> %s %s%s", name, method, _short(args))
+            if debugging:
+                log.debug("-> %s %s%s", name, method, _short(args))
             try:
                 result = getattr(proxy, method)(*args)
             except ReplicaUnavailable as error:  # the replica refused before doing anything
@@ -198,8 +214,9 @@ class KeyValueClient:
                         f"committed: read the key to find out", replica=name) from None
                 last_error = ReplicaUnavailable(f"replica {name} did not answer {method} ({error})", replica=name)
                 continue
-            log.debug("<- %s %s = %s (%.2f ms)", name, method, _short(result),
-                      (time.perf_counter() - started) * 1000.0)
+            if debugging:
+                log.debug("<- %s %s = %s (%.2f ms)", name, method, _short(result),
+                          (time.perf_counter() - started) * 1000.0)
             return result
         assert last_error is not None
         raise last_error
