@@ -82,7 +82,8 @@ class _Queued:
 
 
 class MessageBatcher:
-    """Queues messages for one peer and sends them in batches from one thread.
+    """Queues messages for one peer and sends them in batches, from up to
+    ``senders`` threads of its own.
 
     ``send_batch(messages)`` returns one ``(ok, value_or_error)`` pair per
     message, in order, or raises when the whole call failed (then every

@@ -262,12 +262,13 @@ class _BatchLink:
         membership = self.handle.membership
         uri = membership.uri_of(self.handle.name)
         proxy = getattr(self._connections, "proxy", None)
-        if proxy is not None and str(proxy._pyroUri) != uri:
+        if proxy is not None and self._connections.uri != uri:  # the member moved
             self._drop(proxy)
             proxy = None
         if proxy is None and uri is not None:
             proxy = self._connections.proxy = Proxy(uri)
             proxy._pyroTimeout = membership.call_timeout
+            self._connections.uri = uri
         if proxy is not None:
             try:
                 return decode_answers(proxy.batch(text), self.handle.name)

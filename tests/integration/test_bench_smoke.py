@@ -217,3 +217,18 @@ def test_workers_that_cannot_connect_call_the_run_off_at_once():
         assert time.monotonic() - started < 20
         assert len(results) == 3 and all(result.failure for result in results)
         assert any(result.unavailable for result in results)
+
+
+def test_the_memory_tool_fills_a_replica_starts_it_and_reports(tmp_path):
+    out = tmp_path / "memory.json"
+    result = subprocess.run([sys.executable, "-m", "rmi_kv.bench.memory", "--keys", "3000", "--reads", "50",
+                             "--writes", "5", "--data-dir", str(tmp_path / "data"), "--json", str(out)],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(out.read_text())
+    assert figures["keys_reported"] == 3000 and (figures["reads"], figures["writes"]) == (50, 5)
+    assert figures["start_s"] > 0
+    assert 0 < figures["rss_mb_at_ready"] and 0 < figures["rss_mb_after_writes"]
+    assert "resident memory after 50 reads" in result.stdout
+    assert subprocess.run([sys.executable, "-m", "rmi_kv.bench.memory", "--keys", "0"], capture_output=True,
+                          timeout=60, cwd=ROOT).returncode == 2

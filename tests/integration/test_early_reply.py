@@ -7,6 +7,7 @@ import threading
 
 from rmi_kv.errors import TransactionAborted
 from rmi_kv.linearizability import History, check_history
+from support.checks import recorded
 
 KEYS = [f"early:{index}" for index in range(5)]
 
@@ -48,20 +49,11 @@ def test_concurrent_clients_stay_linearizable(make_cluster):
                 key = rng.choice(KEYS)
                 kind = rng.choice(["put", "put", "delete", "get", "get"])
                 value = f"c{number}-{sequence}" if kind == "put" else None
-                token = history.invoke(key, kind, value, client=f"client{number}@{replica}")
                 try:
-                    if kind == "put":
-                        kv.put(key, value)
-                        history.complete(token)
-                    elif kind == "delete":
-                        kv.delete(key)
-                        history.complete(token)
-                    else:
-                        history.complete(token, kv.get(key))
+                    recorded(history, kv, key, kind, value, client=f"client{number}@{replica}")
                 except TransactionAborted:
-                    history.fail(token)
+                    pass  # nothing happened
                 except Exception as error:  # anything else is a defect
-                    history.fail(token)
                     problems.append(f"client{number}: {type(error).__name__}: {error}")
                     stop.set()
                     return

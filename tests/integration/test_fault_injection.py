@@ -9,9 +9,9 @@ import signal
 import threading
 import time
 
-from rmi_kv.errors import (KeyInDoubt, NameServerUnavailable, OutcomeUnknown, ReplicaUnavailable,
-                           TransactionAborted)
+from rmi_kv.errors import KeyInDoubt, NameServerUnavailable, ReplicaUnavailable, TransactionAborted
 from rmi_kv.linearizability import History, check_history
+from support.checks import recorded
 
 KEYS = [f"reg:{index}" for index in range(4)]
 CHAOS_SECONDS = float(os.environ.get("RMI_KV_FAULT_SECONDS", "15"))
@@ -32,23 +32,11 @@ def client_loop(cluster, replica: str, number: int, seed: int, history: History,
                 kind, value = "delete", None
             else:
                 kind, value = "get", None
-            token = history.invoke(key, kind, value, client=f"client{number}@{replica}")
             try:
-                if kind == "put":
-                    kv.put(key, value)
-                    history.complete(token)
-                elif kind == "delete":
-                    kv.delete(key)
-                    history.complete(token)
-                else:
-                    history.complete(token, kv.get(key))
-            except OutcomeUnknown:
-                history.unknown(token)
+                recorded(history, kv, key, kind, value, client=f"client{number}@{replica}")
             except (TransactionAborted, ReplicaUnavailable, KeyInDoubt, NameServerUnavailable):
-                history.fail(token)  # nothing happened
-                stop.wait(0.05)
+                stop.wait(0.05)  # nothing happened
             except Exception as error:  # anything else is a defect
-                history.fail(token)
                 problems.append(f"client{number}: {type(error).__name__}: {error}")
                 return
 

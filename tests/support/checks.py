@@ -88,3 +88,24 @@ class Ledger:
             if len(set(seen.values())) != 1 or set(seen.values()) - {None, value}:
                 found.append(f"write of {key} with unknown outcome reads differently: {seen}")
         return found
+
+
+def recorded(history: Any, kv: Any, key: str, kind: str, value: Optional[str], client: str) -> Any:
+    """Run one put/delete/get on ``kv`` and record it in a linearizability
+    ``history``: completed, or unknown on OutcomeUnknown. Any other error is
+    recorded as failed (nothing happened) and raised for the caller to judge."""
+    token = history.invoke(key, kind, value, client=client)
+    try:
+        if kind == "put":
+            kv.put(key, value)
+            history.complete(token)
+        elif kind == "delete":
+            kv.delete(key)
+            history.complete(token)
+        else:
+            history.complete(token, kv.get(key))
+    except OutcomeUnknown:
+        history.unknown(token)
+    except Exception:
+        history.fail(token)
+        raise
