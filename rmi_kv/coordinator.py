@@ -75,8 +75,17 @@ class _Round:
         self.started = time.perf_counter()
         self.trace: list[TraceEvent] = []
 
-    def note(self, message: str, participant: str, result: str) -> None:
-        self.trace.append(TraceEvent((time.perf_counter() - self.started) * 1000.0, message, participant, result))
+    def now_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000.0
+
+    def note(self, message: str, participant: str, result: str, at_ms: Optional[float] = None) -> None:
+        """Record one event, now or at ``at_ms`` (events stay in time order)."""
+        event = TraceEvent(self.now_ms() if at_ms is None else at_ms, message, participant, result)
+        if self.trace and event.at_ms < self.trace[-1].at_ms:
+            self.trace.append(event)
+            self.trace.sort(key=lambda noted: noted.at_ms)
+        else:
+            self.trace.append(event)
 
 
 def describe_failure(error: BaseException) -> str:
@@ -279,9 +288,11 @@ class Coordinator:
                        handles: Mapping[str, ParticipantHandle], participants: list[str]):
         deadline = time.monotonic() + self.vote_timeout
         futures = {}
+        sent_at: dict[str, float] = {}
         for name in participants:
             if name != self.name:
                 round_.note("canCommit", name, "sent")
+                sent_at[name] = round_.now_ms()
                 futures[self._dispatch(handles[name], "canCommit", txid, writes, self.name, participants,
                                        expires=deadline)] = name
         refusals: dict[str, str] = {}
@@ -290,28 +301,28 @@ class Coordinator:
 
         def count(name: str, result: tuple) -> None:
             value, error, elapsed_ms = result
+            at_ms = sent_at[name] + elapsed_ms if name in sent_at else None  # when the vote arrived
             if error is not None:
                 refusals[name] = describe_failure(error)
                 if isinstance(error, MembershipChanged):
                     state["membership_changed"] = True
                 else:
                     state["retryable"] = False
-                round_.note("vote", name, f"failed after {elapsed_ms:.2f} ms: {refusals[name]}")
+                round_.note("vote", name, f"failed after {elapsed_ms:.2f} ms: {refusals[name]}", at_ms)
             elif value is True:
                 voted_yes.append(name)
-                round_.note("vote", name, f"YES after {elapsed_ms:.2f} ms")
+                round_.note("vote", name, f"YES after {elapsed_ms:.2f} ms", at_ms)
             else:
                 refusals[name] = CONFLICT
-                round_.note("vote", name, f"NO after {elapsed_ms:.2f} ms (keys locked by another transaction)")
+                round_.note("vote", name, f"NO after {elapsed_ms:.2f} ms (keys locked by another transaction)", at_ms)
 
         if self.name in handles:
             round_.note("canCommit", self.name, "local")
             count(self.name, _timed(handles[self.name].canCommit, txid, writes, self.name, participants))
-        try:  # each vote is noted as it arrives
-            for future in concurrent.futures.as_completed(futures, timeout=max(0.0, deadline - time.monotonic())):
-                count(futures.pop(future), future.result())
-        except concurrent.futures.TimeoutError:
-            pass
+        # one wake-up when every vote is in (not one per vote); each is noted at the time it arrived
+        done, _ = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+        for future in done:
+            count(futures.pop(future), future.result())
         for name in sorted(futures.values()):
             refusals[name] = f"did not vote within {self.vote_timeout:g} s"
             round_.note("vote", name, "timeout")
