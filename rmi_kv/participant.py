@@ -211,15 +211,18 @@ class Participant:
         the txids applied and those prepared."""
         forced = [record for _, record in staged if record.coordinator != self.name]
         prepares = [(r.txid, r.writes, r.coordinator, r.participants) for r in forced]
-        with self._catch_up_lock.shared():
-            if self.storage.catching_up:
-                commit_errors = [self._buffer(record, decision) for _, record in applying]
-                prepare_errors = self.storage.log_prepared_many(prepares) if prepares else []
-            elif applying or prepares:
-                commit_errors, prepare_errors = self.storage.commit_and_prepare(
-                    [(record.txid, record.writes, decision) for _, record in applying], prepares)
-            else:
-                commit_errors, prepare_errors = [], []
+        try:
+            with self._catch_up_lock.shared():
+                if self.storage.catching_up:
+                    commit_errors = [self._buffer(record, decision) for _, record in applying]
+                    prepare_errors = self.storage.log_prepared_many(prepares) if prepares else []
+                elif applying or prepares:
+                    commit_errors, prepare_errors = self.storage.commit_and_prepare(
+                        [(record.txid, record.writes, decision) for _, record in applying], prepares)
+                else:
+                    commit_errors, prepare_errors = [], []
+        except Exception as error:  # nothing was written: the commits stay prepared, the votes free their keys
+            commit_errors, prepare_errors = [error] * len(applying), [error] * len(prepares)
         for (index, record), error in zip(applying, commit_errors):
             if error is not None:
                 commit_answers[index] = error

@@ -393,3 +393,14 @@ def test_commits_and_votes_of_one_batch_share_one_forced_write(make_participant,
     assert commits == [True] and votes == [True]
     assert participant.storage.forced_commits == forced + 3
     assert participant.locks.held() == {"b": third}
+
+
+def test_a_storage_failure_frees_the_votes_keys_and_keeps_the_commits_prepared(make_participant, new_txid):
+    participant = make_participant()
+    prepared, voting = new_txid(), new_txid()
+    assert participant.can_commit(prepared, {"a": "1"}, "c0", MEMBERS)
+    participant.storage.close()  # every write fails from now on
+    commits, votes = participant.commit_and_vote([prepared], [(voting, {"b": "2"}, "c0", MEMBERS)])
+    assert isinstance(commits[0], RuntimeError) and isinstance(votes[0], RuntimeError)
+    assert participant.locks.held() == {"a": prepared}  # still in doubt; b is free again
+    assert participant.in_doubt() == [prepared]
