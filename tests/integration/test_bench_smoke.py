@@ -25,6 +25,14 @@ def run_bench(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess
                           stdin=subprocess.DEVNULL)
 
 
+def bench_json(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run the benchmark with ``args`` and --json; it must succeed. Returns its output and the JSON."""
+    out = tmp_path / "bench.json"
+    result = run_bench(*args, "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result, json.loads(out.read_text())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -32,11 +40,7 @@ def free_port() -> int:
 
 
 def test_one_run_writes_figures_and_settings(tmp_path):
-    out = tmp_path / "out.json"
-    result = run_bench("--ops", "200", "--clients", "2", "--write-ratio", "0.5", "--keys", "50",
-                       "--json", str(out))
-    assert result.returncode == 0, result.stdout + result.stderr
-    document = json.loads(out.read_text())
+    result, document = bench_json(tmp_path, "--ops", "200", "--clients", "2", "--write-ratio", "0.5", "--keys", "50")
     assert document["digests_equal"] is True and document["exit_code"] == 0
     settings = document["settings"]
     assert settings["clients"] == [2] and settings["ops"] == 200 and settings["write_ratio"] == 0.5
@@ -78,11 +82,9 @@ def assert_no_noop_figures(run: dict) -> None:
 
 
 def test_sweep_with_threads_writes_svg(tmp_path):
-    out, chart = tmp_path / "sweep.json", tmp_path / "sweep.svg"
-    result = run_bench("--sweep", "1,2", "--ops", "60", "--threads", "--replicas", "3", "--write-ratio", "1.0",
-                       "--json", str(out), "--chart", str(chart))
-    assert result.returncode == 0, result.stdout + result.stderr
-    document = json.loads(out.read_text())
+    chart = tmp_path / "sweep.svg"
+    result, document = bench_json(tmp_path, "--sweep", "1,2", "--ops", "60", "--threads", "--replicas", "3",
+                                  "--write-ratio", "1.0", "--chart", str(chart))
     assert [run["clients"] for run in document["runs"]] == [1, 2]
     assert all(run["mode"] == "threads" and run["get"]["count"] == 0 for run in document["runs"])
     for run in document["runs"]:
@@ -95,11 +97,9 @@ def test_sweep_with_threads_writes_svg(tmp_path):
 
 
 def test_reads_with_threads_are_followed_by_a_noop_run_per_client_count(tmp_path):
-    out = tmp_path / "reads.json"
-    result = run_bench("--sweep", "1,3", "--ops", "90", "--threads", "--replicas", "3", "--write-ratio", "0.0",
-                       "--keys", "20", "--json", str(out))
-    assert result.returncode == 0, result.stdout + result.stderr
-    runs = json.loads(out.read_text())["runs"]
+    result, document = bench_json(tmp_path, "--sweep", "1,3", "--ops", "90", "--threads", "--replicas", "3",
+                                  "--write-ratio", "0.0", "--keys", "20")
+    runs = document["runs"]
     assert [run["clients"] for run in runs] == [1, 3]
     for run in runs:
         assert run["mode"] == "threads" and run["get"]["count"] == 90 and run["put"]["count"] == 0
@@ -139,11 +139,8 @@ def test_noop_figures_are_left_out_when_the_noop_run_failed():
 
 
 def test_early_reply_cluster_is_read_against_the_early_reply_floor(tmp_path):
-    out = tmp_path / "early.json"
-    result = run_bench("--early-reply", "--ops", "40", "--threads", "--replicas", "3", "--write-ratio", "1.0",
-                       "--json", str(out))
-    assert result.returncode == 0, result.stdout + result.stderr
-    document = json.loads(out.read_text())
+    result, document = bench_json(tmp_path, "--early-reply", "--ops", "40", "--threads", "--replicas", "3",
+                                  "--write-ratio", "1.0")
     assert document["settings"]["early_reply"] is True and document["put_floor"] == "put_early_reply_ms"
     (run,) = document["runs"]
     assert run["put"]["count"] == 40 and run["digests_equal"] is True
