@@ -9,6 +9,8 @@ import signal
 import threading
 import time
 
+import pytest
+
 from rmi_kv.errors import KeyInDoubt, NameServerUnavailable, ReplicaUnavailable, TransactionAborted
 from rmi_kv.linearizability import History, check_history
 from support.checks import recorded
@@ -60,11 +62,12 @@ def nemesis(cluster, rng: random.Random, stop: threading.Event, log: list) -> No
         cluster.start_replica(victim)
 
 
-def test_random_faults_keep_history_linearizable_and_replicas_equal(make_cluster):
+@pytest.mark.parametrize("replica_args", [[], ["--early-reply"]], ids=["answered-once-applied", "early-reply"])
+def test_random_faults_keep_history_linearizable_and_replicas_equal(make_cluster, replica_args):
     seed = int(os.environ.get("RMI_KV_FAULT_SEED", random.randrange(1 << 30)))
     print(f"fault test seed: {seed} (replay with RMI_KV_FAULT_SEED={seed})")
     rng = random.Random(seed)
-    cluster = make_cluster(5)
+    cluster = make_cluster(5, replica_args=replica_args)
     history = History()
     stop_clients, stop_nemesis = threading.Event(), threading.Event()
     problems: list[str] = []
