@@ -95,9 +95,10 @@ def test_proxy_passes_delays_drops_and_swallows_on_command():
 
             proxy.delay(400)  # latency, both ways, per chunk; not bandwidth
             started = time.monotonic()
-            for part in (b"a", b"b", b"c"):
+            for part in (b"a", b"b", b"c"):  # three chunks: each read by the proxy before the next is sent
+                received = proxy.counters["received"]
                 sock.sendall(part)
-                time.sleep(0.05)
+                wait_until(lambda: proxy.counters["received"] > received, 5, "the proxy read the chunk")
             assert receive(sock, 3) == b"abc"
             elapsed = time.monotonic() - started
             # 400 ms each way, the three chunks in flight together (one after another: 2.4 s)

@@ -89,6 +89,7 @@ class _Link:
                 if self.upstream is None:
                     self.close()
                 return
+            self.proxy._count("received", len(data))
             mode, delay = self.proxy.mode_now()
             if mode == BLACKHOLE or self.upstream is None:
                 with self._lock:
@@ -162,7 +163,7 @@ class FaultProxy:
         self._mode = PASS
         self._delay = 0.0
         self._links: set[_Link] = set()
-        self.counters = {"accepted": 0, "refused": 0, "forwarded": 0, "swallowed": 0, "reset": 0}
+        self.counters = {"accepted": 0, "refused": 0, "received": 0, "forwarded": 0, "swallowed": 0, "reset": 0}
         self._stopped = threading.Event()
         self._acceptor = threading.Thread(target=self._accept_loop, name="faultproxy-accept", daemon=True)
         self._acceptor.start()
