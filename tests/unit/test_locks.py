@@ -5,6 +5,31 @@ import time
 from rmi_kv.locks import LockTable, SharedLock
 
 
+def blocks_until(call, release, while_blocked=lambda: None):
+    """Run ``call`` in a thread: it must still be blocked a moment later (when
+    ``while_blocked`` runs), then return once ``release`` ran; its result."""
+    started, done = threading.Event(), threading.Event()
+    result = {}
+
+    def body():
+        started.set()
+        result["value"] = call()
+        done.set()
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    try:
+        assert started.wait(5)
+        assert not done.wait(0.05)  # still blocked
+        while_blocked()
+        release()
+        assert done.wait(5)
+    finally:
+        release()
+        thread.join(5)
+    return result["value"]
+
+
 def test_acquire_takes_every_key():
     locks = LockTable()
     assert locks.acquire("t1", ["a", "b", "c"], 0) is None
@@ -41,26 +66,12 @@ def test_conflict_returns_the_blocker_after_the_deadline():
 def test_waiting_acquirer_gets_the_lock_after_release():
     locks = LockTable()
     locks.acquire("t1", ["a", "b"], 0)
-    started, done = threading.Event(), threading.Event()
-    result = {}
 
-    def acquire():
-        started.set()
-        result["blocker"] = locks.acquire("t2", ["b", "c"], 10)
-        done.set()
+    def took_nothing_meanwhile():
+        assert locks.owner("c") is None  # still waiting for b, held by t1
 
-    thread = threading.Thread(target=acquire)
-    thread.start()
-    try:
-        assert started.wait(5)
-        assert not done.wait(0.05)  # still waiting: t1 holds b
-        assert locks.owner("c") is None  # and it took nothing meanwhile
-        locks.release("t1", ["a", "b"])
-        assert done.wait(5)
-    finally:
-        locks.release("t1", ["a", "b"])
-        thread.join(5)
-    assert result["blocker"] is None
+    assert blocks_until(lambda: locks.acquire("t2", ["b", "c"], 10), lambda: locks.release("t1", ["a", "b"]),
+                        took_nothing_meanwhile) is None
     assert locks.held() == {"b": "t2", "c": "t2"}
 
 
@@ -93,25 +104,7 @@ def test_wait_unlocked_returns_the_holder_after_the_deadline():
 def test_wait_unlocked_wakes_on_release():
     locks = LockTable()
     locks.acquire("t1", ["k"], 0)
-    started, done = threading.Event(), threading.Event()
-    result = {}
-
-    def wait():
-        started.set()
-        result["holder"] = locks.wait_unlocked("k", 10)
-        done.set()
-
-    thread = threading.Thread(target=wait)
-    thread.start()
-    try:
-        assert started.wait(5)
-        assert not done.wait(0.05)
-        locks.release("t1", ["k"])
-        assert done.wait(5)
-    finally:
-        locks.release("t1", ["k"])
-        thread.join(5)
-    assert result["holder"] is None
+    assert blocks_until(lambda: locks.wait_unlocked("k", 10), lambda: locks.release("t1", ["k"])) is None
 
 
 def test_wait_unlocked_ignores_releases_of_other_keys():
@@ -154,25 +147,8 @@ def test_may_wait_false_returns_the_blocker_at_once():
 def test_may_wait_true_waits_for_the_release():
     locks = LockTable()
     locks.acquire("young", ["k"], 0)
-    started, done = threading.Event(), threading.Event()
-    result = {}
-
-    def acquire():
-        started.set()
-        result["blocker"] = locks.acquire("old", ["k"], 10, may_wait=lambda holder: True)
-        done.set()
-
-    thread = threading.Thread(target=acquire)
-    thread.start()
-    try:
-        assert started.wait(5)
-        assert not done.wait(0.05)
-        locks.release("young", ["k"])
-        assert done.wait(5)
-    finally:
-        locks.release("young", ["k"])
-        thread.join(5)
-    assert result["blocker"] is None
+    assert blocks_until(lambda: locks.acquire("old", ["k"], 10, may_wait=lambda holder: True),
+                        lambda: locks.release("young", ["k"])) is None
     assert locks.owner("k") == "old"
 
 
