@@ -31,9 +31,13 @@ MAX_MESSAGES = 64
 MESSAGE_OVERHEAD = 512
 
 
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def encode_batch(messages: list) -> str:
     """The text a batch of protocol messages travels as (see KeyValue.batch)."""
-    return json.dumps(messages, ensure_ascii=False, separators=(",", ":"))
+    return _compact_json(messages)
 
 
 def decode_batch(text: Any) -> list:
@@ -52,8 +56,7 @@ def decode_batch(text: Any) -> list:
 def encode_answers(answers: list) -> str:
     """The text a batch's answers travel as: [true, result] or [false, error]
     per message, each error as its class name, message and details."""
-    return json.dumps([[True, answer] if ok else [False, error_as_dict(answer)] for ok, answer in answers],
-                      ensure_ascii=False, separators=(",", ":"))
+    return _compact_json([[True, answer] if ok else [False, error_as_dict(answer)] for ok, answer in answers])
 
 
 def decode_answers(text: Any, peer: str) -> list:

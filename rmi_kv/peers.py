@@ -197,13 +197,15 @@ class PeerHandle:
                     return getattr(proxy, method)(*args)
             except pyro_errors.TimeoutError:
                 limit = timeout if timeout is not None else self.membership.call_timeout
-                raise ReplicaUnavailable(f"{self.name} did not answer {method} within {limit:g} s",
-                                         replica=self.name) from None
+                raise self.unanswered(method, limit) from None
             except pyro_errors.CommunicationError as error:
                 if attempt == 1 and self.membership.resolve_again(self.name):
                     continue
                 raise ReplicaUnavailable(f"{self.name} is unreachable ({error})", replica=self.name) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def unanswered(self, method: str, limit: float) -> ReplicaUnavailable:
+        return ReplicaUnavailable(f"{self.name} did not answer {method} within {limit:g} s", replica=self.name)
 
     def send(self, message: str, *args: Any, expires: Optional[float] = None,
              lazy: bool = False) -> concurrent.futures.Future:
@@ -274,8 +276,7 @@ class _BatchLink:
                 return decode_answers(proxy.batch(text), self.handle.name)
             except pyro_errors.TimeoutError:
                 self._drop(proxy)
-                raise ReplicaUnavailable(f"{self.handle.name} did not answer within {membership.call_timeout:g} s",
-                                         replica=self.handle.name) from None
+                raise self.handle.unanswered("batch", membership.call_timeout) from None
             except pyro_errors.CommunicationError:
                 self._drop(proxy)
         return decode_answers(self.handle.call("batch", text), self.handle.name)

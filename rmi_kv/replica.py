@@ -53,14 +53,21 @@ def remote_boundary(method: Callable) -> Callable:
             return method(self, *args, **kwargs)
         except RmiKvError:
             raise
-        except TypeError as error:
-            raise InvalidRequest(f"bad call of {method.__name__}: {error}") from None
         except Exception as error:
-            log.exception("%s failed", method.__name__)
-            raise RmiKvError(f"{self.name}: internal error in {method.__name__}: "
-                             f"{type(error).__name__}: {error}", replica=self.name) from None
+            raise as_rmi_kv_error(error, self.name, method.__name__) from None
 
     return wrapper
+
+
+def as_rmi_kv_error(error: Exception, replica: str, what: str) -> RmiKvError:
+    """``error`` as the project's own class: a TypeError is a bad call, anything
+    else unexpected an internal error of ``replica`` (logged with its traceback)."""
+    if isinstance(error, RmiKvError):
+        return error
+    if isinstance(error, TypeError):
+        return InvalidRequest(f"bad call of {what}: {error}")
+    log.error("%s failed", what, exc_info=error)
+    return RmiKvError(f"{replica}: internal error in {what}: {type(error).__name__}: {error}", replica=replica)
 
 
 #: the protocol messages a batch may carry, and how many arguments each takes
@@ -252,8 +259,7 @@ class KeyValue:
             "forced_commits": self.storage.forced_commits,
             "forced_operations": self.storage.forced_operations,
             "unacknowledged_commits": sorted(self.coordinator.pending()),
-            "protocol_calls": self.membership.batch_counts()[0],
-            "protocol_messages": self.membership.batch_counts()[1],
+            **dict(zip(("protocol_calls", "protocol_messages"), self.membership.batch_counts())),
             "members": self.membership.names(),
             "nameserver_reachable": self.membership.nameserver_reachable,
             "failpoints": self.failpoints.describe(),
@@ -330,17 +336,8 @@ class KeyValue:
                                                                         [vote for _, vote in votes])
         for (index, _), answer in [*zip(commits, commit_answers), *zip(votes, vote_answers)]:
             answers[index] = answer
-        return encode_answers([(False, self._wire_error(answer)) if isinstance(answer, BaseException)
-                               else (True, answer) for answer in answers])
-
-    def _wire_error(self, error: BaseException) -> RmiKvError:
-        """An error that crosses Pyro5 as the project's own class, with a clear message."""
-        if isinstance(error, RmiKvError):
-            return error
-        if isinstance(error, TypeError):
-            return InvalidRequest(f"bad protocol message: {error}")
-        log.error("protocol message failed: %s: %s", type(error).__name__, error)
-        return RmiKvError(f"{self.name}: internal error: {type(error).__name__}: {error}", replica=self.name)
+        return encode_answers([(False, as_rmi_kv_error(answer, self.name, "a protocol message"))
+                               if isinstance(answer, BaseException) else (True, answer) for answer in answers])
 
     @remote_boundary
     def snapshotChunk(self, requester: str, after_key: Optional[str] = None, limit: int = 2000) -> dict:
