@@ -26,8 +26,9 @@ from . import baselines as baseline_probe
 from . import probe
 from .baselines import FLOOR_EXPLANATION
 from .report import run_json, show, write_chart
-from .runner import (NOOP_MAX_DURATION, NOOP_MAX_OPS, Target, Workload, noop_workload, preload, run_noop,
-                     run_point, wants_noop)
+from .reference import ReferenceCluster
+from .runner import (NOOP_MAX_DURATION, NOOP_MAX_OPS, Target, Workload, noop_workload, preload, preload_batches,
+                     run_noop, run_point, run_reference, wants_noop)
 
 EXIT_OK, EXIT_DIVERGED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
 DEFAULT_DURATION = 10.0
@@ -75,6 +76,10 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     cluster.add_argument("--early-reply", action="store_true",
                          help="the replicas this tool starts answer a write once its COMMIT decision is forced "
                          "(run_server.py --early-reply); a running cluster has its own setting")
+    cluster.add_argument("--reference", action="store_true",
+                         help="after the runs, run the same clients against a bare two-phase commit on plain "
+                         "Pyro5 with one os.fsync per forced write (--replicas nodes started on this machine; "
+                         "no locks, no SQLite, no recovery), and give rmi_kv's throughput as a ratio to it")
     load = parser.add_argument_group("workload")
     load.add_argument("--clients", type=int, default=4, metavar="N",
                       help="concurrent clients, each with its own connection (default %(default)s)")
@@ -304,7 +309,7 @@ def settings_json(args: argparse.Namespace, workload: Workload, counts: list[int
             "key_prefix": workload.key_prefix, "replica": workload.replica or "spread over all (round-robin)",
             "mode": workload.mode, "seed": workload.seed, "timeout_s": workload.timeout,
             "preload": not args.no_preload, "cluster": cluster, "replicas": names, "tls": bool(args.tls_dir),
-            "early_reply": early_reply,
+            "early_reply": early_reply, "reference": args.reference,
             "command": args.command_line or "python -m rmi_kv.bench " + " ".join(sys.argv[1:])}
 
 
@@ -326,6 +331,8 @@ def benchmark(args: argparse.Namespace, counts: list[int], out: Console, err: Co
         document["settings"] = settings_json(args, workload, counts, cluster_description, target.names,
                                              _answers_early(target))
         baselines, summaries, preload_s = measure_all(args, workload, counts, target, data_dir, err)
+    if args.reference:
+        run_reference_all(args, workload, summaries, err)
     floors = baselines.floors()
     put_floor = "put_early_reply_ms" if document["settings"]["early_reply"] else "put_ms"
     runs = [run_json(summary, floors, os.cpu_count() or 1, floors[put_floor]) for summary in summaries]
@@ -356,6 +363,29 @@ def measure_all(args: argparse.Namespace, workload: Workload, counts: list[int],
     return baselines, summaries, preload_s
 
 
+def run_reference_all(args: argparse.Namespace, workload: Workload, summaries: list, err: Console) -> None:
+    """--reference: each run again with the same clients on the reference two-phase
+    commit (the cluster under test is stopped by then, if this tool started it)."""
+    with contextlib.ExitStack() as stack:
+        if args.data_dir:
+            directory = Path(args.data_dir) / "reference"
+        else:
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rmi_kv-reference-")))
+        with err.status(f"starting {args.replicas} reference nodes in {directory} ..."):
+            try:
+                cluster = stack.enter_context(ReferenceCluster(args.replicas, directory))
+            except (RuntimeError, OSError) as error:
+                err.print(f"[yellow]warning: no reference figures: {error}[/yellow]")
+                return
+            if not args.no_preload:
+                cluster.preload(preload_batches(workload))
+        with progress_bar(err, not args.no_progress) as progress:
+            for summary in summaries:
+                bar = ProgressTask(progress, f"{summary.clients:>3} clients, bare 2PC", workload)
+                summary.reference = run_reference(workload, summary.clients, cluster, bar.tick)
+                bar.finish()
+
+
 def _preload(workload: Workload, target: Target, err: Console) -> float:
     started = time.monotonic()
     with err.status(f"preloading {workload.keys:,} keys ..."):
@@ -382,6 +412,11 @@ def _report_failures(err: Console, summaries: list) -> None:
             err.print(f"[yellow]{summary.clients} clients: {failure}[/yellow]")
         for failure in (summary.noop.failures[:5] if summary.noop else []):
             err.print(f"[yellow]{summary.clients} clients, no-op run: {failure}[/yellow]")
+        for failure in (summary.reference.failures[:5] if summary.reference else []):
+            err.print(f"[yellow]{summary.clients} clients, bare 2PC run: {failure}[/yellow]")
+        if summary.reference and summary.reference.digests and not summary.reference.digests.equal:
+            err.print(f"[yellow]{summary.clients} clients: the reference nodes differ after their run; "
+                      f"their figures are no yardstick[/yellow]")
         check = summary.digests
         if check is None:
             continue

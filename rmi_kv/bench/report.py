@@ -36,7 +36,7 @@ def run_json(summary: RunSummary, floors: dict, cores: int, put_floor_ms: Option
     (default: the floor of the protocol that waits for phase 2)."""
     machine_s = (summary.window_s or summary.elapsed_s) * cores
     cluster_total = sum(summary.cluster_cpu_s.values())
-    operations = summary.put.count + summary.get.count
+    operations = _operations(summary)
     return {
         "clients": summary.clients,
         "mode": summary.mode,
@@ -46,6 +46,7 @@ def run_json(summary: RunSummary, floors: dict, cores: int, put_floor_ms: Option
         "put": kind_json(summary, summary.put, floors.get("put_ms") if put_floor_ms is None else put_floor_ms),
         "get": kind_json(summary, summary.get, floors.get("get_ms")),
         **noop_json(summary, floors),
+        **reference_json(summary, floors, put_floor_ms),
         "aborts": summary.aborts,
         "outcome_unknown": summary.outcome_unknown,
         "errors": dict(summary.errors),
@@ -89,6 +90,30 @@ def noop_json(summary: RunSummary, floors: dict) -> dict:
         "get_vs_noop": None if ratio is None else round(ratio, 3),
         "noop": details,
     }
+
+
+def reference_json(summary: RunSummary, floors: dict, put_floor_ms: Optional[float] = None) -> dict:
+    """The same run on the reference two-phase commit (--reference), and rmi_kv's ops/s
+    over its ops/s per kind; all None without one."""
+    reference = summary.reference
+    details = None
+    if reference is not None:
+        cluster_s = sum(reference.cluster_cpu_s.values())
+        details = {"put": kind_json(reference, reference.put, floors.get("put_ms") if put_floor_ms is None
+                                    else put_floor_ms),
+                   "get": kind_json(reference, reference.get, floors.get("get_ms")),
+                   "elapsed_s": round(reference.elapsed_s, 4), "errors": dict(reference.errors),
+                   "failures": reference.failures, "replicas_used": reference.replicas_used,
+                   "cluster_cpu_s": reference.cluster_cpu_s,
+                   "cluster_ms_per_op": _per_op_ms(cluster_s, _operations(reference)) if cluster_s else None,
+                   **(reference.digests.as_dict() if reference.digests else {"digests_equal": None})}
+    ratios = {kind: summary.vs_reference(kind) for kind in ("put", "get")}
+    return {"reference": details,
+            **{f"{kind}_vs_reference": None if ratio is None else round(ratio, 3) for kind, ratio in ratios.items()}}
+
+
+def _operations(summary: RunSummary) -> int:
+    return summary.put.count + summary.get.count
 
 
 def _retries_note(summary: RunSummary) -> str:
@@ -147,18 +172,23 @@ def baselines_table(baselines: Baselines, floors: dict) -> Table:
 def results_table(runs: list[dict]) -> Table:
     """Throughput and latency per run and kind, latencies also as multiples of their floor;
     for runs with reads also their no-op run, and GET ops/s over its calls/s below."""
+    captions = [line for line in (_get_vs_noop_line(runs), _vs_reference_line(runs)) if line is not None]
     table = Table(title="Throughput and latency", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                  caption=_get_vs_noop_line(runs), caption_justify="left", caption_style="none")
+                  caption=Text("").join(captions) if captions else None, caption_justify="left",
+                  caption_style="none")
     for name in ("clients", "op", "ops/s", "p50 ms", "p95 ms", "p99 ms", "p50/floor", "p99/floor"):
         table.add_column(name, justify="left" if name == "op" else "right")
     for run in runs:
-        for label, figures in [(kind.upper(), run[kind]) for kind in ("put", "get")] + [("no-op", run.get("noop"))]:
+        reference = run.get("reference") or {}
+        rows = ([(kind.upper(), run[kind]) for kind in ("put", "get")] + [("no-op", run.get("noop"))]
+                + [(f"bare {kind.upper()}", reference.get(kind)) for kind in ("put", "get")])
+        for label, figures in rows:
             if not figures or not figures["count"]:
                 continue
             table.add_row(str(run["clients"]), label, Text(f"{figures['ops_per_s']:,.0f}", style="bold"),
                           _ms(figures["p50_ms"]), _ms(figures["p95_ms"]), _ms(figures["p99_ms"]),
                           Text(_times(figures["p50_over_floor"]), style="cyan"), _times(figures["p99_over_floor"]),
-                          style="dim" if label == "no-op" else None)
+                          style=None if label in ("PUT", "GET") else "dim")
     return table
 
 
@@ -175,6 +205,21 @@ def _get_vs_noop_line(runs: list[dict]) -> Optional[Text]:
         line.append(f"{run['clients']} client" + ("" if run["clients"] == 1 else "s") + " ")
         line.append("-" if ratio is None else f"{ratio:.2f}×", style="bold")
     return line + "\n"  # a blank line before the next table
+
+
+def _vs_reference_line(runs: list[dict]) -> Optional[Text]:
+    """'rmi_kv ÷ bare 2PC throughput: PUT 1 client 0.62×, ...' for the runs with --reference."""
+    parts = [(kind, run) for kind in ("put", "get") for run in runs
+             if run.get("reference") and run[kind]["count"]]
+    if not parts:
+        return None
+    line = Text("rmi_kv ÷ bare 2PC throughput (bare: the same clients on --reference nodes): ")
+    for position, (kind, run) in enumerate(parts):
+        ratio = run[f"{kind}_vs_reference"]
+        line.append(", " if position else "")
+        line.append(f"{kind.upper()} {run['clients']} client" + ("" if run["clients"] == 1 else "s") + " ")
+        line.append("-" if ratio is None else f"{ratio:.2f}×", style="bold")
+    return line + "\n"
 
 
 def health_table(runs: list[dict]) -> Table:
@@ -196,13 +241,16 @@ def cpu_table(runs: list[dict]) -> Table:
     """Where the CPU went: shares of all the machine's cores, and CPU per operation."""
     table = Table(title="Where the CPU went (share of all cores; CPU ms per operation)", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("clients", "clients' CPU", "cluster CPU", "others' CPU", "cluster ms/op", "client ms/op"):
+    with_reference = any(run.get("reference") for run in runs)
+    for name in ("clients", "clients' CPU", "cluster CPU", "others' CPU", "cluster ms/op", "client ms/op") + (
+            ("bare 2PC cluster ms/op",) if with_reference else ()):
         table.add_column(name, justify="right")
     for run in runs:
         cpu = run["cpu"]
+        reference = [_ms((run.get("reference") or {}).get("cluster_ms_per_op"))] if with_reference else []
         table.add_row(str(run["clients"]), *(_percent(cpu[f"{who}_share_of_machine"])
                                               for who in ("client", "cluster", "others")),
-                      _ms(cpu["cluster_ms_per_op"]), _ms(cpu["client_ms_per_op"]))
+                      _ms(cpu["cluster_ms_per_op"]), _ms(cpu["client_ms_per_op"]), *reference)
     return table
 
 

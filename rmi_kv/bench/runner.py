@@ -5,10 +5,11 @@ import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from ..client import KeyValueClient
 from . import probe
+from .reference import ReferenceCluster
 from .stats import LatencyHistogram
 from .workload import Observer, WorkerResult, WorkerSpec, filler_text, key_name, run_processes, run_threads
 
@@ -77,6 +78,8 @@ class RunSummary:
     digests: Optional[probe.DigestCheck] = None
     #: the no-op run with the same clients that followed this run (runs with reads only)
     noop: Optional["RunSummary"] = None
+    #: the same run on the reference two-phase commit (with --reference)
+    reference: Optional["RunSummary"] = None
 
     @property
     def retries(self) -> Optional[int]:
@@ -121,6 +124,15 @@ class RunSummary:
         noop = self.noop_ops_per_s
         return self.ops_per_s(self.get) / noop if noop and self.get.count else None
 
+    def vs_reference(self, kind: str) -> Optional[float]:
+        """``kind`` ("put" or "get") ops/s over those of the same run on the reference
+        two-phase commit; None without one, or when one of its clients failed."""
+        reference = self.reference
+        if reference is None or reference.failures:
+            return None
+        ours, theirs = getattr(self, kind), getattr(reference, kind)
+        return self.ops_per_s(ours) / reference.ops_per_s(theirs) if ours.count and theirs.count else None
+
 
 def targets_for(clients: int, names: list[str], replica: Optional[str]) -> list[str]:
     """Replica of each client: all the same one, or round-robin over every replica."""
@@ -133,28 +145,44 @@ def targets_for(clients: int, names: list[str], replica: Optional[str]) -> list[
 def specs_for(workload: Workload, clients: int, target: Target, noop: bool = False) -> list[WorkerSpec]:
     """One WorkerSpec per client; --ops is shared out, --duration applies to each;
     ``noop``: the clients call ping() instead of GET and PUT."""
-    replicas = targets_for(clients, target.names, workload.replica)
+    return _specs(workload, clients, target.names, target.ns_host, target.ns_port, noop)
+
+
+def reference_specs_for(workload: Workload, clients: int, cluster: ReferenceCluster) -> list[WorkerSpec]:
+    """The same clients as specs_for, each on the reference node in the place of its replica."""
+    return [dataclasses.replace(spec, reference_uri=cluster.uris[spec.replica])
+            for spec in _specs(workload, clients, cluster.names, "", 0, noop=False)]
+
+
+def _specs(workload: Workload, clients: int, names: list[str], ns_host: str, ns_port: int,
+           noop: bool) -> list[WorkerSpec]:
+    replicas = targets_for(clients, names, workload.replica)
     specs = []
     for index, replica in enumerate(replicas):
         share = None
         if workload.ops is not None:
             share = workload.ops // clients + (1 if index < workload.ops % clients else 0)
-        specs.append(WorkerSpec(index, target.ns_host, target.ns_port, replica, workload.timeout, share,
+        specs.append(WorkerSpec(index, ns_host, ns_port, replica, workload.timeout, share,
                                 workload.duration if workload.ops is None else None, workload.write_ratio,
                                 workload.value_size, workload.keys, workload.key_prefix, workload.seed,
                                 workload.tls_dir, noop))
     return specs
 
 
-def preload(workload: Workload, client: KeyValueClient, batch_bytes: int = 1 << 20) -> int:
-    """Give every key of the key space a value, in few transactions, so GETs find
-    data and PUTs update existing keys (the steady state). Returns keys written."""
+def preload_batches(workload: Workload, batch_bytes: int = 1 << 20) -> Iterator[dict]:
+    """Every key of the key space with a value, in batches of at most about ``batch_bytes``."""
     filler = filler_text(random.Random(workload.seed), workload.value_size)
     per_batch = max(1, min(500, batch_bytes // (workload.value_size + len(workload.key_prefix) + 12)))
     for first in range(0, workload.keys, per_batch):
         numbers = range(first, min(workload.keys, first + per_batch))
-        client.transaction({key_name(workload.key_prefix, n): (f"preload.{n}." + filler)[:workload.value_size]
-                            for n in numbers})
+        yield {key_name(workload.key_prefix, n): (f"preload.{n}." + filler)[:workload.value_size] for n in numbers}
+
+
+def preload(workload: Workload, client: KeyValueClient) -> int:
+    """Give every key of the key space a value, in few transactions, so GETs find
+    data and PUTs update existing keys (the steady state). Returns keys written."""
+    for batch in preload_batches(workload):
+        client.transaction(batch)
     return workload.keys
 
 
@@ -216,6 +244,18 @@ def run_point(workload: Workload, clients: int, target: Target, tick: Callable[[
     after_status = probe.counters(target.client.status())
     summary.counters_delta = {name: after_status[name] - before_status[name]
                               for name in before_status if name in after_status}
+    return summary
+
+
+def run_reference(workload: Workload, clients: int, cluster: ReferenceCluster,
+                  tick: Callable[[int], None]) -> RunSummary:
+    """The run of ``clients`` workers again, on the reference two-phase commit: what
+    Pyro5 and this machine allow for the same protocol with nothing else around it."""
+    window = CpuWindow(cluster.pids, tick)
+    results = _runner(workload)(reference_specs_for(workload, clients, cluster), window)
+    summary = merge(clients, workload.mode, results)
+    window.fill(summary)
+    summary.digests = cluster.check_digests()
     return summary
 
 

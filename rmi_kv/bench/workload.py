@@ -2,7 +2,9 @@
 ping() calls, the throughput GETs are read against), run as threads of this
 process or as separate processes.
 
-Every worker has its own KeyValueClient (so its own connection), connects
+Every worker has its own KeyValueClient (so its own connection; with
+``--reference``, a connection to a node of the reference two-phase commit
+instead), connects
 before the clock starts, and waits at a start gate so all start together. It
 times each operation with ``time.perf_counter`` into a histogram per kind,
 counts aborts, unknown outcomes and other errors, and publishes how many
@@ -17,12 +19,16 @@ import string
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, MutableSequence, Optional
+from typing import Any, Callable, MutableSequence, Optional, Union
 
 from ..client import KeyValueClient
 from ..errors import (NameServerUnavailable, OutcomeUnknown, ReplicaUnavailable, RmiKvError,
                       TransactionAborted)
+from .reference import ReferenceClient
 from .stats import LatencyHistogram
+
+#: what a worker calls put, get and ping on
+Client = Union[KeyValueClient, ReferenceClient]
 
 #: a worker gives up after this many failures in a row of the "cluster is gone" kind
 MAX_CONSECUTIVE_UNAVAILABLE = 50
@@ -52,6 +58,9 @@ class WorkerSpec:
     #: call the replica's no-op ping() instead of GETs and PUTs (the write ratio, values
     #: and keys are then unused)
     noop: bool = False
+    #: run against this node of the reference two-phase commit (reference.py) instead of
+    #: rmi_kv; ``replica`` is then the node's name and the name server is unused
+    reference_uri: Optional[str] = None
 
 
 @dataclass
@@ -140,10 +149,9 @@ class StartGate:
 def run_worker(spec: WorkerSpec, counts: MutableSequence[int], gate: StartGate) -> WorkerResult:
     """Connect, wait at the gate with the others, run the loop; never raises."""
     result = WorkerResult(spec.index, spec.replica)
-    client: Optional[KeyValueClient] = None
+    client: Optional[Client] = None
     try:
-        client = KeyValueClient(spec.ns_host, spec.ns_port, replica=spec.replica, timeout=spec.timeout,
-                                tls_dir=spec.tls_dir)
+        client = _client_for(spec)
         client.ping()  # connect now: the clock must not include set-up
         gate.arrive()
         _loop(client, spec, counts, result)
@@ -161,17 +169,25 @@ def run_worker(spec: WorkerSpec, counts: MutableSequence[int], gate: StartGate) 
     return result
 
 
+def _client_for(spec: WorkerSpec) -> Client:
+    """The worker's own connection: to an rmi_kv replica, or to a reference node."""
+    if spec.reference_uri is not None:
+        return ReferenceClient(spec.reference_uri, spec.timeout)
+    return KeyValueClient(spec.ns_host, spec.ns_port, replica=spec.replica, timeout=spec.timeout,
+                          tls_dir=spec.tls_dir)
+
+
 #: what a loop times next: the call, its arguments, and the histogram it goes into
 NextCall = Callable[[int], tuple[Callable[..., Any], tuple, LatencyHistogram]]
 
 
-def _loop(client: KeyValueClient, spec: WorkerSpec, counts: MutableSequence[int], result: WorkerResult) -> None:
+def _loop(client: Client, spec: WorkerSpec, counts: MutableSequence[int], result: WorkerResult) -> None:
     """The timed loop of this worker's kind (GETs and PUTs, or no-op calls)."""
     next_call = _noops(client, result) if spec.noop else _operations(client, spec, result)
     _timed_loop(next_call, spec, counts, result)
 
 
-def _operations(client: KeyValueClient, spec: WorkerSpec, result: WorkerResult) -> NextCall:
+def _operations(client: Client, spec: WorkerSpec, result: WorkerResult) -> NextCall:
     """GETs and PUTs of random keys, a PUT with probability ``write_ratio``."""
     rng = random.Random(spec.seed * 1_000_003 + spec.index)
     filler = filler_text(rng, spec.value_size)
@@ -186,7 +202,7 @@ def _operations(client: KeyValueClient, spec: WorkerSpec, result: WorkerResult) 
     return next_call
 
 
-def _noops(client: KeyValueClient, result: WorkerResult) -> NextCall:
+def _noops(client: Client, result: WorkerResult) -> NextCall:
     """The replica's no-op ping() through the same client: a call with no work behind it."""
     call = (client.ping, (), result.ping)
     return lambda done: call

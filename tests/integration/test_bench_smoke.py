@@ -229,3 +229,38 @@ def test_the_memory_tool_fills_a_replica_starts_it_and_reports(tmp_path):
     assert "resident memory after 50 reads" in result.stdout
     assert subprocess.run([sys.executable, "-m", "rmi_kv.bench.memory", "--keys", "0"], capture_output=True,
                           timeout=60, cwd=ROOT).returncode == 2
+
+
+def test_reference_runs_the_same_clients_on_a_bare_two_phase_commit(tmp_path):
+    result, document = bench_json(tmp_path, "--reference", "--ops", "60", "--clients", "2", "--replicas", "3",
+                                  "--threads", "--write-ratio", "0.5", "--keys", "20")
+    assert document["settings"]["reference"] is True
+    (run,) = document["runs"]
+    reference = run["reference"]
+    assert reference["put"]["count"] + reference["get"]["count"] == 60 and reference["failures"] == []
+    assert reference["put"]["count"] > 0 and reference["get"]["count"] > 0
+    assert set(reference["replicas_used"]) == {"reference1", "reference2"}
+    assert reference["digests_equal"] is True and len(reference["digests"]) == 3
+    assert reference["cluster_ms_per_op"] > 0
+    for kind in ("put", "get"):
+        assert run[f"{kind}_vs_reference"] == pytest.approx(
+            run[kind]["ops_per_s"] / reference[kind]["ops_per_s"], rel=0.01, abs=0.002)
+    assert re.search(r"^\s*2\s+bare PUT\s+[\d,]+\s", result.stdout, re.MULTILINE)
+    assert "rmi_kv ÷ bare 2PC throughput" in result.stdout
+
+
+def test_reference_ratios_are_left_out_when_the_reference_run_failed():
+    from rmi_kv.bench.report import reference_json
+    from rmi_kv.bench.runner import RunSummary
+
+    summary, reference = RunSummary(1, "threads", elapsed_s=1.0), RunSummary(1, "threads", elapsed_s=1.0)
+    for _ in range(50):
+        summary.put.record(0.01)
+    for _ in range(200):
+        reference.put.record(0.005)
+    assert summary.vs_reference("put") is None
+    summary.reference = reference
+    assert summary.vs_reference("put") == pytest.approx(0.25) and summary.vs_reference("get") is None
+    reference.failures.append("client 0: reference1: gone")
+    figures = reference_json(summary, {"put_ms": 2.0, "get_ms": 0.3})
+    assert figures["put_vs_reference"] is None and figures["reference"]["failures"] == ["client 0: reference1: gone"]
