@@ -49,6 +49,12 @@ Starts its own cluster (a name server and --replicas replicas, data in a
 temporary directory) unless --ns-host/--ns-port name a running one. After
 each run every replica's digest must be equal: a run that diverged fails.
 
+--reference then runs the same clients once more against a bare two-phase
+commit on plain Pyro5 (rmi_kv.bench.reference: the same calls and forced
+writes per PUT, one os.fsync each, no-wait key locks, nothing else), started
+on this machine: the figures it reaches are what Pyro5 and the machine allow
+for this protocol, and rmi_kv's throughput is also given as a ratio to them.
+
 Clients run as separate processes by default (--processes): each has its own
 interpreter, GIL and connection, like real clients, so the tool's own GIL
 never caps the load. --threads runs them as threads of this process (one GIL:
