@@ -120,15 +120,20 @@ def test_the_noop_run_is_short():
     assert not wants_noop(Workload(1.0, None, 1.0, 100, 10, "k", 1, "threads", 5.0, None))
 
 
-def test_noop_figures_are_left_out_when_the_noop_run_failed():
-    from rmi_kv.bench.report import noop_json
+def summary_of(kind: str, count: int, seconds: float, elapsed_s: float):
+    """A RunSummary of ``count`` operations of ``kind`` that each took ``seconds``."""
     from rmi_kv.bench.runner import RunSummary
 
-    summary, noop = RunSummary(2, "threads", elapsed_s=2.0), RunSummary(2, "threads", elapsed_s=1.0)
-    for _ in range(100):
-        summary.get.record(0.001)
-    for _ in range(300):
-        noop.ping.record(0.0005)
+    summary = RunSummary(2, "threads", elapsed_s=elapsed_s)
+    for _ in range(count):
+        getattr(summary, kind).record(seconds)
+    return summary
+
+
+def test_noop_figures_are_left_out_when_the_noop_run_failed():
+    from rmi_kv.bench.report import noop_json
+
+    summary, noop = summary_of("get", 100, 0.001, elapsed_s=2.0), summary_of("ping", 300, 0.0005, elapsed_s=1.0)
     summary.noop = noop
     assert summary.noop_ops_per_s == 300.0 and summary.get_vs_noop == pytest.approx(50.0 / 300.0)
     assert noop_json(summary, {"get_ms": 0.25})["noop_p50_ms"] == pytest.approx(0.5, rel=0.01)
@@ -251,13 +256,8 @@ def test_reference_runs_the_same_clients_on_a_bare_two_phase_commit(tmp_path):
 
 def test_reference_ratios_are_left_out_when_the_reference_run_failed():
     from rmi_kv.bench.report import reference_json
-    from rmi_kv.bench.runner import RunSummary
 
-    summary, reference = RunSummary(1, "threads", elapsed_s=1.0), RunSummary(1, "threads", elapsed_s=1.0)
-    for _ in range(50):
-        summary.put.record(0.01)
-    for _ in range(200):
-        reference.put.record(0.005)
+    summary, reference = summary_of("put", 50, 0.01, elapsed_s=1.0), summary_of("put", 200, 0.005, elapsed_s=1.0)
     assert summary.vs_reference("put") is None
     summary.reference = reference
     assert summary.vs_reference("put") == pytest.approx(0.25) and summary.vs_reference("get") is None
