@@ -85,7 +85,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     cluster.add_argument("--reference", action="store_true",
                          help="after the runs, run the same clients against a bare two-phase commit on plain "
                          "Pyro5 with one os.fsync per forced write (--replicas nodes started on this machine; "
-                         "no locks, no SQLite, no recovery), and give rmi_kv's throughput as a ratio to it")
+                         "no SQLite, no batching, no recovery), and give rmi_kv's throughput as a ratio to it")
     load = parser.add_argument_group("workload")
     load.add_argument("--clients", type=int, default=4, metavar="N",
                       help="concurrent clients, each with its own connection (default %(default)s)")

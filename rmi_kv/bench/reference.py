@@ -52,6 +52,8 @@ START_TIMEOUT = 30.0
 #: times the attempt number, and tries again, at most MAX_ATTEMPTS times in all
 CONFLICT_BACKOFF = 0.002
 MAX_ATTEMPTS = 50
+#: how long a node waits for another node's answer
+PEER_TIMEOUT = 30.0
 
 
 @expose
@@ -82,6 +84,7 @@ class ReferenceNode:
         proxies = self._proxies.__dict__.setdefault("by_uri", {})
         if uri not in proxies:
             proxies[uri] = Proxy(uri)
+            proxies[uri]._pyroTimeout = PEER_TIMEOUT
         return proxies[uri]
 
     def _on_every_peer(self, method: str, *args: object) -> list:
@@ -133,14 +136,15 @@ class ReferenceNode:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             txid = f"{self.name}:{next(self._counter)}"
             if self._lock(txid, key):
-                if all(self._on_every_peer("canCommit", txid, key, value)):
-                    self._store[key] = value
-                    self._force(f"DECISION {txid} {key} {value}")
-                    self._on_every_peer("doCommit", txid)
+                try:
+                    if all(self._on_every_peer("canCommit", txid, key, value)):
+                        self._store[key] = value
+                        self._force(f"DECISION {txid} {key} {value}")
+                        self._on_every_peer("doCommit", txid)
+                        return
+                    self._on_every_peer("doAbort", txid)
+                finally:
                     self._unlock(txid, key)
-                    return
-                self._on_every_peer("doAbort", txid)
-                self._unlock(txid, key)
             time.sleep(random.uniform(0.0, CONFLICT_BACKOFF * attempt))
         raise RuntimeError(f"{key!r}: still locked by other writes after {MAX_ATTEMPTS} attempts")
 

@@ -149,9 +149,11 @@ def specs_for(workload: Workload, clients: int, target: Target, noop: bool = Fal
 
 
 def reference_specs_for(workload: Workload, clients: int, cluster: ReferenceCluster) -> list[WorkerSpec]:
-    """The same clients as specs_for, each on the reference node in the place of its replica."""
+    """The same clients as specs_for, each on the reference node in the place of its replica
+    (with --replica, all on the first node)."""
+    placed = dataclasses.replace(workload, replica=cluster.names[0]) if workload.replica else workload
     return [dataclasses.replace(spec, reference_uri=cluster.uris[spec.replica])
-            for spec in _specs(workload, clients, cluster.names, "", 0, noop=False)]
+            for spec in _specs(placed, clients, cluster.names, "", 0, noop=False)]
 
 
 def _specs(workload: Workload, clients: int, names: list[str], ns_host: str, ns_port: int,

@@ -2,10 +2,10 @@
 ping() calls, the throughput GETs are read against), run as threads of this
 process or as separate processes.
 
-Every worker has its own KeyValueClient (so its own connection; with
-``--reference``, a connection to a node of the reference two-phase commit
-instead), connects
-before the clock starts, and waits at a start gate so all start together. It
+Every worker has its own KeyValueClient, so its own connection (with
+``--reference``, its own connection to a node of the reference two-phase
+commit instead). It connects before the clock starts, and waits at a start
+gate so all start together. It
 times each operation with ``time.perf_counter`` into a histogram per kind,
 counts aborts, unknown outcomes and other errors, and publishes how many
 operations it has done in a shared slot for the progress bar.

@@ -264,3 +264,19 @@ def test_reference_ratios_are_left_out_when_the_reference_run_failed():
     reference.failures.append("client 0: reference1: gone")
     figures = reference_json(summary, {"put_ms": 2.0, "get_ms": 0.3})
     assert figures["put_vs_reference"] is None and figures["reference"]["failures"] == ["client 0: reference1: gone"]
+
+
+def test_reference_clients_take_the_places_of_the_replicas():
+    from types import SimpleNamespace
+
+    from rmi_kv.bench.runner import Workload, reference_specs_for
+
+    cluster = SimpleNamespace(names=["reference1", "reference2", "reference3"],
+                              uris={f"reference{n}": f"PYRO:reference@127.0.0.1:{9000 + n}" for n in (1, 2, 3)})
+    spread = Workload(None, 40, 0.5, 100, 10, "k", 1, "threads", 5.0, None)
+    specs = reference_specs_for(spread, 4, cluster)
+    assert [spec.replica for spec in specs] == ["reference1", "reference2", "reference3", "reference1"]
+    assert [spec.reference_uri for spec in specs] == [cluster.uris[spec.replica] for spec in specs]
+    assert sum(spec.ops for spec in specs) == 40
+    pinned = Workload(None, 40, 0.5, 100, 10, "k", 1, "threads", 5.0, "replica4")
+    assert {spec.reference_uri for spec in reference_specs_for(pinned, 3, cluster)} == {cluster.uris["reference1"]}
