@@ -183,13 +183,17 @@ class ReferenceClient:
 
 class ReferenceCluster:
     """``size`` reference nodes started as processes on 127.0.0.1, connected to each
-    other; stopped (and their logs left in ``data_dir``) on exit."""
+    other; stopped on exit. Their logs (NAME.log) and what they wrote to standard
+    error (NAME.err) stay in ``data_dir``."""
 
     def __init__(self, size: int, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
         self.names = [f"reference{number}" for number in range(1, size + 1)]
         self.uris: dict[str, str] = {}
         self._processes: dict[str, subprocess.Popen] = {}
+
+    def _errors_of(self, name: str) -> Path:
+        return self.data_dir / f"{name}.err"
 
     @property
     def pids(self) -> dict[str, int]:
@@ -211,12 +215,13 @@ class ReferenceCluster:
         configure_pyro()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for name in self.names:
-            self._processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "rmi_kv.bench.reference", name, str(self.data_dir)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            with open(self._errors_of(name), "w") as errors:  # a file: a pipe nobody reads could fill up
+                self._processes[name] = subprocess.Popen(
+                    [sys.executable, "-m", "rmi_kv.bench.reference", name, str(self.data_dir)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True)
         deadline = time.monotonic() + START_TIMEOUT
         for name, process in self._processes.items():
-            self.uris[name] = _read_uri(name, process, deadline)
+            self.uris[name] = _read_uri(name, process, deadline, self._errors_of(name))
         for name, uri in self.uris.items():
             with Proxy(uri) as node:
                 node.connect([other for other_name, other in self.uris.items() if other_name != name])
@@ -233,9 +238,8 @@ class ReferenceCluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5.0)
-            for stream in (process.stdout, process.stderr):
-                if stream:
-                    stream.close()
+            if process.stdout:
+                process.stdout.close()
         self._processes.clear()
 
     def preload(self, batches: Iterable[dict]) -> None:
@@ -261,16 +265,18 @@ class ReferenceCluster:
         return check
 
 
-def _read_uri(name: str, process: subprocess.Popen, deadline: float) -> str:
-    """The URI a starting node prints first; RuntimeError if it dies or takes too long."""
+def _read_uri(name: str, process: subprocess.Popen, deadline: float, errors: Path) -> str:
+    """The URI a starting node prints first; RuntimeError with the last line it wrote to
+    ``errors`` if it dies or takes too long."""
     assert process.stdout is not None
     ready, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
     line = process.stdout.readline().strip() if ready else ""
     if not line.startswith("PYRO:"):
         process.kill()
-        _, errors = process.communicate(timeout=5.0)
-        last = ([text for text in (errors or "").splitlines() if text.strip()] or [line or "no answer in time"])[-1]
-        raise RuntimeError(f"reference node {name} did not start: {last.strip()[:500]}")
+        process.wait(5.0)
+        written = [text for text in errors.read_text(errors="replace").splitlines() if text.strip()]
+        reason = (written or [line or "no answer in time"])[-1]
+        raise RuntimeError(f"reference node {name} did not start: {reason.strip()[:500]}")
     return line
 
 
