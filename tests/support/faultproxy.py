@@ -57,7 +57,7 @@ class _Link:
         self.client = client
         self.upstream = upstream  # None: accepted during a black hole, never connected
         self.swallowed = 0
-        self.closed = False
+        self.closed = threading.Event()
         self._lock = threading.Lock()
         self._ends = 0
         self._threads: list[threading.Thread] = []
@@ -111,9 +111,8 @@ class _Link:
                     pass
                 self._end()
                 return
-            wait = due - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+            if self.closed.wait(max(0.0, due - time.monotonic())):  # the delay mode's hold, cut short by close()
+                return
             try:
                 destination.sendall(data)
             except OSError:
@@ -130,9 +129,9 @@ class _Link:
 
     def close(self, reset: bool = True) -> None:
         with self._lock:
-            if self.closed:
+            if self.closed.is_set():
                 return
-            self.closed = True
+            self.closed.set()
         for sock in (self.client, self.upstream):
             if sock is None:
                 continue
