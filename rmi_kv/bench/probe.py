@@ -26,6 +26,12 @@ class DigestCheck:
     settle_s: float = 0.0
     note: str = ""
 
+    @classmethod
+    def of(cls, digests: dict, unreachable: list, settle_s: float = 0.0) -> "DigestCheck":
+        """The check of these digests: equal when every member answered with the same one."""
+        equal = bool(digests) and not unreachable and len(set(digests.values())) == 1
+        return cls(digests, equal, sorted(unreachable), settle_s)
+
     def as_dict(self) -> dict:
         return {"digests": self.digests, "digests_equal": self.equal, "unreachable": self.unreachable,
                 "settle_s": round(self.settle_s, 3), "note": self.note}
@@ -54,10 +60,8 @@ def check_digests(client: KeyValueClient, settle_timeout: float = 10.0) -> Diges
         if _settled(statuses) or time.monotonic() - started > settle_timeout:
             break
         time.sleep(0.05)
-    check = DigestCheck(settle_s=time.monotonic() - started)
-    check.digests = {s["name"]: s["digest"] for s in statuses if s.get("reachable")}
-    check.unreachable = sorted(s["name"] for s in statuses if not s.get("reachable"))
-    check.equal = bool(check.digests) and not check.unreachable and len(set(check.digests.values())) == 1
+    check = DigestCheck.of({s["name"]: s["digest"] for s in statuses if s.get("reachable")},
+                           [s["name"] for s in statuses if not s.get("reachable")], time.monotonic() - started)
     if not _settled(statuses):
         check.note = f"transactions still in doubt or unacknowledged after {settle_timeout:g} s"
     return check

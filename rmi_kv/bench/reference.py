@@ -254,15 +254,14 @@ class ReferenceCluster:
 
     def check_digests(self) -> DigestCheck:
         """Every node's digest: a reference that lost a write would be no yardstick."""
-        check = DigestCheck()
+        digests, unreachable = {}, []
         for name, uri in self.uris.items():
             try:
                 with Proxy(uri) as node:
-                    check.digests[name] = node.digest()
+                    digests[name] = node.digest()
             except Exception:  # a node that died: reported, not raised
-                check.unreachable.append(name)
-        check.equal = bool(check.digests) and not check.unreachable and len(set(check.digests.values())) == 1
-        return check
+                unreachable.append(name)
+        return DigestCheck.of(digests, unreachable)
 
 
 def _read_uri(name: str, process: subprocess.Popen, deadline: float, errors: Path) -> str:
