@@ -1,16 +1,25 @@
-"""Operator commands on the membership: taking a replica out for good.
+"""Operator commands on the membership, and who holds a replica's name.
 
-A removed replica leaves a marker in the name server. If it is ever started
-again, its old data is out of date: it starts over with an empty data
-directory and catches up from the others, like a new member.
+A removed replica leaves a marker in the name server, and every member keeps
+the removal in its own member list. If it is ever started again, its old data
+is out of date: it starts over with an empty data directory and catches up
+from the others, like a new member.
+
+Before a replica starts, ``claim_name`` finds whether a replica of that name
+still answers (at the name server's entry, or at the address a member knows
+it by): then the new process refuses, and the running one is unharmed.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import logging
+from dataclasses import dataclass
+from typing import Optional
 
 from Pyro5 import errors as pyro_errors
+from Pyro5.api import Proxy
 
-from .config import configure_pyro
+from .config import REMOVED_PREFIX, configure_pyro
 from .coordinator import Coordinator
 from .errors import InvalidRequest, ReplicaUnavailable, RmiKvError
 from .naming import connect_nameserver, object_name
@@ -18,7 +27,6 @@ from .peers import Membership, PeerHandle
 
 log = logging.getLogger(__name__)
 
-REMOVED_PREFIX = "rmi_kv.removed."
 REMOVED_MARKER_URI = "PYRO:removed@127.0.0.1:1"
 
 
@@ -32,7 +40,11 @@ def remove_member(name: str, ns_host: str, ns_port: int, timeout: float = 3.0) -
     configure_pyro()
     membership = Membership("rmi_kv-admin", ns_host, ns_port, call_timeout=timeout)
     try:
-        members = membership.refresh()
+        membership.refresh()
+        for view in _member_views(membership, exclude=name, timeout=timeout):  # ones the name server forgot
+            membership.learn({member: uri for member, uri in view.get("member_uris", {}).items()
+                              if member not in view.get("removed_members", [])})
+        members = membership.members()
         if name not in members:
             raise InvalidRequest(f"{name} is not a member (members: {', '.join(sorted(members)) or 'none'})")
         try:
@@ -70,15 +82,63 @@ def remove_member(name: str, ns_host: str, ns_port: int, timeout: float = 3.0) -
         membership.close()
 
 
-def was_removed(ns_host: str, ns_port: int, name: str, timeout: float = 3.0) -> bool:
-    """True when an operator removed ``name`` from the cluster (its data is out of date)."""
-    nameserver = connect_nameserver(ns_host, ns_port, timeout)
+@dataclass(frozen=True)
+class NameClaim:
+    """What the cluster says of a replica name before a process starts under it."""
+
+    #: the URI at which a replica of that name answers now (None: none does)
+    running_at: Optional[str]
+    #: an operator removed that name (its old data is out of date)
+    removed: bool
+
+
+def claim_name(name: str, ns_host: str, ns_port: int, *, timeout: float = 2.0) -> NameClaim:
+    """Whether a replica named ``name`` still answers, and whether it was removed.
+
+    Asks the name server (its entry and removal marker) and every member it
+    lists (the URI each knows the name by, and its removals), so a name
+    server that forgot an entry does not hide a running replica.
+    """
+    membership = Membership(name, ns_host, ns_port, call_timeout=timeout)
     try:
-        return removed_marker(name) in nameserver.list(prefix=removed_marker(name))
-    except pyro_errors.CommunicationError:
+        registered, removed_marks = membership.registrations()
+        membership.learn({other: uri for other, uri in registered.items() if other != name})
+        views = _member_views(membership, exclude=name, timeout=timeout)
+        candidates = {registered[name]} if name in registered else set()
+        candidates |= {view["member_uris"][name] for view in views if view.get("member_uris", {}).get(name)}
+        removed = name in removed_marks or any(name in view.get("removed_members", []) for view in views)
+        running = next((uri for uri in sorted(candidates) if _answers_as(uri, name, timeout)), None)
+        return NameClaim(running_at=running, removed=removed)
+    finally:
+        membership.close()
+
+
+def _member_views(membership: Membership, *, exclude: str, timeout: float) -> list[dict]:
+    """The status of every member that answers within ``timeout`` (asked in parallel)."""
+    names = [member for member in membership.names() if member != exclude]
+    if not names:
+        return []
+
+    def status_of(member: str) -> Optional[dict]:
+        try:
+            return PeerHandle(member, membership).call("status", timeout=timeout)
+        except RmiKvError:
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
+        return [view for view in pool.map(status_of, names) if isinstance(view, dict)]
+
+
+def _answers_as(uri: str, name: str, timeout: float) -> bool:
+    """True when the replica at ``uri`` answers a ping as ``name``."""
+    proxy = Proxy(uri)
+    proxy._pyroTimeout = timeout
+    try:
+        return proxy.ping() == name
+    except (pyro_errors.CommunicationError, RmiKvError):
         return False
     finally:
-        nameserver._pyroRelease()
+        proxy._pyroRelease()
 
 
 def clear_removed(ns_host: str, ns_port: int, name: str, timeout: float = 3.0) -> None:

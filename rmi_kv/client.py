@@ -28,6 +28,8 @@ log = logging.getLogger("rmi_kv.client")
 _WRITES = frozenset({"put", "delete", "transaction", "traced"})
 #: seconds to wait for a replica to accept a connection (calls then get the full timeout)
 CONNECT_TIMEOUT = 3.0
+#: first pause before asking a replica that is still starting again (it doubles, up to 0.5 s)
+STARTING_POLL = 0.02
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -183,9 +185,25 @@ class KeyValueClient:
 
     # ------------------------------------------------------------- calls
     def _invoke(self, method: str, *args: Any) -> Any:
+        """Call ``method`` on a replica; while the replicas that could take it
+        say they are still starting (catching up), wait for them within the timeout."""
+        deadline = time.monotonic() + self.timeout
+        pause = STARTING_POLL
+        while True:
+            try:
+                return self._invoke_once(method, *args)
+            except ReplicaUnavailable as error:
+                if not getattr(error, "starting", False) or time.monotonic() + pause > deadline:
+                    raise
+                log.debug("%s: %s; asking again in %.0f ms", method, error, pause * 1000.0)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    def _invoke_once(self, method: str, *args: Any) -> Any:
         is_write = method in _WRITES
         debugging = log.isEnabledFor(logging.DEBUG)
         last_error: Optional[RmiKvError] = None
+        starting: Optional[RmiKvError] = None
         for name in self._candidates():
             try:
                 proxy = self._connected(name)
@@ -200,6 +218,8 @@ class KeyValueClient:
             except ReplicaUnavailable as error:  # the replica refused before doing anything
                 log.debug("<- %s %s refused: %s", name, method, error)
                 last_error = error
+                if getattr(error, "starting", False):
+                    starting = error
                 continue
             except RmiKvError as error:
                 log.debug("<- %s %s error %s: %s (%.2f ms)", name, method, type(error).__name__, error,
@@ -219,7 +239,7 @@ class KeyValueClient:
                           (time.perf_counter() - started) * 1000.0)
             return result
         assert last_error is not None
-        raise last_error
+        raise starting or last_error
 
     # ---------------------------------------------------------- the API
     def get(self, key: str) -> Optional[str]:

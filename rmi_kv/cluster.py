@@ -72,13 +72,27 @@ class ChildProcess:
         self._ready.set()  # the process ended: stop waiting
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> str:
+        """The address the child listens at, once it says so; RuntimeError,
+        headed by the child's own error line, when it exits or takes too long."""
         if not self._ready.wait(timeout) or self.address is None:
-            code = self.process.poll()
+            ended = self._ready.is_set()  # its output ended: it is exiting, so wait for its code
+            code = self.wait_exit(5.0) if ended else self.process.poll()
             self.kill()
+            tail = self.log_tail()
+            reason = self.error_line(tail)
             what = (f"exited with code {code} before it was ready" if code is not None
                     else f"did not start within {timeout:g} s")
-            raise RuntimeError(f"{self.name} {what}; see {self.log_path}:\n" + self.log_tail())
+            headline = f"{self.name}: {reason} ({what})" if reason else f"{self.name} {what}"
+            raise RuntimeError(f"{headline}; see {self.log_path}:\n{tail}")
         return self.address
+
+    @staticmethod
+    def error_line(log_text: str) -> Optional[str]:
+        """The last 'error: ...' line a child wrote, without the prefix (None: there is none)."""
+        for line in reversed(log_text.splitlines()):
+            if line.startswith("error: "):
+                return line[len("error: "):].strip()
+        return None
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -139,7 +153,7 @@ class LocalCluster:
     def __init__(self, replicas: int = 5, data_dir: str | Path | None = None, ns_host: str = "127.0.0.1",
                  ns_port: int = 0, start_nameserver: bool = True, log_level: str = "INFO",
                  env: Optional[dict[str, str]] = None, replica_args: Iterable[str] = (),
-                 tls_dir: str | Path | None = None) -> None:
+                 tls_dir: str | Path | None = None, nameserver_storage: bool = True) -> None:
         self._tempdir = None
         if data_dir is None:
             self._tempdir = tempfile.TemporaryDirectory(prefix="rmi_kv-")
@@ -156,6 +170,8 @@ class LocalCluster:
         tls = ["--tls-dir", self.tls_dir] if self.tls_dir else []
         self.replica_args = list(replica_args) + tls
         self.nameserver_args = tls
+        #: the name server keeps its registrations in a file (False: it restarts empty)
+        self.nameserver_storage = nameserver_storage
         self.nameserver: Optional[ChildProcess] = None
         self.replicas: dict[str, ChildProcess] = {}
 
@@ -173,9 +189,9 @@ class LocalCluster:
         return self
 
     def start_ns(self) -> ChildProcess:
+        storage = ["--storage", str(self.data_dir / "nameserver.sqlite3")] if self.nameserver_storage else []
         command = [sys.executable, "-m", "rmi_kv.nameserver_main", "--host", self.ns_host,
-                   "--port", str(self.ns_port), "--storage", str(self.data_dir / "nameserver.sqlite3"),
-                   "--log-level", self.log_level, *self.nameserver_args]
+                   "--port", str(self.ns_port), *storage, "--log-level", self.log_level, *self.nameserver_args]
         self.nameserver = ChildProcess("nameserver", command, self.data_dir / "nameserver.log", self.env)
         address = self.nameserver.wait_ready()
         self.ns_port = int(address.rsplit(":", 1)[1])

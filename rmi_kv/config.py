@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 DEFAULT_NS_HOST = "127.0.0.1"
 DEFAULT_NS_PORT = 9090
-REPLICA_PREFIX = "rmi_kv.replica."
+PROJECT_PREFIX = "rmi_kv."
+REPLICA_PREFIX = PROJECT_PREFIX + "replica."
+#: the name server's marker of a replica an operator removed
+REMOVED_PREFIX = PROJECT_PREFIX + "removed."
 
 
 @dataclass(frozen=True)

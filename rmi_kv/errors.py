@@ -92,6 +92,13 @@ class MembershipChanged(RmiKvError):
     exit_code = 3
 
 
+class AlreadyRunning(RmiKvError):
+    """A replica would start on a data directory or under a name that a
+    running replica holds; it refuses, and the running one is unharmed."""
+
+    exit_code = 7
+
+
 class InjectedFault(RmiKvError):
     """A failpoint armed with ``error`` fired (tests and the demo only)."""
 
@@ -110,6 +117,7 @@ ALL_ERRORS: tuple[type[RmiKvError], ...] = (
     InjectedFault,
     MembershipChanged,
     PermissionDenied,
+    AlreadyRunning,
 )
 
 

@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 from Pyro5 import errors as pyro_errors
 from Pyro5.api import Proxy
 
-from .config import REPLICA_PREFIX
+from .config import PROJECT_PREFIX, REMOVED_PREFIX, REPLICA_PREFIX
 from .errors import NameServerUnavailable
 
 NAMESERVER_OBJECT = "Pyro.NameServer"
@@ -45,13 +45,22 @@ def connect_nameserver(host: str, port: int, timeout: float = 3.0) -> Proxy:
     return proxy
 
 
-def list_members(nameserver: Proxy) -> dict[str, str]:
-    """Replica name -> URI string, for every replica registered in the name server."""
+def list_registrations(nameserver: Proxy) -> tuple[dict[str, str], set[str]]:
+    """What the name server lists: replica name -> URI string for every
+    registered replica, and the names an operator marked removed."""
     try:
-        entries = nameserver.list(prefix=REPLICA_PREFIX)
+        entries = nameserver.list(prefix=PROJECT_PREFIX)
     except pyro_errors.CommunicationError as error:
         raise NameServerUnavailable(f"the name server stopped answering: {error}") from None
-    return {name[len(REPLICA_PREFIX):]: str(uri) for name, uri in entries.items()}
+    registered = {name[len(REPLICA_PREFIX):]: str(uri) for name, uri in entries.items()
+                  if name.startswith(REPLICA_PREFIX)}
+    removed = {name[len(REMOVED_PREFIX):] for name in entries if name.startswith(REMOVED_PREFIX)}
+    return registered, removed
+
+
+def list_members(nameserver: Proxy) -> dict[str, str]:
+    """Replica name -> URI string, for every replica registered in the name server."""
+    return list_registrations(nameserver)[0]
 
 
 def connection_looks_dead(proxy: Proxy) -> bool:

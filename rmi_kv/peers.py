@@ -1,17 +1,30 @@
 """A replica's view of the other members, and handles to call them.
 
-Members are the replicas registered in the name server. Their URIs are
-resolved once and cached; a background refresh picks up new members and new
-addresses, and registers this replica again if the name server lost it (a
-name server restart). A call to a member that fails to connect re-resolves its
-address once, so a restarted member is reached at its new port.
+The members are kept durably by the replicas themselves (``MemberStore``,
+the replica's own storage); the name server is only where their addresses
+are found. So the member set never shrinks because a name server forgot,
+lost or never had an entry (a restart without ``--storage``): a member
+leaves only when an operator removes it. Invariants:
+
+- a name the name server lists, not marked removed there, is a member;
+- a member the name server does not list stays a member, at its last known
+  URI (it may well still run there: the name server merely forgot it);
+- a name is dropped only by an operator's removal: ``forget`` (told by the
+  operator command) or the name server's removal marker;
+- a removed name that registers again (a removed replica started again,
+  which sets its old data aside and catches up) is a member again.
+
+A background refresh picks up new members and new addresses, and registers
+this replica again if the name server lost it. A call to a member that fails
+to connect re-resolves its address once, so a restarted member is reached at
+its new port.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import logging
 import threading
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Protocol
 
 from Pyro5 import errors as pyro_errors
 from Pyro5.api import Proxy
@@ -19,23 +32,50 @@ from Pyro5.api import Proxy
 from .batching import MessageBatcher, decode_answers, encode_batch
 from .config import Limits
 from .errors import NameServerUnavailable, ReplicaUnavailable
-from .naming import ProxyPool, connect_nameserver, list_members, object_name
+from .naming import ProxyPool, connect_nameserver, list_registrations, object_name
 
 log = logging.getLogger(__name__)
 
 
-class Membership:
-    """Member names and URIs, from the name server, cached."""
+class MemberStore(Protocol):
+    """Where a replica keeps its member list durably (its storage)."""
 
-    def __init__(self, self_name: str, ns_host: str, ns_port: int, call_timeout: float = 2.0,
-                 ns_timeout: float = 2.0) -> None:
+    def members(self) -> dict[str, tuple[Optional[str], bool]]:
+        """name -> (last known URI, removed)."""
+
+    def save_members(self, changes: Mapping[str, tuple[Optional[str], bool]]) -> None:
+        """Force these entries; a URI of None keeps the stored one."""
+
+
+class _NoStore:
+    """The member list of a process that keeps none (an operator command)."""
+
+    def members(self) -> dict[str, tuple[Optional[str], bool]]:
+        return {}
+
+    def save_members(self, changes: Mapping[str, tuple[Optional[str], bool]]) -> None:
+        pass
+
+
+class Membership:
+    """The member list (durable, in ``store``) and the members' URIs, cached."""
+
+    def __init__(self, self_name: str, ns_host: str, ns_port: int, *, store: Optional[MemberStore] = None,
+                 call_timeout: float = 2.0, ns_timeout: float = 2.0) -> None:
         self.self_name = self_name
         self.ns_host = ns_host
         self.ns_port = ns_port
         self.call_timeout = call_timeout
         self.ns_timeout = ns_timeout
         self.self_uri: Optional[str] = None
-        self._uris: dict[str, str] = {}
+        self._store: MemberStore = store if store is not None else _NoStore()
+        #: say so in the log when the member list changes (a replica's own list, not an operator's look)
+        self._log_changes = store is not None
+        known = self._store.members()
+        #: member name -> last known URI (None: known by name only, from a peer)
+        self._uris: dict[str, Optional[str]] = {name: uri for name, (uri, removed) in known.items() if not removed}
+        #: names an operator removed
+        self._removed: set[str] = {name for name, (_, removed) in known.items() if removed}
         self._pools: dict[str, ProxyPool] = {}
         self._batchers: dict[str, MessageBatcher] = {}
         self._lock = threading.Lock()
@@ -67,38 +107,73 @@ class Membership:
                         raise NameServerUnavailable(f"name server at {self.ns_host}:{self.ns_port}: {error}") from None
 
     def register(self, uri: str) -> None:
-        """Register (again) this replica's URI under its name."""
+        """Register (again) this replica's URI under its name; it is a member of its own list."""
         self.self_uri = uri
         self._with_nameserver(lambda ns: ns.register(object_name(self.self_name), uri, safe=False))
+        self.learn({self.self_name: uri})
         log.info("registered %s as %s", object_name(self.self_name), uri)
 
-    def unregister(self, name: str) -> bool:
-        """Take ``name`` out of the name server (an operator's explicit removal)."""
-        return bool(self._with_nameserver(lambda ns: ns.remove(object_name(name))))
+    def registrations(self) -> tuple[dict[str, str], set[str]]:
+        """What the name server lists: replica name -> URI, and the names marked removed."""
+        return self._with_nameserver(list_registrations)
 
-    def refresh(self) -> dict[str, str]:
-        """Re-read the member list; register this replica again if it went missing."""
-        members = self._with_nameserver(list_members)
-        if self.self_uri is not None and members.get(self.self_name) != self.self_uri:
+    def refresh(self) -> dict[str, Optional[str]]:
+        """Merge what the name server lists into the member list (it never
+        shrinks the list); register this replica again if it went missing.
+        Returns the members and their URIs."""
+        registered, removed = self.registrations()
+        if removed:
+            self.forget(removed & set(self.names()) - {self.self_name})
+        self.learn({name: uri for name, uri in registered.items() if name not in removed})
+        if self.self_uri is not None and registered.get(self.self_name) != self.self_uri:
             log.warning("name server lost or changed this replica's entry; registering again")
             self.register(self.self_uri)
-            members[self.self_name] = self.self_uri
-        self._update(members)
-        return members
+        return self.members()
 
-    def _update(self, members: dict[str, str]) -> None:
+    def learn(self, members: Mapping[str, Optional[str]]) -> None:
+        """Take these members (name -> URI, or None when only the name is
+        known) into the list, durably; a URI replaces the cached one."""
+        changes: dict[str, tuple[Optional[str], bool]] = {}
         with self._lock:
             for name, uri in members.items():
-                if self._uris.get(name) != uri:
-                    self._uris[name] = uri
-                    old = self._pools.pop(name, None)
-                    if old is not None:
-                        old.close()
-            for name in set(self._uris) - set(members):
-                del self._uris[name]
+                if name in self._uris and (uri is None or self._uris[name] == uri):
+                    continue
+                if name not in self._uris and self._log_changes:
+                    log.info("member %s joined (%s)", name, uri or "address not known yet")
+                changes[name] = (uri, False)
+        if not changes:
+            return
+        self._store.save_members(changes)
+        with self._lock:
+            for name, (uri, _) in changes.items():
+                self._removed.discard(name)
+                if uri is not None:
+                    self._set_uri(name, uri)
+                else:
+                    self._uris.setdefault(name, None)
+
+    def forget(self, names: set[str]) -> None:
+        """Drop ``names`` for good (an operator removed them), durably."""
+        names = set(names)
+        if not names:
+            return
+        self._store.save_members({name: (None, True) for name in names})
+        with self._lock:
+            for name in names:
+                self._removed.add(name)
+                self._uris.pop(name, None)
                 old = self._pools.pop(name, None)
                 if old is not None:
                     old.close()
+        if self._log_changes:
+            log.info("member(s) %s removed by an operator", ", ".join(sorted(names)))
+
+    def _set_uri(self, name: str, uri: str) -> None:
+        if self._uris.get(name) != uri:
+            self._uris[name] = uri
+            old = self._pools.pop(name, None)
+            if old is not None:
+                old.close()
 
     def resolve_again(self, name: str) -> bool:
         """Look ``name`` up again; True when its address changed."""
@@ -107,17 +182,21 @@ class Membership:
         except (NameServerUnavailable, pyro_errors.NamingError):
             return False
         with self._lock:
-            if self._uris.get(name) == uri:
+            if name not in self._uris or self._uris.get(name) == uri:
                 return False
-        members = self.members()
-        members[name] = uri
-        self._update(members)
+        self.learn({name: uri})
         return True
 
     # --------------------------------------------------------------- members
-    def members(self) -> dict[str, str]:
+    def members(self) -> dict[str, Optional[str]]:
+        """Member name -> last known URI (None when not known yet)."""
         with self._lock:
             return dict(self._uris)
+
+    def removed(self) -> list[str]:
+        """The names an operator removed (they are not members)."""
+        with self._lock:
+            return sorted(self._removed)
 
     def knows(self, name: str) -> bool:
         """Whether ``name`` is a member, reloading the list once if it is not (yet) known."""
@@ -145,12 +224,10 @@ class Membership:
             if pool is None:
                 uri = self._uris.get(name)
                 if uri is None:
-                    raise ReplicaUnavailable(f"{name} is not a registered member", replica=name)
+                    why = "not a member" if name not in self._uris else "a member whose address is not known yet"
+                    raise ReplicaUnavailable(f"{name} is {why}", replica=name)
                 pool = self._pools[name] = ProxyPool(uri, self.call_timeout)
             return pool
-
-    def handle(self, name: str) -> "PeerHandle":
-        return PeerHandle(name, self)
 
     def batcher(self, name: str) -> MessageBatcher:
         """The batcher carrying protocol messages to member ``name``."""
@@ -229,9 +306,6 @@ class PeerHandle:
 
     def haveCommitted(self, txid: str, participant: str) -> None:
         return self.call("haveCommitted", txid, participant)
-
-    def status(self) -> dict:
-        return self.call("status")
 
 
 class _BatchLink:

@@ -13,16 +13,17 @@ import random
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from Pyro5.api import expose
 
 from . import __version__, validation
 from .config import Settings, configure_pyro
-from .admin import clear_removed, was_removed
+from .admin import claim_name, clear_removed
 from .batching import decode_batch, encode_answers
 from .coordinator import Coordinator
-from .errors import InvalidRequest, NameServerUnavailable, ReplicaUnavailable, RmiKvError
+from .datadir import DATABASE_NAME, DataDirectoryLock, set_aside
+from .errors import AlreadyRunning, InvalidRequest, NameServerUnavailable, ReplicaUnavailable, RmiKvError
 from .failpoints import NO_FAILPOINTS, Failpoints
 from .hardening import ConnectionGuard, GuardedDaemon
 from .locks import LockTable
@@ -146,7 +147,9 @@ class KeyValue:
     # ------------------------------------------------------------ plumbing
     def _serving(self) -> None:
         if self.refusal is not None:
-            raise ReplicaUnavailable(f"{self.name} is not serving: {self.refusal}", replica=self.name)
+            # ``starting``: it will serve in a moment; a client may wait for it or ask another
+            raise ReplicaUnavailable(f"{self.name} is not serving: {self.refusal}", replica=self.name,
+                                     starting=self.storage.catching_up)
 
     def _handles(self, reload_members: bool = False) -> dict[str, Any]:
         if reload_members:
@@ -261,6 +264,8 @@ class KeyValue:
             "unacknowledged_commits": sorted(self.coordinator.pending()),
             **dict(zip(("protocol_calls", "protocol_messages"), self.membership.batch_counts())),
             "members": self.membership.names(),
+            "member_uris": self.membership.members(),
+            "removed_members": self.membership.removed(),
             "nameserver_reachable": self.membership.nameserver_reachable,
             "failpoints": self.failpoints.describe(),
             "connections": self.connections(),
@@ -368,26 +373,35 @@ class KeyValue:
         return {"entries": entries, "more": len(entries) < len(rows) or len(rows) == limit}
 
     @remote_boundary
-    def announce(self, name: str) -> None:
-        """A member (re)joined: reload the member list from the name server."""
+    def announce(self, name: str, uri: Optional[str] = None) -> dict:
+        """A member (re)joined at ``uri``: take it into the member list, and
+        answer with this replica's list (members and their URIs, removals)."""
         require_member("announce")
         validation.check_name(name)
-        log.info("%s announced itself; reloading the member list", name)
-        try:
-            self.membership.refresh()
-        except NameServerUnavailable as error:
-            log.warning("cannot reload the member list: %s", error)
+        if uri is not None:
+            validation.check_uri(uri)
+        log.info("%s announced itself at %s", name, uri or "an address the name server knows")
+        if uri is not None:
+            self.membership.learn({name: uri})
+        else:
+            try:
+                self.membership.refresh()
+            except NameServerUnavailable as error:
+                log.warning("cannot reload the member list: %s", error)
+        return {"members": self.membership.members(), "removed": self.membership.removed()}
 
     @remote_boundary
     def forgetMember(self, name: str) -> None:
         """An operator removed ``name``: stop waiting for its acknowledgements."""
         require_member("forgetMember")
         validation.check_name(name)
-        self.membership.refresh()
-        if name in self.membership.names():
+        if name == self.name:
+            raise InvalidRequest(f"{self.name} is running: stop it first, then remove it")
+        registered, _ = self.membership.registrations()
+        if name in registered:
             raise InvalidRequest(f"{name} is still registered; remove it from the name server first")
+        self.membership.forget({name})
         self.coordinator.drop_participant(name)
-        log.info("member %s was removed by an operator", name)
 
     @remote_boundary
     def haveCommitted(self, txid: str, participant: str) -> None:
@@ -421,17 +435,6 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def set_aside(database: Path) -> None:
-    """Keep a removed replica's old data, renamed, and start from nothing."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for suffix in ("", "-wal", "-shm"):
-        path = Path(str(database) + suffix)
-        if path.exists():
-            path.rename(Path(f"{database}.removed-{stamp}{suffix}"))
-    log.warning("this replica was removed from the cluster; its old data is out of date and was set aside "
-                "(%s.removed-%s): starting over and catching up", database, stamp)
-
-
 class ReplicaServer:
     """The replica process: storage, recovery, the Pyro5 daemon, maintenance."""
 
@@ -445,12 +448,23 @@ class ReplicaServer:
         if tls_dir:
             configure_tls(tls_dir, MEMBER)
         self.ns_host, self.ns_port = ns_host, ns_port
-        database = Path(data_dir) / "rmi_kv.sqlite3"
-        self.rejoining = was_removed(ns_host, ns_port, name)
-        if self.rejoining:
-            set_aside(database)
-        self.storage = Storage(database, durable=settings.durable)
-        self.membership = Membership(name, ns_host, ns_port, call_timeout=settings.timeouts.vote)
+        self.data_lock = DataDirectoryLock(data_dir)
+        try:
+            claim = claim_name(name, ns_host, ns_port)
+            if claim.running_at is not None:
+                raise AlreadyRunning(f"a replica named {name} is already running at {claim.running_at}; "
+                                     f"stop it first, or start this one under another --name",
+                                     replica=name, uri=claim.running_at)
+            database = Path(data_dir) / DATABASE_NAME
+            self.rejoining = claim.removed
+            if self.rejoining:
+                set_aside(database)
+            self.storage = Storage(database, durable=settings.durable)
+        except BaseException:
+            self.data_lock.release()
+            raise
+        self.membership = Membership(name, ns_host, ns_port, store=self.storage,
+                                     call_timeout=settings.timeouts.vote)
         self.kv = KeyValue(name, self.storage, self.membership, settings, failpoints)
         self.failpoints = failpoints
         nathost, natport = split_address(advertise) if advertise else (None, None)
@@ -475,9 +489,12 @@ class ReplicaServer:
         self._daemon_thread = threading.Thread(target=self._serve, name=f"{self.name}-daemon", daemon=True)
         self._daemon_thread.start()
         members = self.membership.refresh()
-        if self.storage.created_now and set(members) - {self.name}:
-            log.info("new data directory in a cluster that has data: catching up from a peer")
-            self.storage.set_catching_up(True)
+        if self.storage.created_now:
+            peers = sorted(set(members) - {self.name})
+            if peers:
+                log.info("new data directory; other members (%s): copying their committed data before "
+                         "serving", ", ".join(peers))
+            self.storage.set_catching_up(bool(peers))
         if self.storage.catching_up:
             self.kv.refusal = "catching up: copying the committed data from a peer"
         self._recover_once(initial=True)
@@ -509,9 +526,9 @@ class ReplicaServer:
             if self._nobody_has_data(peers):
                 self.kv.participant.finish_catch_up()
                 self.kv.refusal = None
-                log.info("every member is new: nothing to copy")
+                log.info("every member is new and holds nothing: nothing to copy")
                 return
-            self._stop_requested.wait(0.5)
+            self._stop_requested.wait(0.1)
             try:
                 self.membership.refresh()
             except NameServerUnavailable as error:
@@ -531,27 +548,33 @@ class ReplicaServer:
             after_key = entries[-1][0]
 
     def _nobody_has_data(self, peers: list[str]) -> bool:
-        """True when every other member is reachable and new too (all data lost or
-        never written), and this replica comes first by name: it starts serving."""
-        if any(peer < self.name for peer in peers):
-            return False
+        """True when every other member answers, is new and catching up too, and
+        holds nothing: no write can have committed anywhere (a catching-up
+        replica takes none from clients), so there is nothing to copy."""
         for peer in peers:
             try:
                 status = PeerHandle(peer, self.membership).call("status", timeout=2.0)
             except RmiKvError:
                 return False
-            if not status.get("catching_up"):
+            if not status.get("catching_up") or status.get("keys") or status.get("committed"):
                 return False
         return True
 
-    def _announce(self, members: dict[str, str]) -> None:
-        """Tell every other member we are here, so none leaves us out of a write."""
+    def _announce(self, members: Mapping[str, Optional[str]]) -> None:
+        """Tell every other member we are here (so none leaves us out of a
+        write), and take in the members they know that we do not."""
         for name in sorted(members):
             if name != self.name:
                 try:
-                    PeerHandle(name, self.membership).call("announce", self.name, timeout=1.0)
+                    view = PeerHandle(name, self.membership).call("announce", self.name, self.uri, timeout=1.0)
                 except RmiKvError as error:
                     log.info("could not announce to %s: %s", name, error)
+                    continue
+                if isinstance(view, dict) and isinstance(view.get("members"), dict):
+                    removed = set(self.membership.removed())
+                    self.membership.learn({member: uri for member, uri in view["members"].items()
+                                           if isinstance(member, str) and member not in removed
+                                           and (uri is None or isinstance(uri, str))})
 
     def _serve(self) -> None:
         self.daemon.requestLoop(loopCondition=lambda: not self._stopping.is_set())
@@ -616,4 +639,5 @@ class ReplicaServer:
         self.kv.coordinator.close()
         self.membership.close()
         self.storage.close()
+        self.data_lock.release()
         log.info("%s stopped", self.name)

@@ -138,14 +138,11 @@ def run_replica(args: argparse.Namespace) -> int:
 def run_cluster(args: argparse.Namespace) -> int:
     from .cluster import LocalCluster
 
-    if args.replicas < 1:
-        print("error: --replicas needs at least 1", file=sys.stderr)
-        return 2
     setup_logging("launcher", args.log_level)
     data_dir = Path(args.data_dir or "data")
     cluster = LocalCluster(args.replicas, data_dir=data_dir, ns_host=args.ns_host, ns_port=args.ns_port,
                            start_nameserver=args.with_nameserver, log_level=args.log_level, tls_dir=args.tls_dir,
-                           replica_args=["--early-reply"] if args.early_reply else [])
+                           replica_args=replica_options(args))
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -161,14 +158,23 @@ def run_cluster(args: argparse.Namespace) -> int:
             print(f"{name:<13} {child.address}   data {data_dir / name}   log {child.log_path}")
         print("all running; press Ctrl-C to stop them", flush=True)
         reported: set[str] = set()
+        tls = f" --tls-dir {args.tls_dir}" if args.tls_dir else ""
         while not stop.wait(0.5):
             for name, child in cluster.replicas.items():
                 if not child.alive() and name not in reported:
                     reported.add(name)
                     print(f"warning: {name} exited (code {child.process.returncode}); see {child.log_path}. "
                           f"The others keep running; writes abort until it is back: "
-                          f"python run_server.py --name {name} --ns-port {cluster.ns_port} "
-                          f"--data-dir {data_dir / name}", file=sys.stderr, flush=True)
+                          f"python run_server.py --name {name} --ns-host {args.ns_host} --ns-port {cluster.ns_port} "
+                          f"--data-dir {data_dir / name}{tls}", file=sys.stderr, flush=True)
+            nameserver = cluster.nameserver
+            if nameserver is not None and not nameserver.alive() and "nameserver" not in reported:
+                reported.add("nameserver")
+                print(f"warning: the name server exited (code {nameserver.process.returncode}); see "
+                      f"{nameserver.log_path}. The replicas keep serving at the addresses they know, but new "
+                      f"clients and restarted replicas cannot find them until it is back: python run_nameserver.py "
+                      f"--host {args.ns_host} --port {cluster.ns_port} --storage {data_dir / 'nameserver.sqlite3'}"
+                      f"{tls}", file=sys.stderr, flush=True)
     finally:
         cluster.stop()
         print("stopped", flush=True)
@@ -193,9 +199,60 @@ def run_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+#: options that set up one replica, and so mean nothing with --replicas N (each child gets its own)
+_ONE_REPLICA_OPTIONS = ("name", "port", "advertise", "log_file", "host", "insecure")
+#: replica options that --replicas N passes on to every child it starts
+_FORWARDED_OPTIONS = ("vote_timeout", "read_wait", "max_connections", "ns_wait", "failpoint")
+
+
+def _given(parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str) -> bool:
+    """Whether option ``dest`` was set to something other than its default."""
+    return getattr(args, dest) != parser.get_default(dest)
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def contradictions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Optional[str]:
+    """Why the options given contradict each other (None: they do not)."""
+    if args.remove is not None:
+        others = [_flag(dest) for dest in ("name", "replicas", "with_nameserver") if _given(parser, args, dest)]
+        if others:
+            return f"--remove takes a stopped replica out and exits; it does not go with {', '.join(others)}"
+        return None
+    if args.replicas is None:
+        if args.with_nameserver:
+            return "--with-nameserver goes with --replicas N (start a name server by itself with run_nameserver.py)"
+        return None
+    given = [_flag(dest) for dest in _ONE_REPLICA_OPTIONS if _given(parser, args, dest)]
+    if given:
+        return (f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for one replica; --replicas N "
+                f"starts replica1..N, each with its own name, port and log: give one or the other")
+    return None
+
+
+def replica_options(args: argparse.Namespace) -> list[str]:
+    """The command-line options ``--replicas N`` passes on to each replica it starts."""
+    parser = build_parser()
+    options = ["--early-reply"] if args.early_reply else []
+    for dest in _FORWARDED_OPTIONS:
+        value = getattr(args, dest)
+        if value == parser.get_default(dest):
+            continue
+        for one in value if isinstance(value, list) else [value]:
+            options += [_flag(dest), str(one)]
+    return options
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    conflict = contradictions(parser, args)
+    if conflict:
+        parser.error(conflict)
+    if args.replicas is not None and args.replicas < 1:
+        parser.error("--replicas needs at least 1")
     if args.remove is not None:
         return run_remove(args)
     if args.replicas is not None:

@@ -12,6 +12,10 @@ that is catching up tell which of its writes a copied entry already holds. The t
 - ``decisions``: the coordinator's COMMIT records (forced: the commit point),
   kept until every participant has acknowledged.
 
+``members`` is the member list this replica knows, with each member's last
+known URI, and the members an operator removed: the name server only says
+where members are, never who they are.
+
 Forced writes of concurrent threads share one SQLite commit, and so one fsync
 (group commit): the first waiting thread commits for everyone queued.
 """
@@ -64,10 +68,17 @@ CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS members (
+    name TEXT PRIMARY KEY,
+    uri TEXT,
+    removed INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
 """
 
 COMMIT = "commit"
 ABORT = "abort"
+#: the state of a database its replica has not yet decided to catch up or serve from
+NEW = "new"
 
 
 def entry_hash(key: str, value: str, version: int) -> int:
@@ -123,10 +134,11 @@ class Storage:
         self._live_keys = int(self._meta_cache.get("live_keys", "-1"))
         if self._live_keys < 0:
             self._live_keys = self._writer.execute("SELECT COUNT(*) FROM kv WHERE value IS NOT NULL").fetchone()[0]
-        #: a database created just now (nothing in it): a new or replaced replica
-        self.created_now = "born_us" not in self._meta_cache
-        if self.created_now:
-            self._set_meta("born_us", str(time.time_ns() // 1000))
+        if "born_us" not in self._meta_cache:
+            self._set_metas({"born_us": str(time.time_ns() // 1000), "state": NEW})
+        #: a new database whose replica has not yet decided whether it must catch up
+        #: (still true after a crash before that decision)
+        self.created_now = self._meta_cache.get("state") == NEW
         #: when this database was created: the replica knows nothing from before
         self.born_us = int(self._meta_cache["born_us"])
 
@@ -153,10 +165,14 @@ class Storage:
         self._writer.close()
 
     def _set_meta(self, name: str, value: str) -> None:
-        self._write(lambda c: c.execute(
+        self._set_metas({name: value})
+
+    def _set_metas(self, values: Mapping[str, str]) -> None:
+        """Force several meta entries in one write."""
+        self._write(lambda c: c.executemany(
             "INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-            (name, value)))
-        self._meta_cache[name] = value
+            list(values.items())))
+        self._meta_cache.update(values)
 
     @property
     def catching_up(self) -> bool:
@@ -165,6 +181,7 @@ class Storage:
 
     def set_catching_up(self, value: bool) -> None:
         self._set_meta("state", "catching_up" if value else "serving")
+        self.created_now = False
 
     # ------------------------------------------------------------ group commit
     def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
@@ -544,6 +561,20 @@ class Storage:
         batch = [(txid,) for txid in txids]
         if batch:
             self._write(lambda c: c.executemany("DELETE FROM decisions WHERE txid = ?", batch))
+
+    # ---------------------------------------------------------------- members
+    def members(self) -> dict[str, tuple[Optional[str], bool]]:
+        """Every member this replica ever knew: name -> (last known URI, removed)."""
+        rows = self._read_all("SELECT name, uri, removed FROM members")
+        return {name: (uri, bool(removed)) for name, uri, removed in rows}
+
+    def save_members(self, changes: Mapping[str, tuple[Optional[str], bool]]) -> None:
+        """Force member entries (name -> (URI, removed)); a URI of None keeps the one stored."""
+        rows = [(name, uri, int(removed)) for name, (uri, removed) in changes.items()]
+        if rows:
+            self._write(lambda c: c.executemany(
+                "INSERT INTO members(name, uri, removed) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                "uri = COALESCE(excluded.uri, members.uri), removed = excluded.removed", rows))
 
     def _read_all(self, sql: str, parameters: tuple = ()) -> list[tuple]:
         """All rows of a query, through this thread's read connection."""

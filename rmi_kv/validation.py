@@ -75,6 +75,13 @@ def check_name(name: Any, what: str = "replica name") -> str:
     return name
 
 
+def check_uri(uri: Any) -> str:
+    """A member's Pyro5 URI, as a replica announces it."""
+    if not isinstance(uri, str) or len(uri) > 1024 or not uri.startswith("PYRO:") or "@" not in uri:
+        raise InvalidRequest(f"invalid member URI {str(uri)[:80]!r}: expected PYRO:OBJECT@HOST:PORT")
+    return uri
+
+
 def check_participants(participants: Any) -> list[str]:
     if participants is None:
         return []

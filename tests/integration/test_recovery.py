@@ -124,9 +124,10 @@ def test_replica_with_a_lost_disk_catches_up_while_writes_go_on(make_cluster):
             return any(s["name"] == "replica4" and s.get("catching_up") for s in kv.status())
 
     cluster.wait_for(catching_up, what="replica4 catching up")
-    with cluster.client("replica4") as kv:
-        with pytest.raises(ReplicaUnavailable):  # no reads before it is complete
-            kv.get("doomed")
+    with cluster.client("replica4", timeout=1.0) as kv:
+        with pytest.raises(ReplicaUnavailable, match="catching up") as refused:  # no reads before it is complete
+            kv.get("doomed")  # (the client waits for it within its timeout, then gives up)
+        assert refused.value.starting
     with cluster.client("replica2") as kv:
         assert kv.delete("doomed") is True
         kv.put("bulk:4:999", "rewritten while copying")
