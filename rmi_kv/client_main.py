@@ -24,8 +24,9 @@ from typing import Any, Callable, Iterable, Optional, Sequence, TextIO
 from rich.console import Console
 from rich.text import Text
 
+from . import options
 from .commands import (HELP, KEYS_LIMIT, Command, Result, UsageError, argv_words, error_document, execute,
-                       exit_code_of, parse_line, parse_txn, result_document)
+                       exit_code_of, parse_limit, parse_line, parse_txn, result_document)
 from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT
 from .console import emit, error_lines, help_renderable, open_console, status_renderables, trace_renderable
 from .errors import KeyNotFound
@@ -51,9 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
                      epilog="exit codes: 0 success, 1 key not found, 2 usage error, 3 aborted, "
                      "4 cluster unavailable, 5 outcome unknown. The benchmark: run_client.py bench --help")
     parser.add_argument("--ns-host", default=DEFAULT_NS_HOST, help="name server address (default %(default)s)")
-    parser.add_argument("--ns-port", type=int, default=DEFAULT_NS_PORT, help="name server port (default %(default)s)")
+    parser.add_argument("--ns-port", type=options.port(), default=DEFAULT_NS_PORT,
+                        help="name server port (default %(default)s)")
     parser.add_argument("--replica", help="replica to ask (default: any registered replica)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer (default %(default)s)")
+    parser.add_argument("--timeout", type=options.seconds(), default=10.0,
+                        help="seconds to wait for an answer (default %(default)s)")
     parser.add_argument("--log-file", help="log every request and response, with millisecond timestamps, here")
     parser.add_argument("--tls-dir", metavar="DIR", help="mutual TLS with the client certificate in DIR")
     parser.add_argument("--demo", action="store_true",
@@ -77,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     txn.add_argument("words", nargs="+", metavar="WRITE")
     keys = commands.add_parser("keys", parents=[shared], help="list keys (optionally those starting with PREFIX)")
     keys.add_argument("prefix", nargs="?", default="")
-    keys.add_argument("--limit", type=int, default=KEYS_LIMIT)
+    keys.add_argument("--limit", type=parse_limit, default=KEYS_LIMIT)
     commands.add_parser("status", parents=[shared], help="show every replica's state")
     return parser
 

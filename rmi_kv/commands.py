@@ -15,11 +15,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from . import options
 from .errors import (InvalidRequest, KeyInDoubt, KeyNotFound, NameServerUnavailable, ReplicaUnavailable,
                      RmiKvError, TransactionAborted)
+from .validation import MAX_LIMIT
 
 #: how many keys ``keys`` lists unless told otherwise
 KEYS_LIMIT = 100
+#: ``keys --limit N``'s type: as many as a replica returns at most
+parse_limit = options.whole_number(low=1, high=MAX_LIMIT)
 
 #: commands that change data (a cancelled one may or may not have committed)
 WRITE_COMMANDS = frozenset({"put", "delete", "txn"})
