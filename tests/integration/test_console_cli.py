@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from rmi_kv.console import ReplicaConsole
@@ -106,6 +107,28 @@ def test_colour_only_where_wanted(shared_cluster):
     run_client(shared_cluster, "put", "colour-key", "raw value")
     value = run_client(shared_cluster, "get", "colour-key", env=forced)
     assert value.stdout == "raw value\n", "values are printed as they are"
+
+
+@pytest.mark.parametrize("args, script", [
+    (["status"], None),  # a rich table
+    (["get", "closed-pipe-key"], None),  # a raw value
+    (["--json", "status"], None),
+    (["keys", "closed-pipe-"], None),
+    ([], "get closed-pipe-key\nstatus\n"),  # script mode
+    (["--json"], "get closed-pipe-key\n"),
+])
+def test_a_closed_pipe_ends_quietly_as_after_sigpipe(shared_cluster, args, script):
+    """``run_client.py status | head -1``: the reader leaves, which is no failure of ours."""
+    assert run_client(shared_cluster, "put", "closed-pipe-key", "value").returncode == 0
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader went away before the first line: every write meets EPIPE
+    try:
+        command = [sys.executable, str(ROOT / "run_client.py"), "--ns-port", str(shared_cluster.ns_port), *args]
+        result = subprocess.run(command, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60,
+                                input=script, stdin=None if script is not None else subprocess.DEVNULL)
+    finally:
+        os.close(writer)
+    assert (result.returncode, result.stderr) == (141, "")
 
 
 # -------------------------------------------------------------- script mode
