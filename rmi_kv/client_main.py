@@ -28,7 +28,8 @@ from rich.text import Text
 
 from . import options
 from .commands import (HELP, KEYS_LIMIT, Command, Result, UsageError, argv_words, error_document, execute,
-                       exit_code_of, parse_limit, parse_line, parse_txn, result_document)
+                       exit_code_of, next_page, parse_limit, parse_line, parse_txn,
+                       result_document)
 from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT
 from .console import emit, error_lines, help_renderable, open_console, status_renderables, trace_renderable
 from .errors import KeyNotFound
@@ -84,9 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("key")
     txn = commands.add_parser("txn", parents=[shared], help="several writes atomically: txn put K V, delete K, ...")
     txn.add_argument("words", nargs="+", metavar="WRITE")
-    keys = commands.add_parser("keys", parents=[shared], help="list keys (optionally those starting with PREFIX)")
+    keys = commands.add_parser("keys", parents=[shared], help="list keys (optionally those starting with PREFIX)",
+                               description="List the keys in order, a page at a time. When there are more, "
+                               "stderr says how to get the next page: --after KEY, like SCAN's cursor.")
     keys.add_argument("prefix", nargs="?", default="")
-    keys.add_argument("--limit", type=parse_limit, default=KEYS_LIMIT)
+    keys.add_argument("--limit", type=parse_limit, default=KEYS_LIMIT, metavar="N",
+                      help="keys per page (default %(default)s)")
+    keys.add_argument("--after", metavar="KEY", help="only the keys after KEY: the last key of the page before")
     commands.add_parser("status", parents=[shared], help="show every replica's state")
     return parser
 
@@ -106,7 +111,7 @@ def command_from_args(args: argparse.Namespace) -> Command:
     if args.command == "txn":
         return parse_txn(argv_words(args.words))
     if args.command == "keys":
-        return Command("keys", (args.prefix,) if args.prefix else (), limit=args.limit)
+        return Command("keys", (args.prefix,) if args.prefix else (), limit=args.limit, after=args.after)
     arguments = {"put": ("key", "value"), "get": ("key",), "delete": ("key",), "status": ()}[args.command]
     return Command(args.command, tuple(getattr(args, name) for name in arguments))
 
@@ -143,6 +148,10 @@ class PlainOutput:
         elif name == "keys":
             for key in payload["keys"]:
                 self._raw(key)
+            if payload["more"]:  # on stderr: stdout holds keys only, for whatever reads them
+                program = "run_client.py " if line is None else ""
+                emit(self.err, Text(f"(showing {len(payload['keys'])} keys; more after {payload['next_after']!r}: "
+                                    f"{program}{next_page(payload)})", "dim"))
         elif name == "status":
             for renderable in status_renderables(payload["replicas"]):
                 emit(self.out, renderable)

@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .commands import (DATA_COMMANDS, HELP, WRITE_COMMANDS, Command, Result, UsageError, describe, execute,
-                       parse_line, split_advice)
+                       next_page, parse_line, split_advice)
 from .errors import KeyNotFound, NameServerUnavailable, OutcomeUnknown, ReplicaUnavailable, RmiKvError
 
 #: the console's history file in the user's home directory (RMI_KV_HISTORY overrides it)
@@ -193,9 +193,10 @@ def _keys_lines(payload: dict, latency: Text) -> list[RenderableType]:
     lines: list[RenderableType] = [Text(f"{index}) {json.dumps(key, ensure_ascii=False)}")
                                    for index, key in enumerate(keys, 1)]
     summary = Text(f"{len(keys)} key{'s' if len(keys) != 1 else ''}" if keys else "(no keys)")
-    if payload.get("truncated"):
-        summary.append(f", the first {payload['limit']}: give a longer prefix to see others")
     lines.append(summary + latency)
+    if payload["more"]:
+        lines.append(Text.assemble(f"more after {json.dumps(payload['next_after'], ensure_ascii=False)}: ",
+                                   (next_page(payload), "cyan")))
     return lines
 
 

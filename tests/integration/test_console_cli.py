@@ -16,6 +16,7 @@ import pytest
 from rich.console import Console
 
 from rmi_kv.console import ReplicaConsole
+from rmi_kv.errors import InvalidRequest
 from support.console_input import ScriptedReader
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +83,7 @@ def test_txn_with_trace_and_status_as_json(shared_cluster):
     messages = [e["message"] for e in trace["trace"]]
     assert messages.index("decision") > max(i for i, m in enumerate(messages) if m == "vote")
     keys = one_json(run_client(shared_cluster, "--json", "keys", "t-").stdout)
-    assert (keys["keys"], keys["truncated"]) == (["t-a", "t-b"], False)
+    assert (keys["keys"], keys["more"], keys["next_after"]) == (["t-a", "t-b"], False, None)
     status = run_client(shared_cluster, "--json", "status")
     document = one_json(status.stdout)
     assert status.returncode == 0 and document["in_sync"] is True
@@ -129,6 +130,27 @@ def test_a_closed_pipe_ends_quietly_as_after_sigpipe(shared_cluster, args, scrip
     finally:
         os.close(writer)
     assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_keys_are_walked_in_pages_with_a_cursor(shared_cluster):
+    """172 keys: the first 100, a notice on stderr naming the cursor, and the rest after it."""
+    expected = [f"cursor-{number:03d}" for number in range(172)]
+    with shared_cluster.client() as kv:
+        kv.transaction({key: "v" for key in expected})
+        with pytest.raises(InvalidRequest, match="a key must not be empty"):
+            kv.keys("cursor-", 10, after="")
+    first = run_client(shared_cluster, "keys", "cursor-")
+    assert (first.returncode, first.stdout.splitlines()) == (0, expected[:100])
+    assert first.stderr == "(showing 100 keys; more after 'cursor-099': run_client.py keys cursor- --after cursor-099)\n"
+    rest = run_client(shared_cluster, "keys", "cursor-", "--after", "cursor-099")
+    assert (rest.returncode, rest.stdout.splitlines(), rest.stderr) == (0, expected[100:], "")
+    as_json = run_client(shared_cluster, "--json", "keys", "cursor-", "--limit", "60", "--after", "cursor-099")
+    document = one_json(as_json.stdout)
+    assert (as_json.returncode, as_json.stderr) == (0, "")
+    assert (document["keys"], document["more"], document["next_after"]) == (expected[100:160], True, "cursor-159")
+    script = run_client(shared_cluster, input="keys cursor- --limit 150\nkeys cursor- --after cursor-149 --limit 150\n")
+    assert (script.returncode, script.stdout.splitlines()) == (0, expected)
+    assert script.stderr == "(showing 150 keys; more after 'cursor-149': keys cursor- --after cursor-149 --limit 150)\n"
 
 
 # -------------------------------------------------------------- script mode
