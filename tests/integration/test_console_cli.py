@@ -7,10 +7,14 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from rich.console import Console
@@ -286,3 +290,70 @@ rmi_kv replica2> get color
     stopped = run_client(cluster, "--file", str(script))
     assert (stopped.returncode, stopped.stdout) == (3, "red\n")
     assert stopped.stderr.startswith("line 2: error: transaction aborted on every replica, nothing was written")
+
+
+def ctrl_c_once_waiting(stop: threading.Event, fired: list) -> Callable[[], None]:
+    """A console step: from now, the first time the main thread waits inside a client call
+    (``KeyValueClient._invoke`` is on its stack), send it SIGINT, as Ctrl-C on a terminal does."""
+    main = threading.main_thread().ident
+
+    def waiting() -> bool:
+        frame = sys._current_frames().get(main)
+        while frame is not None:
+            if frame.f_code.co_name == "_invoke" and frame.f_code.co_filename.endswith("client.py"):
+                return True
+            frame = frame.f_back
+        return False
+
+    def watch() -> None:
+        deadline = time.monotonic() + 30
+        while not stop.is_set() and time.monotonic() < deadline:
+            if waiting():
+                fired.append(True)
+                signal.pthread_kill(main, signal.SIGINT)
+                return
+            stop.wait(0.001)
+
+    return lambda: threading.Thread(target=watch, daemon=True).start()
+
+
+def test_ctrl_c_cancels_a_waiting_request_and_the_console_goes_on(cluster):
+    """replica5 paused (SIGSTOP): a write through replica1 waits for its vote, and 'use replica5'
+    waits for its handshake; Ctrl-C cancels each, the console keeps running, and the prompt says
+    replica1 is still connected. When replica5 itself stops answering, the prompt says so."""
+    paused = cluster.replicas["replica5"]
+    stop, fired = threading.Event(), []
+    ctrl_c = ctrl_c_once_waiting(stop, fired)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, color_system=None, highlight=False)
+    steps = [lambda: paused.signal(signal.SIGSTOP), ctrl_c, "put k v", ctrl_c, "use replica5", "get unrelated",
+             lambda: paused.signal(signal.SIGCONT), "use replica5",
+             lambda: paused.signal(signal.SIGSTOP), ctrl_c, "get k",
+             lambda: paused.signal(signal.SIGCONT), "get unrelated"]
+    try:
+        ReplicaConsole(cluster.client, console, ScriptedReader(console, steps), replica="replica1").run()
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C left the console:\n" + buffer.getvalue())
+    finally:
+        stop.set()
+        paused.signal(signal.SIGCONT)
+    transcript = masked(buffer.getvalue())
+    assert len(fired) == 3, transcript
+    assert """\
+rmi_kv replica1> put k v
+cancelled: the put may have been sent, so it may or may not commit; read the key to find out
+rmi_kv replica1> use replica5
+cancelled
+still using replica1
+rmi_kv replica1> get unrelated
+key 'unrelated' not found (… ms)
+rmi_kv replica1> use replica5
+now using replica5 (… ms)
+rmi_kv replica5> get k
+cancelled
+error: replica replica5 at 127.0.0.1:PORT is unreachable (""" in transcript
+    assert transcript.endswith("""\
+rmi_kv replica5 (not connected)> get unrelated
+reconnected to replica5
+key 'unrelated' not found (… ms)
+"""), transcript

@@ -397,8 +397,13 @@ def test_ctrl_c_cancels_the_line_or_the_waiting_request():
     def interrupt_next_request():
         cluster.interrupt_next = True
 
+    def interrupt_and_stop_replica1():
+        cluster.interrupt_next = True
+        cluster.down.add("replica1")
+
     transcript = scripted_session(cluster, ["put k v", KeyboardInterrupt, interrupt_next_request, "put k w",
-                                            "get k"])
+                                            "get k", interrupt_next_request, "use replica2", "get k",
+                                            interrupt_and_stop_replica1, "get k", "get k"])
     assert transcript == expected("""
         rmi_kv console: type 'help' for the commands, 'quit' or Ctrl-D to leave
         connected to replica1 (1.25 ms)
@@ -407,13 +412,24 @@ def test_ctrl_c_cancels_the_line_or_the_waiting_request():
         rmi_kv replica1> ^C
         rmi_kv replica1> put k w
         cancelled: the put may have been sent, so it may or may not commit; read the key to find out
+        rmi_kv replica1> get k
+        "v" (1.25 ms)
+        rmi_kv replica1> use replica2
+        cancelled
+        still using replica1
+        rmi_kv replica1> get k
+        "v" (1.25 ms)
+        rmi_kv replica1> get k
+        cancelled
+        error: replica replica1 at 127.0.0.1:4000 is unreachable (connection refused)
+        hint: is it running? start it with 'python run_server.py --name replica1'
         rmi_kv replica1 (not connected)> get k
-        reconnected to replica1
+        replica1 is unreachable; now using replica2
         "v" (1.25 ms)
         """)
     assert cluster.data == {"k": "v"}
-    cancelled = [c for c in cluster.clients if c.replica == "replica1"][1]
-    assert cancelled.closed, "the interrupted client's connections are dropped"
+    interrupted = [c for c in cluster.clients if c.replica == "replica1"][0]
+    assert interrupted.closed, "the interrupted client's connections are dropped"
 
 
 def test_no_name_server_then_it_comes_back():
