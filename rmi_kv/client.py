@@ -262,9 +262,11 @@ class KeyValueClient:
         """Like ``transaction``; returns the two-phase commit round message by message."""
         return self._invoke("traced", writes)
 
-    def keys(self, prefix: str = "", limit: int = 100) -> list[str]:
-        """Keys starting with ``prefix``, sorted, at most ``limit``."""
-        return list(self._invoke("keys", prefix, limit))
+    def keys(self, prefix: str = "", limit: int = 100, *, after: Optional[str] = None) -> list[str]:
+        """Keys starting with ``prefix``, sorted, at most ``limit``; with ``after`` (the last key
+        of the page before), the next page: a cursor that walks the whole key space."""
+        cursor = () if after is None else (after,)  # a replica of an older version takes two arguments
+        return list(self._invoke("keys", prefix, limit, *cursor))
 
     def ping(self) -> str:
         return self._invoke("ping")

@@ -7,13 +7,15 @@
     run_client.py bench ...                    the benchmark (rmi_kv.bench)
 
 Exit codes: 0 success, 1 key not found, 2 usage error, 3 aborted,
-4 cluster unavailable, 5 outcome unknown. A script stops at its first failure
-with that failure's code; with --keep-going it runs every line and exits
-with the first failure's code.
+4 cluster unavailable, 5 outcome unknown, 130 interrupted, 141 the reader of
+the output went away (``... | head``: quietly, as a tool killed by SIGPIPE).
+A script stops at its first failure with that failure's code; with
+--keep-going it runs every line and exits with the first failure's code.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -24,14 +26,18 @@ from typing import Any, Callable, Iterable, Optional, Sequence, TextIO
 from rich.console import Console
 from rich.text import Text
 
+from . import options
 from .commands import (HELP, KEYS_LIMIT, Command, Result, UsageError, argv_words, error_document, execute,
-                       exit_code_of, parse_line, parse_txn, result_document)
+                       exit_code_of, next_page, parse_limit, parse_line, parse_txn,
+                       result_document)
 from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT
 from .console import emit, error_lines, help_renderable, open_console, status_renderables, trace_renderable
 from .errors import KeyNotFound
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_ABORTED, EXIT_UNAVAILABLE, EXIT_UNKNOWN = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED = 130
+#: stdout's reader went away: what a shell reports for a tool killed by SIGPIPE (128 + 13)
+EXIT_CLOSED_PIPE = 141
 
 #: options of the main parser that take a value (to find the first positional word)
 _VALUE_OPTIONS = frozenset({"--ns-host", "--ns-port", "--replica", "--timeout", "--log-file", "--tls-dir", "--file", "-f"})
@@ -49,11 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="run_client.py", description="Talk to an rmi_kv cluster. Without a command: the "
                      "interactive console on a terminal, or a script of commands read from stdin.",
                      epilog="exit codes: 0 success, 1 key not found, 2 usage error, 3 aborted, "
-                     "4 cluster unavailable, 5 outcome unknown. The benchmark: run_client.py bench --help")
+                     "4 cluster unavailable, 5 outcome unknown, 130 interrupted, 141 the reader of the output "
+                     "went away (as after SIGPIPE, e.g. '... | head'; nothing on stderr). "
+                     "The benchmark: run_client.py bench --help")
     parser.add_argument("--ns-host", default=DEFAULT_NS_HOST, help="name server address (default %(default)s)")
-    parser.add_argument("--ns-port", type=int, default=DEFAULT_NS_PORT, help="name server port (default %(default)s)")
+    parser.add_argument("--ns-port", type=options.port(), default=DEFAULT_NS_PORT,
+                        help="name server port (default %(default)s)")
     parser.add_argument("--replica", help="replica to ask (default: any registered replica)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer (default %(default)s)")
+    parser.add_argument("--timeout", type=options.seconds(), default=10.0,
+                        help="seconds to wait for an answer (default %(default)s)")
     parser.add_argument("--log-file", help="log every request and response, with millisecond timestamps, here")
     parser.add_argument("--tls-dir", metavar="DIR", help="mutual TLS with the client certificate in DIR")
     parser.add_argument("--demo", action="store_true",
@@ -75,9 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("key")
     txn = commands.add_parser("txn", parents=[shared], help="several writes atomically: txn put K V, delete K, ...")
     txn.add_argument("words", nargs="+", metavar="WRITE")
-    keys = commands.add_parser("keys", parents=[shared], help="list keys (optionally those starting with PREFIX)")
+    keys = commands.add_parser("keys", parents=[shared], help="list keys (optionally those starting with PREFIX)",
+                               description="List the keys in order, a page at a time. When there are more, "
+                               "stderr says how to get the next page: --after KEY, like SCAN's cursor.")
     keys.add_argument("prefix", nargs="?", default="")
-    keys.add_argument("--limit", type=int, default=KEYS_LIMIT)
+    keys.add_argument("--limit", type=parse_limit, default=KEYS_LIMIT, metavar="N",
+                      help="keys per page (default %(default)s)")
+    keys.add_argument("--after", metavar="KEY", help="only the keys after KEY: the last key of the page before")
     commands.add_parser("status", parents=[shared], help="show every replica's state")
     return parser
 
@@ -97,7 +111,7 @@ def command_from_args(args: argparse.Namespace) -> Command:
     if args.command == "txn":
         return parse_txn(argv_words(args.words))
     if args.command == "keys":
-        return Command("keys", (args.prefix,) if args.prefix else (), limit=args.limit)
+        return Command("keys", (args.prefix,) if args.prefix else (), limit=args.limit, after=args.after)
     arguments = {"put": ("key", "value"), "get": ("key",), "delete": ("key",), "status": ()}[args.command]
     return Command(args.command, tuple(getattr(args, name) for name in arguments))
 
@@ -134,6 +148,10 @@ class PlainOutput:
         elif name == "keys":
             for key in payload["keys"]:
                 self._raw(key)
+            if payload["more"]:  # on stderr: stdout holds keys only, for whatever reads them
+                program = "run_client.py " if line is None else ""
+                emit(self.err, Text(f"(showing {len(payload['keys'])} keys; more after {payload['next_after']!r}: "
+                                    f"{program}{next_page(payload)})", "dim"))
         elif name == "status":
             for renderable in status_renderables(payload["replicas"]):
                 emit(self.out, renderable)
@@ -190,12 +208,21 @@ def _line(line: Optional[int]) -> dict:
     return {} if line is None else {"line": line}
 
 
+class _PipedConsole(Console):
+    """A rich console that leaves a closed pipe to ``main`` (rich itself would exit 1, which means
+    'key not found')."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "the reader of the output went away")
+
+
 def make_consoles(no_color: bool) -> tuple[Console, Console]:
     """rich consoles for stdout and stderr; no colour with --no-color or NO_COLOR."""
-    options: dict[str, Any] = {"highlight": False, "emoji": False}
+    settings: dict[str, Any] = {"highlight": False, "emoji": False}
     if no_color or os.environ.get("NO_COLOR"):
-        options["color_system"] = None
-    return Console(**options), Console(stderr=True, **options)
+        settings["color_system"] = None
+    return _PipedConsole(**settings), _PipedConsole(stderr=True, **settings)
 
 
 # ------------------------------------------------------------------ running
@@ -280,7 +307,23 @@ def run_bench(argv_rest: list[str]) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``run_client.py``'s command line (``argv`` without the program name); returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        return output_closed()
+
+
+def output_closed() -> int:
+    """The reader of stdout went away (``run_client.py keys | head``): not a failure. Like the tools
+    people pipe from, say nothing and exit as SIGPIPE would have; stdout goes to /dev/null so
+    that Python's last flush at exit cannot complain (the Python docs' recipe for SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_CLOSED_PIPE
+
+
+def _main(argv: list[str]) -> int:
     if "--demo" in argv:
         from . import demo
 
@@ -308,6 +351,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise  # not a failure to report: main() ends quietly
     except Exception as error:  # not an rmi_kv error: a bug or a surprise; still no traceback unless --debug
         output.fail(error)
         return exit_code_of(error)

@@ -10,16 +10,22 @@ same thing everywhere. Lines are split as a shell would (quotes, backslash,
 """
 from __future__ import annotations
 
+import argparse
 import difflib
+import shlex
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from . import options
 from .errors import (InvalidRequest, KeyInDoubt, KeyNotFound, NameServerUnavailable, ReplicaUnavailable,
                      RmiKvError, TransactionAborted)
+from .validation import MAX_LIMIT
 
 #: how many keys ``keys`` lists unless told otherwise
 KEYS_LIMIT = 100
+#: ``keys --limit N``'s type: as many as a replica returns at most
+parse_limit = options.whole_number(low=1, high=MAX_LIMIT)
 
 #: commands that change data (a cancelled one may or may not have committed)
 WRITE_COMMANDS = frozenset({"put", "delete", "txn"})
@@ -41,8 +47,10 @@ HELP: dict[str, HelpEntry] = {
     "delete": HelpEntry("delete KEY", "delete KEY on every replica", "delete color"),
     "txn": HelpEntry("txn put KEY VALUE, delete KEY, ...",
                      "several writes in one atomic transaction: all of them or none", "txn put a 1, put b 2, delete c"),
-    "keys": HelpEntry("keys [PREFIX]", f"list the keys (those starting with PREFIX), at most {KEYS_LIMIT}",
-                      "keys user:"),
+    "keys": HelpEntry("keys [PREFIX] [--after KEY] [--limit N]",
+                      f"list the keys (starting with PREFIX) in order, {KEYS_LIMIT} or N at a time; a cut list "
+                      "ends with the command for the next page: --after KEY goes on after KEY, like SCAN's cursor",
+                      "keys user: --after user:0099"),
     "status": HelpEntry("status", "every replica: reachable, keys, digest, in-doubt transactions, counts", "status"),
     "use": HelpEntry("use REPLICA", "send the next commands to REPLICA", "use replica3"),
     "trace": HelpEntry("trace on|off", "after every write, show the two-phase commit round it caused", "trace on"),
@@ -53,7 +61,7 @@ HELP: dict[str, HelpEntry] = {
 ALIASES = {"exit": "quit"}
 
 #: (fewest, most) arguments of each command but txn
-_ARITY = {"put": (2, 2), "get": (1, 1), "delete": (1, 1), "keys": (0, 1), "status": (0, 0),
+_ARITY = {"put": (2, 2), "get": (1, 1), "delete": (1, 1), "status": (0, 0),
           "use": (1, 1), "trace": (0, 1), "help": (0, 1), "quit": (0, 0)}
 
 
@@ -80,6 +88,8 @@ class Command:
     #: the writes of txn: key -> value, or None to delete
     writes: Optional[dict] = None
     limit: int = KEYS_LIMIT
+    #: keys: list only the keys after this one (the last key of the page before)
+    after: Optional[str] = None
 
 
 # ------------------------------------------------------------------ parsing
@@ -151,6 +161,8 @@ def parse_words(words: list) -> Command:
     args = tuple(words[1:])
     if name == "txn":
         return parse_txn(list(args))
+    if name == "keys":
+        return _parse_keys(list(args))
     if name not in _ARITY:
         raise UsageError(f"unknown command {words[0]!r}", hint=_unknown_hint(words[0]))
     fewest, most = _ARITY[name]
@@ -161,6 +173,36 @@ def parse_words(words: list) -> Command:
     if name == "help" and args and ALIASES.get(args[0].lower(), args[0].lower()) not in HELP:
         raise UsageError(f"no command named {args[0]!r}", hint=_unknown_hint(args[0]))
     return Command(name, args)
+
+
+def _parse_keys(words: list[str]) -> Command:
+    """``keys [PREFIX] [--after KEY] [--limit N]``, the options anywhere after ``keys``."""
+    prefixes, values = [], {"--after": None, "--limit": None}
+    while words:
+        word = words.pop(0)
+        if word not in values:
+            prefixes.append(word)
+        elif not words:
+            raise UsageError(f"{word} needs a value", hint=f"for example: {HELP['keys'].example}")
+        else:
+            values[word] = words.pop(0)
+    if len(prefixes) > 1:
+        raise UsageError(f"usage: {HELP['keys'].usage}", hint=f"for example: {HELP['keys'].example}")
+    limit = KEYS_LIMIT
+    if values["--limit"] is not None:
+        try:
+            limit = parse_limit(values["--limit"])
+        except argparse.ArgumentTypeError as error:
+            raise UsageError(f"--limit {error}", hint="for example: keys --limit 50") from None
+    return Command("keys", tuple(prefixes), limit=limit, after=values["--after"])
+
+
+def next_page(payload: dict) -> str:
+    """The keys command for the page after a cut ``keys`` result (words quoted as in a shell)."""
+    words = ["keys", *([payload["prefix"]] if payload["prefix"] else []), "--after", payload["next_after"]]
+    if payload["limit"] != KEYS_LIMIT:
+        words += ["--limit", str(payload["limit"])]
+    return shlex.join(words)
 
 
 def argv_words(argv: list[str]) -> list:
@@ -281,9 +323,12 @@ def _txn(kv: Any, command: Command, trace: bool) -> tuple[dict, Optional[dict]]:
 
 
 def _keys(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
-    prefix = command.args[0] if command.args else ""
-    keys = kv.keys(prefix, command.limit)
-    return {"prefix": prefix, "keys": keys, "limit": command.limit, "truncated": len(keys) >= command.limit}, None
+    prefix, limit = (command.args[0] if command.args else ""), command.limit
+    keys = kv.keys(prefix, limit, after=command.after)
+    # a full page may be the last one: more only when a key follows it
+    more = len(keys) >= limit and bool(kv.keys(prefix, 1, after=keys[-1]))
+    return {"prefix": prefix, "keys": keys, "limit": limit, "after": command.after, "more": more,
+            "next_after": keys[-1] if more else None}, None
 
 
 def _status(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:

@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .commands import (DATA_COMMANDS, HELP, WRITE_COMMANDS, Command, Result, UsageError, describe, execute,
-                       parse_line, split_advice)
+                       next_page, parse_line, split_advice)
 from .errors import KeyNotFound, NameServerUnavailable, OutcomeUnknown, ReplicaUnavailable, RmiKvError
 
 #: the console's history file in the user's home directory (RMI_KV_HISTORY overrides it)
@@ -193,9 +193,10 @@ def _keys_lines(payload: dict, latency: Text) -> list[RenderableType]:
     lines: list[RenderableType] = [Text(f"{index}) {json.dumps(key, ensure_ascii=False)}")
                                    for index, key in enumerate(keys, 1)]
     summary = Text(f"{len(keys)} key{'s' if len(keys) != 1 else ''}" if keys else "(no keys)")
-    if payload.get("truncated"):
-        summary.append(f", the first {payload['limit']}: give a longer prefix to see others")
     lines.append(summary + latency)
+    if payload["more"]:
+        lines.append(Text.assemble(f"more after {json.dumps(payload['next_after'], ensure_ascii=False)}: ",
+                                   (next_page(payload), "cyan")))
     return lines
 
 
@@ -332,7 +333,10 @@ class ReplicaConsole:
     def run(self) -> int:
         """Read and run commands until quit or end of input; returns the exit code (0)."""
         self._say(Text("rmi_kv console: type 'help' for the commands, 'quit' or Ctrl-D to leave", "bold"))
-        self._connect(announce=True)
+        try:
+            self._connect(announce=True)
+        except KeyboardInterrupt:  # Ctrl-C while the first replica is sought: go to the prompt
+            self._say_cancelled()
         try:
             while True:
                 try:
@@ -440,21 +444,23 @@ class ReplicaConsole:
 
     # ---------------------------------------------------------- requests
     def _request(self, command: Command) -> None:
-        if command.name != "status" and not self.connected and not self._connect():
-            return
-        kv = self.kv if self.kv is not None else self.connect(None)  # status needs no replica in use
+        kv = None
         try:
-            result = execute(kv, command, self.trace, self.clock)
-        except KeyboardInterrupt:
-            self._cancelled(command)
+            if command.name != "status" and not self.connected and not self._connect():
+                return
+            kv = self.kv if self.kv is not None else self.connect(None)  # status needs no replica in use
+            try:
+                result = execute(kv, command, self.trace, self.clock)
+            finally:
+                if kv is not self.kv:
+                    kv.close()
+        except KeyboardInterrupt:  # Ctrl-C cancels the request, never the console
+            self._cancelled(command, kv)
             return
         except Exception as error:  # a bug or a Pyro5 surprise: say so, keep the console
             self._reset_client()
             self._show_error(error)
             return
-        finally:
-            if kv is not self.kv:
-                kv.close()
         self._show_result(result)
 
     def _show_result(self, result: Result) -> None:
@@ -479,13 +485,26 @@ class ReplicaConsole:
         if mine:
             self.connected = bool(mine[0].get("reachable")) and self.kv is not None
 
-    def _cancelled(self, command: Command) -> None:
+    def _cancelled(self, command: Command, kv: Any) -> None:
+        """After Ctrl-C in a request made with ``kv`` (None: it was still connecting, nothing was sent)."""
+        self._say_cancelled(f": the {command.name} may have been sent, so it may or may not commit; "
+                            "read the key to find out" if kv is not None and command.name in WRITE_COMMANDS else "")
+        if kv is not None and kv is self.kv:
+            self._recheck()
+
+    def _recheck(self) -> None:
+        """The interrupted client's connection may be mid-call: it goes. Whether the replica in use
+        is still there is a ping away; the prompt then says what is true, not what was feared."""
         self._reset_client()
-        text = Text("cancelled", style="bold yellow")
-        if command.name in WRITE_COMMANDS:
-            text.append(f": the {command.name} may have been sent, so it may or may not commit; "
-                        "read the key to find out")
-        self._say(text)
+        try:
+            self._adopt(self.replica, self._ping(self.replica))
+        except RmiKvError as error:
+            self._show_error(error)
+        except KeyboardInterrupt:  # not known then: the next command reconnects
+            pass
+
+    def _say_cancelled(self, detail: str = "") -> None:
+        self._say(Text("cancelled" + detail, style="bold yellow"))
 
     # -------------------------------------------------- session commands
     def _do_use(self, command: Command) -> None:
@@ -493,8 +512,11 @@ class ReplicaConsole:
         started = self.clock()
         try:
             kv = self._ping(name)
-        except RmiKvError as error:
-            self._show_error(error, (self.clock() - started) * 1000)
+        except (RmiKvError, KeyboardInterrupt) as error:  # Ctrl-C cancels the wait for a replica that hangs
+            if isinstance(error, KeyboardInterrupt):
+                self._say_cancelled()
+            else:
+                self._show_error(error, (self.clock() - started) * 1000)
             if self.replica is not None:
                 self._say(Text(f"still using {self.replica}", "dim"))
             return

@@ -34,6 +34,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from . import options
 from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT
 from .console import phase_of
 from .errors import NameServerUnavailable, OutcomeUnknown, RmiKvError, TransactionAborted
@@ -76,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                "error, 2 usage error, 130 interrupted.")
     parser.add_argument("--ns-host", help=f"use the running cluster whose name server is on this host "
                         f"(port: --ns-port or {DEFAULT_NS_PORT})")
-    parser.add_argument("--ns-port", type=int, help=f"use the running cluster whose name server listens on this "
-                        f"port (host: --ns-host or {DEFAULT_NS_HOST})")
+    parser.add_argument("--ns-port", type=options.port(), help=f"use the running cluster whose name server listens "
+                        f"on this port (host: --ns-host or {DEFAULT_NS_HOST})")
     parser.add_argument("--allow-crash", action="store_true",
                         help="on a running cluster, say why the crash steps still cannot run there "
                              "(they need replicas the demo started itself)")

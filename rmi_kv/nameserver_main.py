@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 from Pyro5.api import expose
 from Pyro5.nameserver import NameServer, NameServerDaemon
 
+from . import options
 from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, Timeouts, configure_pyro
 from .errors import RmiKvError
 from .hardening import ConnectionGuard, GuardedDaemonMixin, check_bind_address
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run_nameserver.py",
                                      description="Start the Pyro5 name server that rmi_kv replicas register with.")
     parser.add_argument("--host", default=DEFAULT_NS_HOST, help="address to bind (default %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_NS_PORT,
+    parser.add_argument("--port", type=options.port(allow_zero=True), default=DEFAULT_NS_PORT,
                         help="port to bind, 0 lets the OS choose (default %(default)s)")
     parser.add_argument("--storage", metavar="PATH",
                         help="keep registrations across restarts in this SQLite file")
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "127.0.0.1 and localhost are always included)")
     parser.add_argument("--insecure", action="store_true",
                         help="allow binding to an address other than loopback without TLS")
-    parser.add_argument("--max-connections", type=int, default=200,
+    parser.add_argument("--max-connections", type=options.connections(), default=200,
                         help="connections held at most; past it the longest-idle one is closed (default %(default)s)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default %(default)s)")
     return parser

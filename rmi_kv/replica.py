@@ -227,12 +227,15 @@ class KeyValue:
                 "trace": [event.as_dict() for event in outcome.trace]}
 
     @remote_boundary
-    def keys(self, prefix: str = "", limit: int = 100) -> list:
-        """Live keys starting with ``prefix``, sorted, at most ``limit``."""
+    def keys(self, prefix: str = "", limit: int = 100, after: Optional[str] = None) -> list:
+        """Live keys starting with ``prefix``, sorted, at most ``limit``; with ``after`` (the
+        last key of the page before), the page after it."""
         validation.check_prefix(prefix, self.limits)
         validation.check_limit(limit)
+        if after is not None:
+            validation.check_key(after, self.limits)
         self._serving()
-        return self.participant.storage.keys(prefix, limit)
+        return self.participant.storage.keys(prefix, limit, after=after)
 
     @remote_boundary
     def ping(self) -> str:

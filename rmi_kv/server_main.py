@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from . import options
 from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, Settings, Timeouts, configure_pyro
-from .errors import InvalidRequest, NameServerUnavailable, RmiKvError
+from .errors import NameServerUnavailable, RmiKvError
 from .failpoints import Failpoints
 from .hardening import check_bind_address
 from .tls import MEMBER, configure_tls
@@ -27,9 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start an rmi_kv replica (--name), or a name server and N replicas (--replicas N).")
     parser.add_argument("--name", help="replica name, registered as rmi_kv.replica.NAME")
     parser.add_argument("--ns-host", default=DEFAULT_NS_HOST, help="name server address (default %(default)s)")
-    parser.add_argument("--ns-port", type=int, default=DEFAULT_NS_PORT, help="name server port (default %(default)s)")
+    parser.add_argument("--ns-port", type=options.port(), default=DEFAULT_NS_PORT,
+                        help="name server port (default %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
-    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 lets the OS choose (default)")
+    parser.add_argument("--port", type=options.port(allow_zero=True), default=0,
+                        help="port to bind; 0 lets the OS choose (default)")
     parser.add_argument("--advertise", metavar="HOST[:PORT]",
                         help="the address others should dial (behind NAT, in containers); default: --host")
     parser.add_argument("--data-dir", help="where the replica keeps its data (default ./data/NAME)")
@@ -39,22 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="mutual TLS with the certificates in DIR (see run_nameserver.py --make-certs)")
     parser.add_argument("--insecure", action="store_true",
                         help="allow binding to an address other than loopback without TLS")
-    parser.add_argument("--max-connections", type=int, default=Settings().max_connections,
+    parser.add_argument("--max-connections", type=options.connections(), default=Settings().max_connections,
                         help="connections held at most; past it the longest-idle one is closed (default %(default)s)")
-    parser.add_argument("--vote-timeout", type=float, default=Timeouts().vote, metavar="S",
+    parser.add_argument("--vote-timeout", type=options.seconds(), default=Timeouts().vote, metavar="S",
                         help="a participant that has not voted within S seconds counts as NO (default %(default)s)")
-    parser.add_argument("--read-wait", type=float, default=Timeouts().read_wait, metavar="S",
+    parser.add_argument("--read-wait", type=options.seconds(), default=Timeouts().read_wait, metavar="S",
                         help="how long a read waits for a key whose write is undecided (default %(default)s)")
     parser.add_argument("--early-reply", action="store_true",
                         help="answer a write once its COMMIT decision is forced; the replicas apply it right "
                              "after (a read there waits for it), but status() may briefly differ")
-    parser.add_argument("--ns-wait", type=float, default=15.0, metavar="S",
+    parser.add_argument("--ns-wait", type=options.seconds(allow_zero=True), default=15.0, metavar="S",
                         help="wait up to S seconds for the name server to come up (default %(default)s)")
     parser.add_argument("--failpoint", action="append", default=[], metavar="NAME=ACTION",
                         help="make the replica fail on purpose (crash, error, delay:MS; 'once:' prefix)")
     parser.add_argument("--remove", metavar="NAME",
                         help="take the stopped replica NAME out of the cluster for good, then exit")
-    parser.add_argument("--replicas", type=int, metavar="N",
+    parser.add_argument("--replicas", type=options.whole_number(low=1, high=100), metavar="N",
                         help="start replica1..N as child processes instead of one replica")
     parser.add_argument("--with-nameserver", action="store_true",
                         help="with --replicas: start a name server too, on --ns-host/--ns-port")
@@ -81,15 +84,10 @@ def wait_for_nameserver(host: str, port: int, patience: float) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """The replica's settings: defaults, with the timeouts given on the command line."""
-    for option in ("vote_timeout", "read_wait"):
-        value = getattr(args, option)
-        if not 0 < value <= 3600:
-            raise InvalidRequest(f"--{option.replace('_', '-')} must be between 0 and 3600 seconds")
+    """The replica's settings: defaults, with the timeouts given on the command line
+    (their ranges were checked when it was parsed)."""
     timeouts = dataclasses.replace(Timeouts(), vote=args.vote_timeout, decision=args.vote_timeout,
                                    read_wait=args.read_wait)
-    if not 8 <= args.max_connections <= 10000:
-        raise InvalidRequest("--max-connections must be between 8 and 10000")
     return Settings(timeouts=timeouts, max_connections=args.max_connections, early_reply=args.early_reply)
 
 

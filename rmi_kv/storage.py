@@ -286,11 +286,14 @@ class Storage:
         row = self._reader().execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
         return None if row is None else (row[0], row[1])
 
-    def keys(self, prefix: str = "", limit: int = 1000) -> list[str]:
-        """Live keys starting with ``prefix``, sorted, at most ``limit``."""
-        # keys sharing a prefix are contiguous in key order: stop at the first that does not
+    def keys(self, prefix: str = "", limit: int = 1000, *, after: Optional[str] = None) -> list[str]:
+        """Live keys starting with ``prefix``, sorted, at most ``limit``; with ``after``, only
+        those after it (a cursor: the last key of the page before)."""
+        # keys sharing a prefix are contiguous in key order: start at the later bound, stop at
+        # the first key without the prefix
+        operator, start = (">", after) if after is not None and after >= prefix else (">=", prefix)
         rows = self._reader().execute(
-            "SELECT key FROM kv WHERE key >= ? AND value IS NOT NULL ORDER BY key", (prefix,))
+            f"SELECT key FROM kv WHERE key {operator} ? AND value IS NOT NULL ORDER BY key", (start,))
         found = []
         for (key,) in rows:
             if not key.startswith(prefix) or len(found) >= limit:

@@ -12,6 +12,8 @@ from .errors import InvalidRequest
 
 TXID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}:[0-9a-f]{8}:[0-9]{1,19}:[0-9]{1,20}$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: the most keys one ``keys`` call returns
+MAX_LIMIT = 10000
 
 
 def utf8_size(text: str, what: str) -> int:
@@ -90,7 +92,7 @@ def check_participants(participants: Any) -> list[str]:
     return [check_name(name, "participant name") for name in participants]
 
 
-def check_limit(limit: Any, most: int = 10000) -> int:
+def check_limit(limit: Any, most: int = MAX_LIMIT) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= most:
         raise InvalidRequest(f"limit must be a whole number from 1 to {most}")
     return limit

@@ -18,7 +18,7 @@ from typing import Iterator, Optional, Sequence
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .. import __version__
+from .. import __version__, options
 from ..client import KeyValueClient
 from ..config import DEFAULT_NS_HOST, DEFAULT_NS_PORT
 from ..errors import RmiKvError
@@ -71,8 +71,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     cluster = parser.add_argument_group("cluster")
     cluster.add_argument("--ns-host", help=f"use the running cluster of this name server (port default {DEFAULT_NS_PORT})")
-    cluster.add_argument("--ns-port", type=int, help=f"use the running cluster of the name server on this port "
-                                                     f"(host default {DEFAULT_NS_HOST})")
+    cluster.add_argument("--ns-port", type=options.port(),
+                         help=f"use the running cluster of the name server on this port "
+                              f"(host default {DEFAULT_NS_HOST})")
     cluster.add_argument("--replicas", type=int, default=5, metavar="N",
                          help="replicas of the cluster this tool starts (default %(default)s)")
     cluster.add_argument("--data-dir", metavar="DIR", help="data directory of the cluster this tool starts, and "

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -80,3 +82,29 @@ def test_outcome_unknown_exits_5_and_the_write_still_lands(cluster):
     assert "may or may not have committed" in result.stderr
     cluster.wait_for(lambda: run_client(cluster, "--replica", "replica1", "get", "slow").stdout == "value\n",
                      what="the decided write to land")
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("run_client.py", ["--timeout", "-1", "get", "k"],
+     "argument --timeout: must be a number of seconds above 0 and at most 3600, not -1"),
+    ("run_client.py", ["--ns-port", "70000", "get", "k"],
+     "argument --ns-port: must be a port number from 1 to 65535, not 70000"),
+    ("run_client.py", ["keys", "--limit", "0"], "argument --limit: must be a whole number from 1 to 10000, not 0"),
+    ("run_server.py", ["--name", "replica1", "--port", "70000"],
+     "argument --port: must be a port number from 0 to 65535, not 70000"),
+    ("run_server.py", ["--name", "replica1", "--ns-port", "0"],
+     "argument --ns-port: must be a port number from 1 to 65535, not 0"),
+    ("run_server.py", ["--name", "replica1", "--vote-timeout", "nan"],
+     "argument --vote-timeout: must be a number of seconds above 0 and at most 3600, not nan"),
+    ("run_server.py", ["--name", "replica1", "--ns-wait", "-1"],
+     "argument --ns-wait: must be a number of seconds from 0 to 3600, not -1"),
+    ("run_server.py", ["--name", "replica1", "--max-connections", "3"],
+     "argument --max-connections: must be a number of connections from 8 to 10000, not 3"),
+    ("run_server.py", ["--replicas", "0"], "argument --replicas: must be a whole number from 1 to 100, not 0"),
+    ("run_nameserver.py", ["--port", "-5"], "argument --port: must be a port number from 0 to 65535, not -5"),
+])
+def test_bad_option_values_are_usage_errors(script, args, message):
+    result = subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True,
+                            timeout=60, stdin=subprocess.DEVNULL)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == f"{Path(script).name}{' keys' if 'keys' in args else ''}: error: {message}"

@@ -7,14 +7,20 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Callable
 
+import pytest
 from rich.console import Console
 
 from rmi_kv.console import ReplicaConsole
+from rmi_kv.errors import InvalidRequest
 from support.console_input import ScriptedReader
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +87,7 @@ def test_txn_with_trace_and_status_as_json(shared_cluster):
     messages = [e["message"] for e in trace["trace"]]
     assert messages.index("decision") > max(i for i, m in enumerate(messages) if m == "vote")
     keys = one_json(run_client(shared_cluster, "--json", "keys", "t-").stdout)
-    assert (keys["keys"], keys["truncated"]) == (["t-a", "t-b"], False)
+    assert (keys["keys"], keys["more"], keys["next_after"]) == (["t-a", "t-b"], False, None)
     status = run_client(shared_cluster, "--json", "status")
     document = one_json(status.stdout)
     assert status.returncode == 0 and document["in_sync"] is True
@@ -106,6 +112,49 @@ def test_colour_only_where_wanted(shared_cluster):
     run_client(shared_cluster, "put", "colour-key", "raw value")
     value = run_client(shared_cluster, "get", "colour-key", env=forced)
     assert value.stdout == "raw value\n", "values are printed as they are"
+
+
+@pytest.mark.parametrize("args, script", [
+    (["status"], None),  # a rich table
+    (["get", "closed-pipe-key"], None),  # a raw value
+    (["--json", "status"], None),
+    (["keys", "closed-pipe-"], None),
+    ([], "get closed-pipe-key\nstatus\n"),  # script mode
+    (["--json"], "get closed-pipe-key\n"),
+])
+def test_a_closed_pipe_ends_quietly_as_after_sigpipe(shared_cluster, args, script):
+    """``run_client.py status | head -1``: the reader leaves, which is no failure of ours."""
+    assert run_client(shared_cluster, "put", "closed-pipe-key", "value").returncode == 0
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader went away before the first line: every write meets EPIPE
+    try:
+        command = [sys.executable, str(ROOT / "run_client.py"), "--ns-port", str(shared_cluster.ns_port), *args]
+        result = subprocess.run(command, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60,
+                                input=script, stdin=None if script is not None else subprocess.DEVNULL)
+    finally:
+        os.close(writer)
+    assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_keys_are_walked_in_pages_with_a_cursor(shared_cluster):
+    """172 keys: the first 100, a notice on stderr naming the cursor, and the rest after it."""
+    expected = [f"cursor-{number:03d}" for number in range(172)]
+    with shared_cluster.client() as kv:
+        kv.transaction({key: "v" for key in expected})
+        with pytest.raises(InvalidRequest, match="a key must not be empty"):
+            kv.keys("cursor-", 10, after="")
+    first = run_client(shared_cluster, "keys", "cursor-")
+    assert (first.returncode, first.stdout.splitlines()) == (0, expected[:100])
+    assert first.stderr == "(showing 100 keys; more after 'cursor-099': run_client.py keys cursor- --after cursor-099)\n"
+    rest = run_client(shared_cluster, "keys", "cursor-", "--after", "cursor-099")
+    assert (rest.returncode, rest.stdout.splitlines(), rest.stderr) == (0, expected[100:], "")
+    as_json = run_client(shared_cluster, "--json", "keys", "cursor-", "--limit", "60", "--after", "cursor-099")
+    document = one_json(as_json.stdout)
+    assert (as_json.returncode, as_json.stderr) == (0, "")
+    assert (document["keys"], document["more"], document["next_after"]) == (expected[100:160], True, "cursor-159")
+    script = run_client(shared_cluster, input="keys cursor- --limit 150\nkeys cursor- --after cursor-149 --limit 150\n")
+    assert (script.returncode, script.stdout.splitlines()) == (0, expected)
+    assert script.stderr == "(showing 150 keys; more after 'cursor-149': keys cursor- --after cursor-149 --limit 150)\n"
 
 
 # -------------------------------------------------------------- script mode
@@ -241,3 +290,70 @@ rmi_kv replica2> get color
     stopped = run_client(cluster, "--file", str(script))
     assert (stopped.returncode, stopped.stdout) == (3, "red\n")
     assert stopped.stderr.startswith("line 2: error: transaction aborted on every replica, nothing was written")
+
+
+def ctrl_c_once_waiting(stop: threading.Event, fired: list) -> Callable[[], None]:
+    """A console step: from now, the first time the main thread waits inside a client call
+    (``KeyValueClient._invoke`` is on its stack), send it SIGINT, as Ctrl-C on a terminal does."""
+    main = threading.main_thread().ident
+
+    def waiting() -> bool:
+        frame = sys._current_frames().get(main)
+        while frame is not None:
+            if frame.f_code.co_name == "_invoke" and frame.f_code.co_filename.endswith("client.py"):
+                return True
+            frame = frame.f_back
+        return False
+
+    def watch() -> None:
+        deadline = time.monotonic() + 30
+        while not stop.is_set() and time.monotonic() < deadline:
+            if waiting():
+                fired.append(True)
+                signal.pthread_kill(main, signal.SIGINT)
+                return
+            stop.wait(0.001)
+
+    return lambda: threading.Thread(target=watch, daemon=True).start()
+
+
+def test_ctrl_c_cancels_a_waiting_request_and_the_console_goes_on(cluster):
+    """replica5 paused (SIGSTOP): a write through replica1 waits for its vote, and 'use replica5'
+    waits for its handshake; Ctrl-C cancels each, the console keeps running, and the prompt says
+    replica1 is still connected. When replica5 itself stops answering, the prompt says so."""
+    paused = cluster.replicas["replica5"]
+    stop, fired = threading.Event(), []
+    ctrl_c = ctrl_c_once_waiting(stop, fired)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, color_system=None, highlight=False)
+    steps = [lambda: paused.signal(signal.SIGSTOP), ctrl_c, "put k v", ctrl_c, "use replica5", "get unrelated",
+             lambda: paused.signal(signal.SIGCONT), "use replica5",
+             lambda: paused.signal(signal.SIGSTOP), ctrl_c, "get k",
+             lambda: paused.signal(signal.SIGCONT), "get unrelated"]
+    try:
+        ReplicaConsole(cluster.client, console, ScriptedReader(console, steps), replica="replica1").run()
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C left the console:\n" + buffer.getvalue())
+    finally:
+        stop.set()
+        paused.signal(signal.SIGCONT)
+    transcript = masked(buffer.getvalue())
+    assert len(fired) == 3, transcript
+    assert """\
+rmi_kv replica1> put k v
+cancelled: the put may have been sent, so it may or may not commit; read the key to find out
+rmi_kv replica1> use replica5
+cancelled
+still using replica1
+rmi_kv replica1> get unrelated
+key 'unrelated' not found (… ms)
+rmi_kv replica1> use replica5
+now using replica5 (… ms)
+rmi_kv replica5> get k
+cancelled
+error: replica replica5 at 127.0.0.1:PORT is unreachable (""" in transcript
+    assert transcript.endswith("""\
+rmi_kv replica5 (not connected)> get unrelated
+reconnected to replica5
+key 'unrelated' not found (… ms)
+"""), transcript

@@ -124,9 +124,9 @@ class FakeClient:
     def traced(self, writes: dict) -> dict:
         return self._write(writes)
 
-    def keys(self, prefix: str = "", limit: int = 100) -> list[str]:
+    def keys(self, prefix: str = "", limit: int = 100, *, after: Optional[str] = None) -> list[str]:
         self._reach()
-        return sorted(k for k in self.cluster.data if k.startswith(prefix))[:limit]
+        return sorted(k for k in self.cluster.data if k.startswith(prefix) and (after is None or k > after))[:limit]
 
     def status(self) -> list[dict]:
         self.replicas()
@@ -342,6 +342,48 @@ def test_trace_shows_the_two_phase_commit_round_after_each_write():
         """)
 
 
+def test_keys_are_listed_a_page_at_a_time_with_the_command_for_the_next():
+    cluster = FakeCluster()
+    cluster.data = {key: "v" for key in ["k1", "k2", "k3", "k4", "k5", "x y"]}
+    transcript = session(cluster, ["keys k --limit 2", "keys k --after k2 --limit 2", "keys k --limit 2 --after k4",
+                                   "keys --after k5", "keys --limit 0", "keys a b", "keys --after"])
+    assert transcript == expected("""
+        rmi_kv console: type 'help' for the commands, 'quit' or Ctrl-D to leave
+        connected to replica1 (1.25 ms)
+        rmi_kv replica1> keys k --limit 2
+        1) "k1"
+        2) "k2"
+        2 keys (1.25 ms)
+        more after "k2": keys k --after k2 --limit 2
+        rmi_kv replica1> keys k --after k2 --limit 2
+        1) "k3"
+        2) "k4"
+        2 keys (1.25 ms)
+        more after "k4": keys k --after k4 --limit 2
+        rmi_kv replica1> keys k --limit 2 --after k4
+        1) "k5"
+        1 key (1.25 ms)
+        rmi_kv replica1> keys --after k5
+        1) "x y"
+        1 key (1.25 ms)
+        rmi_kv replica1> keys --limit 0
+        error: --limit must be a whole number from 1 to 10000, not 0
+        hint: for example: keys --limit 50
+        rmi_kv replica1> keys a b
+        error: usage: keys [PREFIX] [--after KEY] [--limit N]
+        hint: for example: keys user: --after user:0099
+        rmi_kv replica1> keys --after
+        error: --after needs a value
+        hint: for example: keys user: --after user:0099
+        """)
+
+
+def test_a_full_last_page_is_not_cut():
+    cluster = FakeCluster()
+    cluster.data = {"k1": "v", "k2": "v"}
+    assert session(cluster, ["keys --limit 2"]).endswith('2) "k2"\n2 keys (1.25 ms)\n')
+
+
 def test_traced_delete_of_a_missing_key_still_says_not_found():
     cluster = FakeCluster()
     transcript = session(cluster, ["trace on", "delete ghost"])
@@ -355,8 +397,13 @@ def test_ctrl_c_cancels_the_line_or_the_waiting_request():
     def interrupt_next_request():
         cluster.interrupt_next = True
 
+    def interrupt_and_stop_replica1():
+        cluster.interrupt_next = True
+        cluster.down.add("replica1")
+
     transcript = scripted_session(cluster, ["put k v", KeyboardInterrupt, interrupt_next_request, "put k w",
-                                            "get k"])
+                                            "get k", interrupt_next_request, "use replica2", "get k",
+                                            interrupt_and_stop_replica1, "get k", "get k"])
     assert transcript == expected("""
         rmi_kv console: type 'help' for the commands, 'quit' or Ctrl-D to leave
         connected to replica1 (1.25 ms)
@@ -365,13 +412,24 @@ def test_ctrl_c_cancels_the_line_or_the_waiting_request():
         rmi_kv replica1> ^C
         rmi_kv replica1> put k w
         cancelled: the put may have been sent, so it may or may not commit; read the key to find out
+        rmi_kv replica1> get k
+        "v" (1.25 ms)
+        rmi_kv replica1> use replica2
+        cancelled
+        still using replica1
+        rmi_kv replica1> get k
+        "v" (1.25 ms)
+        rmi_kv replica1> get k
+        cancelled
+        error: replica replica1 at 127.0.0.1:4000 is unreachable (connection refused)
+        hint: is it running? start it with 'python run_server.py --name replica1'
         rmi_kv replica1 (not connected)> get k
-        reconnected to replica1
+        replica1 is unreachable; now using replica2
         "v" (1.25 ms)
         """)
     assert cluster.data == {"k": "v"}
-    cancelled = [c for c in cluster.clients if c.replica == "replica1"][1]
-    assert cancelled.closed, "the interrupted client's connections are dropped"
+    interrupted = [c for c in cluster.clients if c.replica == "replica1"][0]
+    assert interrupted.closed, "the interrupted client's connections are dropped"
 
 
 def test_no_name_server_then_it_comes_back():
@@ -397,7 +455,7 @@ def test_no_name_server_then_it_comes_back():
 
 def test_unexpected_errors_show_a_traceback_only_with_debug(monkeypatch):
     cluster = FakeCluster()
-    monkeypatch.setattr(FakeClient, "keys", lambda self, prefix="", limit=100: 1 / 0)
+    monkeypatch.setattr(FakeClient, "keys", lambda self, prefix="", limit=100, after=None: 1 / 0)
     quiet = session(cluster, ["keys", "get k"])
     assert "error: unexpected ZeroDivisionError: division by zero\nhint: run again with --debug" in quiet
     assert "Traceback" not in quiet

@@ -164,9 +164,11 @@ PREFIX_ALPHABET = st.sampled_from(["a", "b", "é", "\U0001F600", "%", "_", "[", 
 
 @settings(max_examples=30, deadline=None)
 @given(keys=st.dictionaries(st.text(PREFIX_ALPHABET, min_size=1, max_size=4), st.booleans(), max_size=12),
-       prefix=st.text(PREFIX_ALPHABET, max_size=2), limit=st.integers(1, 15))
-def test_keys_property_matches_a_plain_filter(keys, prefix, limit):
-    """keys(prefix, limit) == the first ``limit`` live keys starting with ``prefix``, sorted."""
+       prefix=st.text(PREFIX_ALPHABET, max_size=2), limit=st.integers(1, 15),
+       after=st.none() | st.text(PREFIX_ALPHABET, min_size=1, max_size=4))
+def test_keys_property_matches_a_plain_filter(keys, prefix, limit, after):
+    """keys(prefix, limit, after=A) == the first ``limit`` live keys starting with ``prefix``
+    (and after A), sorted."""
     with tempfile.TemporaryDirectory() as directory:
         storage = Storage(Path(directory) / "s.sqlite3", durable=False)
         try:
@@ -174,9 +176,26 @@ def test_keys_property_matches_a_plain_filter(keys, prefix, limit):
                 storage.apply_commit("put", {key: "v" for key in keys})
                 storage.apply_commit("delete", {key: None for key, live in keys.items() if not live})
             live = sorted(key for key, alive in keys.items() if alive)
-            assert storage.keys(prefix, limit) == [key for key in live if key.startswith(prefix)][:limit]
+            assert storage.keys(prefix, limit, after=after) == [
+                key for key in live if key.startswith(prefix) and (after is None or key > after)][:limit]
         finally:
             storage.close()
+
+
+def test_keys_after_a_cursor_walk_every_key_once(make_storage):
+    """Pages of keys(prefix, limit, after=last key of the page before) cover the prefix exactly."""
+    storage = make_storage()
+    storage.apply_commit("t1", {f"k{number:03d}": "v" for number in range(172)} | {"j": "v", "l": "v"})
+    pages, after = [], None
+    while True:
+        page = storage.keys("k", 50, after=after)
+        if not page:
+            break
+        pages.append(page)
+        after = page[-1]
+    assert [len(page) for page in pages] == [50, 50, 50, 22]
+    assert sum(pages, []) == [f"k{number:03d}" for number in range(172)]
+    assert storage.keys("k", 5, after="a") == storage.keys("k", 5), "a cursor before the prefix starts at it"
 
 
 def test_keys_prefix_with_a_nul_character(make_storage):
