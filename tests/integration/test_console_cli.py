@@ -169,6 +169,7 @@ replica3  yes           3  <digest....>  yes             0          2        0
 replica4  yes           3  <digest....>  yes             0          2        0
 replica5  yes           3  <digest....>  yes             0          2        0
 all reachable replicas hold the same data
+healthy: all 5 members reachable, serving and in sync
 (… ms)
 rmi_kv replica2> bogus
 error: unknown command 'bogus'
@@ -198,7 +199,9 @@ replica3  yes           3  <digest....>  yes             0          3        1
 replica4  yes           3  <digest....>  yes             0          3        1
 replica5  no            -  -             -               -          -        -
 all reachable replicas hold the same data
-replica5 is unreachable; is it running? start it with 'python run_server.py --name replica5'
+replica5 is unreachable (cannot connect to ('127.0.0.1', PORT): [Errno 111] Connection refused); \
+is it running? start it with 'python run_server.py --name replica5'
+unhealthy: 1 of 5 members has a problem: replica5 (unreachable)
 (… ms)
 rmi_kv replica2> get color
 "red" (… ms)
