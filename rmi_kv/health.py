@@ -75,7 +75,8 @@ def verdict(statuses: list[dict], *, in_doubt_moment: float = IN_DOUBT_MOMENT) -
         problems.extend(member_problems(status, statuses, in_doubt_moment=in_doubt_moment))
     if len(digests) > 1:
         problems.extend(_digest_problems(compared))
-    problems.sort(key=lambda p: [s["name"] for s in statuses].index(p["member"]))
+    order = {status["name"]: index for index, status in enumerate(statuses)}
+    problems.sort(key=lambda found: order[found["member"]])
     in_sync = bool(statuses) and len(compared) == len(statuses) and len(digests) == 1
     return {"healthy": bool(statuses) and not problems, "in_sync": in_sync, "problems": problems}
 
@@ -85,8 +86,7 @@ def member_problems(status: dict, statuses: list[dict], *, in_doubt_moment: floa
     name = status["name"]
     start = f"start it with 'python run_server.py --name {name}'"
     if not status.get("reachable"):
-        return [problem(name, UNREACHABLE, status.get("cause") or status.get("error") or "no answer",
-                        f"is it running? {start}")]
+        return [problem(name, UNREACHABLE, _why_unreachable(status), f"is it running? {start}")]
     if status.get("catching_up"):
         return [problem(name, CATCHING_UP, "copying the committed data from a peer",
                         "it serves once it has caught up: ask again in a moment")]
@@ -99,6 +99,10 @@ def member_problems(status: dict, statuses: list[dict], *, in_doubt_moment: floa
     return found
 
 
+def _why_unreachable(status: dict) -> str:
+    return status.get("cause") or status.get("error") or "no answer"
+
+
 def _stuck(status: dict, moment: float) -> dict[str, Optional[float]]:
     """In-doubt txid -> age (None: the replica does not say), for those older than ``moment``."""
     ages = status.get("in_doubt_ages")
@@ -108,7 +112,8 @@ def _stuck(status: dict, moment: float) -> dict[str, Optional[float]]:
 
 
 def _in_doubt_problem(name: str, stuck: dict, statuses: list[dict], moment: float) -> dict:
-    named = ", ".join(txid if age is None else f"{txid} ({age:.1f} s)" for txid, age in list(stuck.items())[:_NAMED_TXIDS])
+    named = ", ".join(txid if age is None else f"{txid} ({age:.1f} s)"
+                      for txid, age in list(stuck.items())[:_NAMED_TXIDS])
     more = f" and {len(stuck) - _NAMED_TXIDS} more" if len(stuck) > _NAMED_TXIDS else ""
     count = f"{len(stuck)} transaction{'s' if len(stuck) != 1 else ''}"
     coordinators = sorted({txid.split(":", 1)[0] for txid in stuck})
@@ -142,10 +147,10 @@ def problem(member: str, kind: str, detail: str, hint: Optional[str] = None) -> 
     return found
 
 
-def problem_sentence(found: dict, hint: bool = True) -> str:
+def problem_sentence(found: dict) -> str:
     """'replica4 is unreachable (connection refused); is it running? ...'"""
     sentence = f"{found['member']} {PHRASES.get(found['problem'], found['problem'])} ({found['detail']})"
-    return f"{sentence}; {found['hint']}" if hint and found.get("hint") else sentence
+    return f"{sentence}; {found['hint']}" if found.get("hint") else sentence
 
 
 def summary(statuses: list[dict], found: dict) -> str:
@@ -195,6 +200,6 @@ def member_list(statuses: list[dict], *, in_use: Optional[str] = None) -> list[d
                  "reachable": bool(status.get("reachable")), "role": role_of(status),
                  "in_use": status["name"] == in_use}
         if not status.get("reachable"):
-            entry["error"] = status.get("cause") or status.get("error") or "no answer"
+            entry["error"] = _why_unreachable(status)
         entries.append(entry)
     return entries
