@@ -102,12 +102,13 @@ class KeyValueClient:
                                      f"start it with 'python run_server.py --name {name}'", replica=name)
         return members[name]
 
-    def _proxy(self, name: str, refresh: bool = False) -> Proxy:
+    def _proxy(self, name: str, refresh: bool = False, uri: Optional[str] = None) -> Proxy:
+        """This thread's proxy to ``name`` at ``uri`` (default: where the name server says it is)."""
         proxies = getattr(self._local, "proxies", None)
         if proxies is None:
             proxies = self._local.proxies = {}
             self._local.uris = {}
-        uri = self._lookup(name, refresh)
+        uri = uri or self._lookup(name, refresh)
         proxy = proxies.get(name)
         if proxy is None or self._local.uris.get(name) != uri:
             if proxy is not None:
@@ -153,7 +154,7 @@ class KeyValueClient:
                 return proxy
         raise ReplicaUnavailable(
             f"replica {name} at {proxy._pyroUri.location} is unreachable ({failure}); is it running? "
-            f"start it with 'python run_server.py --name {name}'", replica=name)
+            f"start it with 'python run_server.py --name {name}'", replica=name, cause=str(failure))
 
     def _connect(self, name: str, proxy: Proxy) -> Optional[BaseException]:
         """Connect ``proxy``; the error if that failed (and the proxy is dropped).
@@ -272,21 +273,69 @@ class KeyValueClient:
         return self._invoke("ping")
 
     def status(self) -> list[dict]:
-        """One status dict per registered replica; unreachable ones say so."""
+        """One status dict per member, sorted by name; unreachable ones say why.
+
+        The members are every name the name server lists and every member a
+        reachable replica counts (its ``members``): a member the name server
+        does not list is reached at the address a replica last knew for it
+        (``member_uris``). Each dict carries ``reachable``, ``registered`` (in
+        the name server), ``uri`` and ``latency_ms``; an unreachable one also
+        ``error`` (what happened and what to do) and ``cause``.
+        """
         try:
-            members = self.replicas(refresh=True)
+            registered = self.replicas(refresh=True)
         except NameServerUnavailable:
-            members = self.replicas()
-            if not members:
+            registered = self.replicas()
+            if not registered:
                 raise
-        result = []
-        for name in sorted(members):
-            try:
-                proxy = self._connected(name)
-                status = dict(proxy.status())
-                status["reachable"] = True
-            except (RmiKvError, pyro_errors.CommunicationError) as error:
-                self._drop(name)
-                status = {"name": name, "reachable": False, "error": str(error)}
-            result.append(status)
-        return result
+        found: dict[str, dict] = {}
+        names, uris = set(registered), {}
+        for name in sorted(registered):
+            found[name] = self._member_status(name, registered[name], registered=True)
+            self._learn_members(found[name], names, uris)
+        while names - set(found):
+            addressed = sorted(name for name in names - set(found) if name in uris)
+            for name in addressed:
+                found[name] = self._member_status(name, uris[name], registered=False)
+                self._learn_members(found[name], names, uris)
+            if not addressed:
+                for name in names - set(found):
+                    found[name] = {"name": name, "uri": None, "reachable": False, "registered": False,
+                                   "cause": "not registered in the name server, and no member knows its address",
+                                   "error": f"{name} is not registered in the name server, and no member knows its "
+                                            f"address; start it with 'python run_server.py --name {name}'"}
+        return [found[name] for name in sorted(found)]
+
+    @staticmethod
+    def _learn_members(status: dict, names: set, uris: dict) -> None:
+        """Add the members a reachable replica counts, and the addresses it knows, to ``names`` and ``uris``."""
+        if status.get("reachable"):
+            names.update(status.get("members", ()))
+            for name, uri in status.get("member_uris", {}).items():
+                uris.setdefault(name, uri)
+
+    def _member_status(self, name: str, uri: str, registered: bool) -> dict:
+        """``name``'s status, asked at ``uri`` (its name server entry when ``registered``)."""
+        started = time.perf_counter()
+        try:
+            proxy = self._connected(name) if registered else self._connected_at(name, uri)
+            status = dict(proxy.status())
+            status.update(reachable=True, registered=registered)
+            status.setdefault("uri", uri)
+        except (RmiKvError, pyro_errors.CommunicationError) as error:
+            self._drop(name)
+            status = {"name": name, "uri": uri, "reachable": False, "registered": registered, "error": str(error),
+                      "cause": getattr(error, "cause", None) or str(error)}
+        status["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
+        return status
+
+    def _connected_at(self, name: str, uri: str) -> Proxy:
+        """A connected proxy to member ``name`` at ``uri``, an address the name server does not give."""
+        proxy = self._proxy(name, uri=uri)
+        failure = self._connect(name, proxy)
+        if failure is not None:
+            raise ReplicaUnavailable(
+                f"replica {name} is not registered in the name server and is unreachable at its last known "
+                f"address {proxy._pyroUri.location} ({failure}); start it with 'python run_server.py --name {name}'",
+                replica=name, cause=f"not registered in the name server; {failure}")
+        return proxy

@@ -7,10 +7,13 @@
     run_client.py bench ...                    the benchmark (rmi_kv.bench)
 
 Exit codes: 0 success, 1 key not found, 2 usage error, 3 aborted,
-4 cluster unavailable, 5 outcome unknown, 130 interrupted, 141 the reader of
-the output went away (``... | head``: quietly, as a tool killed by SIGPIPE).
-A script stops at its first failure with that failure's code; with
---keep-going it runs every line and exits with the first failure's code.
+4 cluster unavailable (no name server, or no replica to ask), 5 outcome
+unknown, 6 cluster unhealthy (status or health: a member is unreachable, not
+serving, catching up, in doubt for more than a moment, or holds different
+data), 130 interrupted, 141 the reader of the output went away (``... |
+head``: quietly, as a tool killed by SIGPIPE). A script stops at its first
+failure with that failure's code; with --keep-going it runs every line and
+exits with the first failure's code.
 """
 from __future__ import annotations
 
@@ -27,14 +30,14 @@ from rich.console import Console
 from rich.text import Text
 
 from . import options
-from .commands import (HELP, KEYS_LIMIT, Command, Result, UsageError, argv_words, error_document, execute,
-                       exit_code_of, next_page, parse_limit, parse_line, parse_txn,
-                       result_document)
+from .commands import (CLUSTER_COMMANDS, HELP, KEYS_LIMIT, Command, Result, UsageError, argv_words, error_document,
+                       execute, exit_code_of, next_page, parse_limit, parse_line, parse_txn, result_document)
 from .config import DEFAULT_NS_HOST, DEFAULT_NS_PORT
-from .console import emit, error_lines, help_renderable, open_console, status_renderables, trace_renderable
-from .errors import KeyNotFound
+from .console import emit, error_lines, help_renderable, open_console, report_renderables, trace_renderable
+from .errors import ClusterUnhealthy, KeyNotFound
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_ABORTED, EXIT_UNAVAILABLE, EXIT_UNKNOWN = 0, 1, 2, 3, 4, 5
+EXIT_UNHEALTHY = ClusterUnhealthy.exit_code
 EXIT_INTERRUPTED = 130
 #: stdout's reader went away: what a shell reports for a tool killed by SIGPIPE (128 + 13)
 EXIT_CLOSED_PIPE = 141
@@ -55,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="run_client.py", description="Talk to an rmi_kv cluster. Without a command: the "
                      "interactive console on a terminal, or a script of commands read from stdin.",
                      epilog="exit codes: 0 success, 1 key not found, 2 usage error, 3 aborted, "
-                     "4 cluster unavailable, 5 outcome unknown, 130 interrupted, 141 the reader of the output "
-                     "went away (as after SIGPIPE, e.g. '... | head'; nothing on stderr). "
-                     "The benchmark: run_client.py bench --help")
+                     "4 cluster unavailable, 5 outcome unknown, "
+                     f"{EXIT_UNHEALTHY} cluster unhealthy (status, health: a member is unreachable, not serving, "
+                     "catching up, in doubt for more than a moment, or holds different data), "
+                     f"{EXIT_INTERRUPTED} interrupted, 141 the reader of the output went away (as after SIGPIPE, "
+                     "e.g. '... | head'; nothing on stderr). The benchmark: run_client.py bench --help")
     parser.add_argument("--ns-host", default=DEFAULT_NS_HOST, help="name server address (default %(default)s)")
     parser.add_argument("--ns-port", type=options.port(), default=DEFAULT_NS_PORT,
                         help="name server port (default %(default)s)")
@@ -92,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--limit", type=parse_limit, default=KEYS_LIMIT, metavar="N",
                       help="keys per page (default %(default)s)")
     keys.add_argument("--after", metavar="KEY", help="only the keys after KEY: the last key of the page before")
-    commands.add_parser("status", parents=[shared], help="show every replica's state")
+    commands.add_parser("status", parents=[shared], help="show every member's state, and what is wrong")
+    commands.add_parser("health", parents=[shared], help="is every member healthy? one line each, then the verdict")
+    member = commands.add_parser("member", parents=[shared], help="member list: every member's name, URI, role")
+    member.add_argument("action", choices=["list"])
     return parser
 
 
@@ -112,7 +120,8 @@ def command_from_args(args: argparse.Namespace) -> Command:
         return parse_txn(argv_words(args.words))
     if args.command == "keys":
         return Command("keys", (args.prefix,) if args.prefix else (), limit=args.limit, after=args.after)
-    arguments = {"put": ("key", "value"), "get": ("key",), "delete": ("key",), "status": ()}[args.command]
+    arguments = {"put": ("key", "value"), "get": ("key",), "delete": ("key",), "status": (), "health": (),
+                 "member": ("action",)}[args.command]
     return Command(args.command, tuple(getattr(args, name) for name in arguments))
 
 
@@ -152,8 +161,8 @@ class PlainOutput:
                 program = "run_client.py " if line is None else ""
                 emit(self.err, Text(f"(showing {len(payload['keys'])} keys; more after {payload['next_after']!r}: "
                                     f"{program}{next_page(payload)})", "dim"))
-        elif name == "status":
-            for renderable in status_renderables(payload["replicas"]):
+        elif name in CLUSTER_COMMANDS:
+            for renderable in report_renderables(name, payload):
                 emit(self.out, renderable)
         else:
             self._raw({"put": "OK", "delete": "deleted", "txn": "OK"}[name])
@@ -370,7 +379,8 @@ def _dispatch(args: argparse.Namespace, connect: Callable, output: Any, out: Con
     code, seen = _script(sys.stdin, args, connect, output)
     if not seen:
         output.fail(UsageError("nothing to do: stdin held no commands",
-                               hint="give a command (put, get, delete, txn, keys, status), --file FILE, "
+                               hint="give a command (put, get, delete, txn, keys, status, health, member list), "
+                                    "--file FILE, "
                                     "or run it on a terminal for the console"))
         return EXIT_USAGE
     return code

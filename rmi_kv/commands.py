@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from . import options
-from .errors import (InvalidRequest, KeyInDoubt, KeyNotFound, NameServerUnavailable, ReplicaUnavailable,
-                     RmiKvError, TransactionAborted)
+from .errors import (ClusterUnhealthy, InvalidRequest, KeyInDoubt, KeyNotFound, NameServerUnavailable,
+                     ReplicaUnavailable, RmiKvError, TransactionAborted)
+from .health import annotate_digests, member_health, member_list, verdict
 from .validation import MAX_LIMIT
 
 #: how many keys ``keys`` lists unless told otherwise
@@ -29,8 +30,10 @@ parse_limit = options.whole_number(low=1, high=MAX_LIMIT)
 
 #: commands that change data (a cancelled one may or may not have committed)
 WRITE_COMMANDS = frozenset({"put", "delete", "txn"})
+#: commands about every member, not only the replica in use
+CLUSTER_COMMANDS = frozenset({"status", "health", "member"})
 #: commands that talk to the cluster; the others only change the session
-DATA_COMMANDS = frozenset({"put", "get", "delete", "txn", "keys", "status"})
+DATA_COMMANDS = frozenset({"put", "get", "delete", "txn", "keys"}) | CLUSTER_COMMANDS
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,11 @@ HELP: dict[str, HelpEntry] = {
                       f"list the keys (starting with PREFIX) in order, {KEYS_LIMIT} or N at a time; a cut list "
                       "ends with the command for the next page: --after KEY goes on after KEY, like SCAN's cursor",
                       "keys user: --after user:0099"),
-    "status": HelpEntry("status", "every replica: reachable, keys, digest, in-doubt transactions, counts", "status"),
+    "status": HelpEntry("status", "every member: reachable, keys, digest, in-doubt transactions, counts; "
+                        "then what is wrong, if anything", "status"),
+    "health": HelpEntry("health", "every member: healthy, or why not; healthy only when all are and hold the same data",
+                        "health"),
+    "member": HelpEntry("member list", "every member: name, URI, reachable or not, and its role", "member list"),
     "use": HelpEntry("use REPLICA", "send the next commands to REPLICA", "use replica3"),
     "trace": HelpEntry("trace on|off", "after every write, show the two-phase commit round it caused", "trace on"),
     "help": HelpEntry("help [COMMAND]", "list the commands, or explain one", "help txn"),
@@ -61,7 +68,8 @@ HELP: dict[str, HelpEntry] = {
 ALIASES = {"exit": "quit"}
 
 #: (fewest, most) arguments of each command but txn
-_ARITY = {"put": (2, 2), "get": (1, 1), "delete": (1, 1), "status": (0, 0),
+_ARITY = {"put": (2, 2), "get": (1, 1), "delete": (1, 1), "status": (0, 0), "health": (0, 0),
+          "member": (1, 1),
           "use": (1, 1), "trace": (0, 1), "help": (0, 1), "quit": (0, 0)}
 
 
@@ -170,6 +178,10 @@ def parse_words(words: list) -> Command:
         raise UsageError(f"usage: {HELP[name].usage}", hint=f"for example: {HELP[name].example}")
     if name == "trace" and args and args[0].lower() not in ("on", "off"):
         raise UsageError("usage: trace on|off", hint="for example: trace on")
+    if name == "member":
+        if args[0].lower() != "list":
+            raise UsageError(f"usage: {HELP['member'].usage}", hint=f"for example: {HELP['member'].example}")
+        args = ("list",)
     if name == "help" and args and ALIASES.get(args[0].lower(), args[0].lower()) not in HELP:
         raise UsageError(f"no command named {args[0]!r}", hint=_unknown_hint(args[0]))
     return Command(name, args)
@@ -270,11 +282,14 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        """No error, and (for status and health) every member healthy."""
+        return self.error is None and self.payload.get("healthy", True) is not False
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.error is None else exit_code_of(self.error)
+        if self.error is not None:
+            return exit_code_of(self.error)
+        return 0 if self.ok else ClusterUnhealthy.exit_code
 
 
 def execute(kv: Any, command: Command, trace: bool = False,
@@ -332,31 +347,31 @@ def _keys(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
 
 
 def _status(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
-    statuses = annotate_digests(kv.status())
-    matches = [s["digest_matches"] for s in statuses if s.get("reachable")]
-    return {"replicas": statuses, "in_sync": all(m is not False for m in matches)}, None
+    statuses = _members(kv)
+    return {"replicas": annotate_digests(statuses), **verdict(statuses)}, None
 
 
-_RUNNERS = {"put": _put, "get": _get, "delete": _delete, "txn": _txn, "keys": _keys, "status": _status}
+def _health(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
+    statuses = _members(kv)
+    found = verdict(statuses)
+    return {"members": member_health(statuses, found), **found}, None
 
 
-def annotate_digests(statuses: list[dict]) -> list[dict]:
-    """Add ``digest_matches`` to each status: True when its digest is the one most
-    reachable replicas share, False when it differs, None when unreachable or
-    when there is nothing to compare with (or no majority)."""
-    digests = [s["digest"] for s in statuses if s.get("reachable")]
-    counts = {d: digests.count(d) for d in digests}
-    ranked = sorted(counts.values(), reverse=True)
-    common = None
-    if len(digests) > 1 and (len(ranked) == 1 or ranked[0] > ranked[1]):
-        common = max(counts, key=counts.__getitem__)
-    annotated = []
-    for status in statuses:
-        matches = None
-        if status.get("reachable") and common is not None:
-            matches = status["digest"] == common
-        annotated.append({**status, "digest_matches": matches})
-    return annotated
+def _member(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
+    return {"members": member_list(_members(kv), in_use=getattr(kv, "replica", None))}, None
+
+
+def _members(kv: Any) -> list[dict]:
+    """Every member's status; ReplicaUnavailable when there is no member to ask at all."""
+    statuses = kv.status()
+    if not statuses:
+        raise ReplicaUnavailable("no replica is registered in the name server; start one with "
+                                 "'python run_server.py --name replica1'")
+    return statuses
+
+
+_RUNNERS = {"put": _put, "get": _get, "delete": _delete, "txn": _txn, "keys": _keys, "status": _status,
+            "health": _health, "member": _member}
 
 
 # ----------------------------------------------------------------- failures
@@ -422,8 +437,10 @@ def error_document(error: BaseException, command: Optional[Command] = None, **ex
 
 def result_document(result: Result, **extra: Any) -> dict:
     """A successful result as one JSON-ready dict (``--json``)."""
-    document: dict[str, Any] = {"ok": True, "command": result.command.name, **result.payload,
+    document: dict[str, Any] = {"ok": result.ok, "command": result.command.name, **result.payload,
                                 "latency_ms": round(result.latency_ms, 3)}
+    if not result.ok:
+        document["exit_code"] = result.exit_code
     if result.trace is not None:
         document["trace"] = result.trace
     document.update(extra)

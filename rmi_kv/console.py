@@ -28,9 +28,10 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .commands import (DATA_COMMANDS, HELP, WRITE_COMMANDS, Command, Result, UsageError, describe, execute,
-                       next_page, parse_line, split_advice)
+from .commands import (CLUSTER_COMMANDS, DATA_COMMANDS, HELP, WRITE_COMMANDS, Command, Result, UsageError,
+                       describe, execute, next_page, parse_line)
 from .errors import KeyNotFound, NameServerUnavailable, OutcomeUnknown, ReplicaUnavailable, RmiKvError
+from .health import NO_ADDRESS, UNREACHABLE, problem_sentence, summary
 
 #: the console's history file in the user's home directory (RMI_KV_HISTORY overrides it)
 HISTORY_NAME = ".rmi_kv_history"
@@ -64,15 +65,28 @@ def error_lines(error: BaseException, latency_ms: Optional[float] = None) -> lis
     return lines
 
 
-def status_renderables(statuses: list[dict]) -> list[RenderableType]:
-    """The status table (statuses annotated by ``annotate_digests``) and notes under it."""
+def report_renderables(name: str, payload: dict) -> list[RenderableType]:
+    """What ``status``, ``health`` and ``member list`` show, in the console and one-shot alike."""
+    if name == "status":
+        return status_renderables(payload)
+    if name == "health":
+        return health_renderables(payload)
+    return member_renderables(payload["members"])
+
+
+def status_renderables(payload: dict) -> list[RenderableType]:
+    """The status table (statuses annotated by ``annotate_digests``), then what is wrong and the verdict."""
+    statuses = payload["replicas"]
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
     for column in ("replica", "reachable", "keys", "digest", "matches", "in doubt", "committed", "aborted"):
         table.add_column(column, justify="right" if column in ("keys", "in doubt", "committed", "aborted") else "left",
                          no_wrap=True)
     for status in statuses:
         table.add_row(*_status_row(status))
-    return [table, *_status_notes(statuses)]
+    reachable = [s for s in statuses if s.get("reachable")]
+    same = [Text("all reachable replicas hold the same data", "green")] \
+        if reachable and len({s["digest"] for s in reachable}) == 1 else []
+    return [table, *same, *verdict_lines(statuses, payload)]
 
 
 def _status_row(status: dict) -> list[Union[str, Text]]:
@@ -86,35 +100,54 @@ def _status_row(status: dict) -> list[Union[str, Text]]:
             str(status["committed"]), str(status["aborted"])]
 
 
-def _status_notes(statuses: list[dict]) -> list[Text]:
-    reachable = [s for s in statuses if s.get("reachable")]
-    differing = [s["name"] for s in reachable if s.get("digest_matches") is False]
-    notes = []
-    if differing:
-        notes.append(Text(f"warning: replicas differ: {', '.join(differing)} do not match the others", "bold red"))
-    elif reachable and len({s["digest"] for s in reachable}) > 1:
-        notes.append(Text("warning: replicas differ (digests are not equal)", "bold red"))
-    elif reachable:
-        notes.append(Text("all reachable replicas hold the same data", "green"))
-    notes.extend(_unreachable_notes([s for s in statuses if not s.get("reachable")]))
-    for status in reachable:
-        if status.get("in_doubt"):
-            notes.append(Text(f"{status['name']} has in-doubt transactions (prepared, waiting for the decision): "
-                              + ", ".join(status["in_doubt"]), "yellow"))
-        if not status.get("serving", True):
-            notes.append(Text(f"{status['name']} refuses requests: {status.get('refusal')}", "yellow"))
-    return notes
+def verdict_lines(statuses: list[dict], found: dict) -> list[Text]:
+    """One line per problem (which member, why, what to do), then the verdict."""
+    lines = [Text(problem_sentence(each), "red" if each["problem"] == UNREACHABLE else "yellow")
+             for each in found["problems"]]
+    return [*lines, verdict_line(statuses, found)]
 
 
-def _unreachable_notes(down: list[dict]) -> list[Text]:
-    if len(down) > 1:
-        names = ", ".join(s["name"] for s in down)
-        return [Text(f"unreachable: {names}; start each with 'python run_server.py --name NAME'", "red")]
+def verdict_line(statuses: list[dict], found: dict) -> Text:
+    """'healthy: ...' in green or 'unhealthy: ...' in red."""
+    return Text(summary(statuses, found), "bold green" if found["healthy"] else "bold red")
+
+
+def health_renderables(payload: dict) -> list[RenderableType]:
+    """Like ``etcdctl endpoint health``: one line per member, then the verdict."""
+    lines = []
+    for member in payload["members"]:
+        where = f"{member['name']} ({member.get('uri') or NO_ADDRESS})"
+        if member["healthy"]:
+            took = f", took {member['took_ms']:.2f} ms" if "took_ms" in member else ""
+            lines.append(Text.assemble(f"{where} is ", ("healthy", "green"), f": serving{took}"))
+        else:
+            why = "; ".join(f"{p['problem']} ({p['detail']})" for p in member["problems"])
+            lines.append(Text.assemble(f"{where} is ", ("unhealthy", "bold red"), f": {why}"))
+    return [*lines, verdict_line(payload["members"], payload)]
+
+
+def member_renderables(members: list[dict]) -> list[RenderableType]:
+    """The member table (name, URI, reachable, role), then why each member that is not plainly one is not."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for column in ("member", "reachable", "role", "uri"):
+        table.add_column(column, no_wrap=True)
     notes = []
-    for status in down:
-        reason, advice = split_advice(status.get("error", ""))
-        notes.append(Text(f"{status['name']} is unreachable; {advice or reason}", "red"))
-    return notes
+    for member in members:
+        name = f"{member['name']} *" if member.get("in_use") else member["name"]
+        reachable = Text("yes", "green") if member["reachable"] else Text("no", "bold red")
+        role = member["role"]
+        table.add_row(name, reachable, Text(role.split(":", 1)[0], "green" if role == "member" else "yellow"),
+                      member.get("uri") or Text(NO_ADDRESS, "dim"))
+        if not member["reachable"]:
+            notes.append(Text(f"{member['name']} is unreachable ({member.get('error')})", "red"))
+        elif not member.get("registered", True):
+            notes.append(Text(f"{member['name']} is not registered in the name server (reached at its last "
+                              "known address); it registers again by itself", "yellow"))
+        if ":" in role:
+            notes.append(Text(f"{member['name']} is {role}", "yellow"))
+    if any(member.get("in_use") for member in members):
+        notes.append(Text("* the replica this client uses", "dim"))
+    return [table, *notes]
 
 
 def trace_renderable(trace: dict) -> Text:
@@ -182,7 +215,7 @@ def result_renderables(result: Result) -> list[RenderableType]:
     elif name == "keys":
         shown = _keys_lines(payload, latency)
     else:
-        shown = [*status_renderables(payload["replicas"]), latency_text(result.latency_ms, lead="")]
+        shown = [*report_renderables(name, payload), latency_text(result.latency_ms, lead="")]
     if result.trace is not None:
         shown.append(trace_renderable(result.trace))
     return shown
@@ -296,6 +329,8 @@ def completion_choices(before_cursor: str, replica_names: Callable[[], Iterable[
         return list(HELP)
     if command == "trace" and len(words) == 1:
         return ["on", "off"]
+    if command == "member" and len(words) == 1:
+        return ["list"]
     if command == "txn" and (len(words) == 1 or words[-1].endswith(",")):
         return ["put", "delete"]
     return []
@@ -446,9 +481,9 @@ class ReplicaConsole:
     def _request(self, command: Command) -> None:
         kv = None
         try:
-            if command.name != "status" and not self.connected and not self._connect():
+            if command.name not in CLUSTER_COMMANDS and not self.connected and not self._connect():
                 return
-            kv = self.kv if self.kv is not None else self.connect(None)  # status needs no replica in use
+            kv = self.kv if self.kv is not None else self.connect(None)  # status and health need no replica in use
             try:
                 result = execute(kv, command, self.trace, self.clock)
             finally:
@@ -468,8 +503,8 @@ class ReplicaConsole:
         if error is None:
             for renderable in result_renderables(result):
                 self._say(renderable)
-            if result.command.name == "status":
-                self._learn(result.payload["replicas"])
+            if result.command.name in CLUSTER_COMMANDS:
+                self._learn(result.payload.get("replicas") or result.payload["members"])
             else:
                 self.connected = True
             return
@@ -479,7 +514,7 @@ class ReplicaConsole:
         self._show_error(error, result.latency_ms)
 
     def _learn(self, statuses: list[dict]) -> None:
-        """status tells whether the replica in use is reachable, and every name."""
+        """status, health and member list tell whether the replica in use is reachable, and every name."""
         self.known_replicas = {s["name"] for s in statuses}
         mine = [s for s in statuses if s["name"] == self.replica]
         if mine:

@@ -79,6 +79,15 @@ class KeyInDoubt(RmiKvError):
     exit_code = 4
 
 
+class ClusterUnhealthy(RmiKvError):
+    """Every member was asked and at least one is not healthy: unreachable,
+    not serving, catching up, holding a transaction in doubt for longer than
+    a moment, or holding different data (``rmi_kv.health``). ``status`` and
+    ``health`` exit with this code; their output names each member and why."""
+
+    exit_code = 6
+
+
 class PermissionDenied(RmiKvError):
     """The caller's certificate does not allow this operation."""
 
@@ -114,6 +123,7 @@ ALL_ERRORS: tuple[type[RmiKvError], ...] = (
     NameServerUnavailable,
     OutcomeUnknown,
     KeyInDoubt,
+    ClusterUnhealthy,
     InjectedFault,
     MembershipChanged,
     PermissionDenied,

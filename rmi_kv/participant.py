@@ -60,6 +60,8 @@ class Participant:
         self.read_wait = read_wait
         #: PREPARED transactions, also in the log; their keys are locked
         self._prepared: dict[str, PreparedRecord] = {}
+        #: txid -> monotonic time it became PREPARED here, as far as ``in_doubt_ages`` knows
+        self._prepared_since: dict[str, float] = {}
         #: why this replica refuses new transactions now (None: it accepts them)
         self.refusal: Optional[str] = None
         self._guards: dict[str, list] = {}
@@ -379,6 +381,24 @@ class Participant:
 
     def in_doubt(self) -> list[str]:
         return sorted(self._prepared)
+
+    def in_doubt_ages(self) -> dict[str, float]:
+        """Seconds each PREPARED transaction has waited here for its decision.
+
+        The first time a transaction is seen, its age comes from the record's
+        wall time (it may predate a restart); from then on it is measured on
+        the monotonic clock, so a step of the wall clock cannot make a
+        transaction look older or younger than it is.
+        """
+        now, wall = time.monotonic(), time.time()
+        since, ages = self._prepared_since, {}
+        for txid, record in list(self._prepared.items()):
+            if txid not in since:
+                since[txid] = now - max(0.0, wall - record.created)
+            ages[txid] = round(now - since[txid], 3)
+        for txid in [txid for txid in list(since) if txid not in ages]:
+            since.pop(txid, None)
+        return ages
 
 
 def _raise_or_return(answer):

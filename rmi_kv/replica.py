@@ -257,6 +257,7 @@ class KeyValue:
             "keys": self.storage.live_keys,
             "digest": self.storage.digest,
             "in_doubt": self.participant.in_doubt(),
+            "in_doubt_ages": self.participant.in_doubt_ages(),
             "committed": self.storage.committed_count,
             "aborted": self.storage.aborted_count,
             "coordinated_committed": self.coordinator.committed,

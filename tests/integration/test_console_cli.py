@@ -8,12 +8,10 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -21,31 +19,8 @@ from rich.console import Console
 
 from rmi_kv.console import ReplicaConsole
 from rmi_kv.errors import InvalidRequest
+from support.cli import ROOT, free_port, one_json, run_client
 from support.console_input import ScriptedReader
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_client(cluster_or_port, *args: str, input: str | None = None, env: dict | None = None,
-               timeout: float = 60.0) -> subprocess.CompletedProcess:
-    port = cluster_or_port if isinstance(cluster_or_port, int) else cluster_or_port.ns_port
-    command = [sys.executable, str(ROOT / "run_client.py"), "--ns-port", str(port), *args]
-    environment = {key: value for key, value in os.environ.items() if key not in ("NO_COLOR", "FORCE_COLOR")}
-    environment.update(env or {})
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment,
-                          input=input, stdin=None if input is not None else subprocess.DEVNULL)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def one_json(text: str) -> dict:
-    lines = text.splitlines()
-    assert len(lines) == 1, f"expected one JSON document, got {text!r}"
-    return json.loads(lines[0])
 
 
 def without_latency(document: dict) -> dict:
@@ -246,6 +221,7 @@ replica3  yes           3  <digest....>  yes             0          2        0
 replica4  yes           3  <digest....>  yes             0          2        0
 replica5  yes           3  <digest....>  yes             0          2        0
 all reachable replicas hold the same data
+healthy: all 5 members reachable, serving and in sync
 (… ms)
 rmi_kv replica2> bogus
 error: unknown command 'bogus'
@@ -275,7 +251,9 @@ replica3  yes           3  <digest....>  yes             0          3        1
 replica4  yes           3  <digest....>  yes             0          3        1
 replica5  no            -  -             -               -          -        -
 all reachable replicas hold the same data
-replica5 is unreachable; is it running? start it with 'python run_server.py --name replica5'
+replica5 is unreachable (cannot connect to ('127.0.0.1', PORT): [Errno 111] Connection refused); \
+is it running? start it with 'python run_server.py --name replica5'
+unhealthy: 1 of 5 members has a problem: replica5 (unreachable)
 (… ms)
 rmi_kv replica2> get color
 "red" (… ms)

@@ -132,14 +132,17 @@ class FakeClient:
         self.replicas()
         result = []
         for name in self.cluster.names:
+            common = {"name": name, "uri": f"PYRO:rmi_kv.replica.{name}@127.0.0.1:4000", "registered": True,
+                      "latency_ms": 0.41}
             if name in self.cluster.down:
-                result.append({"name": name, "reachable": False,
+                result.append({**common, "reachable": False, "cause": "connection refused",
                                "error": f"replica {name} at 127.0.0.1:4000 is unreachable (connection refused); "
                                         f"is it running? start it with 'python run_server.py --name {name}'"})
             else:
-                result.append({"name": name, "reachable": True, "serving": True, "keys": len(self.cluster.data),
-                               "digest": "0123456789abcdef" * 4, "in_doubt": [], "committed": self.cluster.committed,
-                               "aborted": 0})
+                result.append({**common, "reachable": True, "serving": True, "refusal": None, "catching_up": False,
+                               "keys": len(self.cluster.data), "digest": "0123456789abcdef" * 4, "in_doubt": [],
+                               "in_doubt_ages": {}, "committed": self.cluster.committed, "aborted": 0,
+                               "members": list(self.cluster.names)})
         return result
 
 
@@ -228,7 +231,8 @@ def test_status_table_and_an_unreachable_replica():
         replica2  yes           0  0123456789ab  yes             0          0        0
         replica3  no            -  -             -               -          -        -
         all reachable replicas hold the same data
-        replica3 is unreachable; is it running? start it with 'python run_server.py --name replica3'
+        replica3 is unreachable (connection refused); is it running? start it with 'python run_server.py --name replica3'
+        unhealthy: 1 of 3 members has a problem: replica3 (unreachable)
         (1.25 ms)
         rmi_kv replica1> use replica3
         error: replica replica3 at 127.0.0.1:4000 is unreachable (connection refused) (1.25 ms)
@@ -244,6 +248,60 @@ def test_status_table_and_an_unreachable_replica():
         rmi_kv replica1> get k
         key 'k' not found (1.25 ms)
         """)
+
+
+def test_health_and_member_list_in_the_console():
+    cluster = FakeCluster()
+    transcript = session(cluster, ["health", "member list", "member show", "help member"], replica="replica2")
+    cluster.down.add("replica3")
+    after = session(cluster, ["health", "member list"], replica="replica2")
+    assert stripped(transcript) == expected("""
+        rmi_kv console: type 'help' for the commands, 'quit' or Ctrl-D to leave
+        connected to replica2 (1.25 ms)
+        rmi_kv replica2> health
+        replica1 (PYRO:rmi_kv.replica.replica1@127.0.0.1:4000) is healthy: serving, took 0.41 ms
+        replica2 (PYRO:rmi_kv.replica.replica2@127.0.0.1:4000) is healthy: serving, took 0.41 ms
+        replica3 (PYRO:rmi_kv.replica.replica3@127.0.0.1:4000) is healthy: serving, took 0.41 ms
+        healthy: all 3 members reachable, serving and in sync
+        (1.25 ms)
+        rmi_kv replica2> member list
+        member      reachable  role    uri
+        ──────────────────────────────────────────────────────────────────────────
+        replica1    yes        member  PYRO:rmi_kv.replica.replica1@127.0.0.1:4000
+        replica2 *  yes        member  PYRO:rmi_kv.replica.replica2@127.0.0.1:4000
+        replica3    yes        member  PYRO:rmi_kv.replica.replica3@127.0.0.1:4000
+        * the replica this client uses
+        (1.25 ms)
+        rmi_kv replica2> member show
+        error: usage: member list
+        hint: for example: member list
+        rmi_kv replica2> help member
+        member list
+          every member: name, URI, reachable or not, and its role
+          example: member list
+        """)
+    assert stripped(after).split("\n", 2)[2] == expected("""
+        rmi_kv replica2> health
+        replica1 (PYRO:rmi_kv.replica.replica1@127.0.0.1:4000) is healthy: serving, took 0.41 ms
+        replica2 (PYRO:rmi_kv.replica.replica2@127.0.0.1:4000) is healthy: serving, took 0.41 ms
+        replica3 (PYRO:rmi_kv.replica.replica3@127.0.0.1:4000) is unhealthy: unreachable (connection refused)
+        unhealthy: 1 of 3 members has a problem: replica3 (unreachable)
+        (1.25 ms)
+        rmi_kv replica2> member list
+        member      reachable  role         uri
+        ───────────────────────────────────────────────────────────────────────────────
+        replica1    yes        member       PYRO:rmi_kv.replica.replica1@127.0.0.1:4000
+        replica2 *  yes        member       PYRO:rmi_kv.replica.replica2@127.0.0.1:4000
+        replica3    no         unreachable  PYRO:rmi_kv.replica.replica3@127.0.0.1:4000
+        replica3 is unreachable (connection refused)
+        * the replica this client uses
+        (1.25 ms)
+        """)
+
+
+def stripped(transcript: str) -> str:
+    """The transcript without the spaces rich pads a table's last header cell with."""
+    return "\n".join(line.rstrip() for line in transcript.split("\n"))
 
 
 def scripted_session(cluster: FakeCluster, steps, **options) -> str:
@@ -566,6 +624,33 @@ def test_a_script_can_switch_replica_and_trace_with_json_lines():
     assert documents[0] == {"ok": True, "command": "use", "replica": "replica2"}
     assert documents[1] == {"ok": True, "command": "trace", "trace": True}
     assert documents[2]["trace"]["txid"].startswith("replica2:") and documents[2]["line"] == 3
+
+
+def test_a_script_stops_at_an_unhealthy_status_with_exit_code_6():
+    cluster = FakeCluster()
+    code, seen, out, err = script(cluster, "health\nstatus\nmember list\n", as_json=True)
+    assert (code, seen, err) == (0, 3, "")
+    cluster.down.add("replica3")
+    code, seen, out, err = script(cluster, "put a 1\nhealth\nget a\n", as_json=True)
+    assert (code, seen) == (3, 1), "the write aborts first"
+    code, seen, out, err = script(cluster, "health\nstatus\nmember list\n", as_json=True, keep_going=True)
+    assert (code, seen, err) == (6, 3, "")
+    import json
+
+    health, status, members = [json.loads(line) for line in out.splitlines()]
+    problem = {"member": "replica3", "problem": "unreachable", "detail": "connection refused",
+               "hint": "is it running? start it with 'python run_server.py --name replica3'"}
+    for document in (health, status):
+        assert (document["ok"], document["healthy"], document["in_sync"], document["exit_code"]) == (False, False,
+                                                                                                   False, 6)
+        assert document["problems"] == [problem]
+    assert [m["healthy"] for m in health["members"]] == [True, True, False]
+    assert members["ok"] is True and [m["role"] for m in members["members"]] == ["member", "member", "unreachable"]
+    code, seen, out, err = script(cluster, "status\nget a\n")
+    assert (code, seen, err) == (6, 1, "")
+    assert out.splitlines()[-2:] == [
+        "replica3 is unreachable (connection refused); is it running? start it with 'python run_server.py --name "
+        "replica3'", "unhealthy: 1 of 3 members has a problem: replica3 (unreachable)"]
 
 
 def test_bench_is_found_as_the_first_command_word():

@@ -404,3 +404,28 @@ def test_a_storage_failure_frees_the_votes_keys_and_keeps_the_commits_prepared(m
     assert isinstance(commits[0], RuntimeError) and isinstance(votes[0], RuntimeError)
     assert participant.locks.held() == {"a": prepared}  # still in doubt; b is free again
     assert participant.in_doubt() == [prepared]
+
+
+def test_in_doubt_ages_start_at_the_prepared_record_and_follow_the_monotonic_clock(make_storage, make_participant,
+                                                                                   new_txid, monkeypatch):
+    import types
+
+    import rmi_kv.participant as participant_module
+
+    first = make_participant("p1")
+    t1 = new_txid()
+    first.can_commit(t1, {"a": "1"}, "c0", MEMBERS)
+    [record] = first.storage.prepared()
+    first.storage.close()  # crash: t1 undecided
+
+    clock = {"wall": record.created + 12.0, "monotonic": 50.0}  # restarted 12 s later
+    monkeypatch.setattr(participant_module, "time", types.SimpleNamespace(
+        time=lambda: clock["wall"], monotonic=lambda: clock["monotonic"]))
+    participant = make_participant("p1", storage=make_storage("p1"))
+    participant.recover()
+    assert participant.in_doubt_ages() == {t1: 12.0}, "the age counts from the PREPARED record"
+    clock["wall"] -= 3600.0  # the wall clock steps back an hour...
+    clock["monotonic"] += 2.5
+    assert participant.in_doubt_ages() == {t1: 14.5}, "...and the age still grows as time passes"
+    participant.do_abort(t1)
+    assert participant.in_doubt_ages() == {}
