@@ -28,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start an rmi_kv replica (--name), or a name server and N replicas (--replicas N).")
     parser.add_argument("--name", help="replica name, registered as rmi_kv.replica.NAME")
     parser.add_argument("--ns-host", default=DEFAULT_NS_HOST, help="name server address (default %(default)s)")
-    parser.add_argument("--ns-port", type=options.port(), default=DEFAULT_NS_PORT,
-                        help="name server port (default %(default)s)")
+    parser.add_argument("--ns-port", type=options.port(allow_zero=True), default=DEFAULT_NS_PORT,
+                        help="name server port (default %(default)s; 0 with --with-nameserver: the OS chooses)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=options.port(allow_zero=True), default=0,
                         help="port to bind; 0 lets the OS choose (default)")
@@ -214,6 +214,8 @@ def _flag(dest: str) -> str:
 
 def contradictions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Optional[str]:
     """Why the options given contradict each other (None: they do not)."""
+    if args.ns_port == 0 and not args.with_nameserver:
+        return "--ns-port 0 (let the OS choose) goes with --with-nameserver: a replica needs the name server's port"
     if args.remove is not None:
         others = [_flag(dest) for dest in ("name", "replicas", "with_nameserver") if _given(parser, args, dest)]
         if others:
@@ -249,8 +251,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     conflict = contradictions(parser, args)
     if conflict:
         parser.error(conflict)
-    if args.replicas is not None and args.replicas < 1:
-        parser.error("--replicas needs at least 1")
     if args.remove is not None:
         return run_remove(args)
     if args.replicas is not None:

@@ -25,7 +25,8 @@ RUN_SERVER = str(ROOT / "run_server.py")
     (["--name", "x", "--with-nameserver"], "--with-nameserver goes with --replicas N"),
     (["--remove", "replica5", "--replicas", "2"], "--remove takes a stopped replica out and exits; it does not go "
                                                   "with --replicas"),
-    (["--replicas", "0"], "--replicas needs at least 1"),
+    (["--replicas", "0"], "argument --replicas: must be a whole number from 1 to 100, not 0"),
+    (["--name", "x", "--ns-port", "0"], "--ns-port 0 (let the OS choose) goes with --with-nameserver"),
 ])
 def test_options_that_contradict_each_other_are_a_usage_error(tmp_path, options, message):
     done = subprocess.run([sys.executable, RUN_SERVER, "--ns-port", "1", *options], cwd=tmp_path,
