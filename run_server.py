@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Start-up script; see README.md. The code lives in rmi_kv/server_main.py."""
+"""Start-up script; see README.md. The code lives in rmi_kv/server/main.py."""
 import sys
 
-from rmi_kv.server_main import main
+from rmi_kv.server.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -78,8 +78,8 @@ def configure_pyro(server: bool = False, limits: Limits | None = None, max_conne
     """
     from Pyro5 import config as pyro_config
 
-    from .errors import register_with_pyro
-    from .hardening import refuse_unsafe_messages
+    from rmi_kv.errors import register_with_pyro
+    from rmi_kv.wire.hardening import refuse_unsafe_messages
 
     limits = limits or Limits()
     pyro_config.SERIALIZER = "serpent"

@@ -82,7 +82,7 @@ class KeyInDoubt(RmiKvError):
 class ClusterUnhealthy(RmiKvError):
     """Every member was asked and at least one is not healthy: unreachable,
     not serving, catching up, holding a transaction in doubt for longer than
-    a moment, or holding different data (``rmi_kv.health``). ``status`` and
+    a moment, or holding different data (``rmi_kv.cli.health``). ``status`` and
     ``health`` exit with this code; their output names each member and why."""
 
     exit_code = 6

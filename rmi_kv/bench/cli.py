@@ -18,10 +18,10 @@ from typing import Iterator, Optional, Sequence
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .. import __version__, options
-from ..client import KeyValueClient
-from ..config import DEFAULT_NS_HOST, DEFAULT_NS_PORT
-from ..errors import RmiKvError
+from rmi_kv import __version__, options
+from rmi_kv.wire.client import KeyValueClient
+from rmi_kv.config import DEFAULT_NS_HOST, DEFAULT_NS_PORT
+from rmi_kv.errors import RmiKvError
 from . import baselines as baseline_probe
 from . import probe
 from .baselines import FLOOR_EXPLANATION
@@ -185,7 +185,7 @@ def cluster_for(args: argparse.Namespace, console: Console) -> Iterator[tuple[Ta
         with _running_cluster(args) as found:
             yield found
         return
-    from ..cluster import LocalCluster
+    from rmi_kv.server.cluster import LocalCluster
 
     cluster = LocalCluster(args.replicas, data_dir=args.data_dir, log_level="WARNING", tls_dir=args.tls_dir,
                            replica_args=["--early-reply"] if args.early_reply else [])

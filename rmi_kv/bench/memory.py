@@ -19,8 +19,8 @@ from typing import Optional, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from ..cluster import LocalCluster
-from ..storage import Storage
+from rmi_kv.server.cluster import LocalCluster
+from rmi_kv.storage.sqlite import Storage
 
 #: keys written per forced write while filling
 FILL_CHUNK = 50_000

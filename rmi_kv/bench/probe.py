@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..client import KeyValueClient
+from rmi_kv.wire.client import KeyValueClient
 
 COUNTERS = ("coordinated_committed", "coordinated_aborted", "committed", "aborted")
 #: counters a replica may report in status(); used when present (see docs/performance.md)

@@ -43,7 +43,7 @@ from typing import Iterable, Optional, Sequence
 
 from Pyro5.api import Daemon, Proxy, expose
 
-from ..config import configure_pyro
+from rmi_kv.config import configure_pyro
 from .probe import DigestCheck
 
 #: how long a node may take to start and print its URI

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
-from ..client import KeyValueClient
+from rmi_kv.wire.client import KeyValueClient
 from . import probe
 from .reference import ReferenceCluster
 from .stats import LatencyHistogram

@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, MutableSequence, Optional, Union
 
-from ..client import KeyValueClient
-from ..errors import (NameServerUnavailable, OutcomeUnknown, ReplicaUnavailable, RmiKvError,
+from rmi_kv.wire.client import KeyValueClient
+from rmi_kv.errors import (NameServerUnavailable, OutcomeUnknown, ReplicaUnavailable, RmiKvError,
                       TransactionAborted)
 from .reference import ReferenceClient
 from .stats import LatencyHistogram

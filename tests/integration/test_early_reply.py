@@ -6,7 +6,7 @@ import random
 import threading
 
 from rmi_kv.errors import TransactionAborted
-from rmi_kv.linearizability import History, check_history
+from support.linearizability import History, check_history
 from support.checks import recorded
 
 KEYS = [f"early:{index}" for index in range(5)]

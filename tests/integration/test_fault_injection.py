@@ -12,7 +12,7 @@ import time
 import pytest
 
 from rmi_kv.errors import KeyInDoubt, NameServerUnavailable, ReplicaUnavailable, TransactionAborted
-from rmi_kv.linearizability import History, check_history
+from support.linearizability import History, check_history
 from support.checks import recorded
 
 KEYS = [f"reg:{index}" for index in range(4)]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Optional
 
-from rmi_kv.cluster import wait_for
+from rmi_kv.server.cluster import wait_for
 from rmi_kv.errors import OutcomeUnknown, ReplicaUnavailable, TransactionAborted
 
 

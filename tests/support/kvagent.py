@@ -32,7 +32,7 @@ OPERATIONS = {"get", "put", "delete", "transaction", "keys", "ping", "status"}
 
 
 def serve(ns_host: str, ns_port: int) -> int:
-    from rmi_kv.client import KeyValueClient
+    from rmi_kv.wire.client import KeyValueClient
     from rmi_kv.errors import RmiKvError
 
     clients: dict[tuple, KeyValueClient] = {}

@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
-from rmi_kv.cluster import ChildProcess, LocalCluster
+from rmi_kv.server.cluster import ChildProcess, LocalCluster
 
-from .faultproxy import FaultProxy
-from .kvagent import Agent
-from .netns import Lab
+from rmi_kv.faultproxy import FaultProxy
+from rmi_kv.kvagent import Agent
+from rmi_kv.netns import Lab
 
 NS_PORT = 9090
 #: every test cluster runs with --vote-timeout 1: partitions show within a second
@@ -68,7 +68,7 @@ class LabCluster:
         self.lab.add_host("client", 100)
         try:
             command = self.lab.exec_prefix("ns") + [
-                sys.executable, "-m", "rmi_kv.nameserver_main", "--host", self.ns_host, "--port", str(NS_PORT),
+                sys.executable, "-m", "rmi_kv.server.nameserver", "--host", self.ns_host, "--port", str(NS_PORT),
                 "--insecure", "--storage", str(self.data_dir / "nameserver.sqlite3"), "--log-level", self.log_level]
             self.nameserver = ChildProcess("nameserver", command, self.data_dir / "nameserver.log", self.env)
             self.nameserver.wait_ready()
@@ -98,7 +98,7 @@ class LabCluster:
         else:
             where = ["--host", address]
         return self.lab.exec_prefix(self.host_of(name)) + [
-            sys.executable, "-m", "rmi_kv.server_main", "--name", name, "--ns-host", self.ns_host,
+            sys.executable, "-m", "rmi_kv.server.main", "--name", name, "--ns-host", self.ns_host,
             "--ns-port", str(NS_PORT), *where, "--port", "0", "--insecure",
             "--data-dir", str(self.data_dir / name), "--log-level", self.log_level, *self.replica_args]
 

@@ -1,0 +1,1 @@
+"""The front ends: command parsing, rendering, the console, one-shot and script modes."""

@@ -1,0 +1,447 @@
+"""Command lines of the client: parsing, running, and describing failures.
+
+One parser and one executor serve the console, script mode (``--file`` or
+commands piped on stdin) and the one-shot commands, so a command means the
+same thing everywhere. Lines are split as a shell would (quotes, backslash,
+``#`` comments); ``txn`` separates its writes with commas:
+
+    put color "blue sky"
+    txn put a 1, put b 2, delete c     # one atomic transaction
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import shlex
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from rmi_kv import options
+from rmi_kv.errors import (ClusterUnhealthy, InvalidRequest, KeyInDoubt, KeyNotFound, NameServerUnavailable,
+                     ReplicaUnavailable, RmiKvError, TransactionAborted)
+from rmi_kv.cli.health import annotate_digests, member_health, member_list, verdict
+from rmi_kv.core.validation import MAX_LIMIT
+
+#: how many keys ``keys`` lists unless told otherwise
+KEYS_LIMIT = 100
+#: ``keys --limit N``'s type: as many as a replica returns at most
+parse_limit = options.whole_number(low=1, high=MAX_LIMIT)
+
+#: commands that change data (a cancelled one may or may not have committed)
+WRITE_COMMANDS = frozenset({"put", "delete", "txn"})
+#: commands about every member, not only the replica in use
+CLUSTER_COMMANDS = frozenset({"status", "health", "member"})
+#: commands that talk to the cluster; the others only change the session
+DATA_COMMANDS = frozenset({"put", "get", "delete", "txn", "keys"}) | CLUSTER_COMMANDS
+
+
+@dataclass(frozen=True)
+class HelpEntry:
+    usage: str
+    summary: str
+    example: str
+
+
+HELP: dict[str, HelpEntry] = {
+    "put": HelpEntry("put KEY VALUE", "set KEY to VALUE on every replica (one two-phase commit)",
+                     'put color "blue sky"'),
+    "get": HelpEntry("get KEY", "read KEY from the replica in use", "get color"),
+    "delete": HelpEntry("delete KEY", "delete KEY on every replica", "delete color"),
+    "txn": HelpEntry("txn put KEY VALUE, delete KEY, ...",
+                     "several writes in one atomic transaction: all of them or none", "txn put a 1, put b 2, delete c"),
+    "keys": HelpEntry("keys [PREFIX] [--after KEY] [--limit N]",
+                      f"list the keys (starting with PREFIX) in order, {KEYS_LIMIT} or N at a time; a cut list "
+                      "ends with the command for the next page: --after KEY goes on after KEY, like SCAN's cursor",
+                      "keys user: --after user:0099"),
+    "status": HelpEntry("status", "every member: reachable, keys, digest, in-doubt transactions, counts; "
+                        "then what is wrong, if anything", "status"),
+    "health": HelpEntry("health", "every member: healthy, or why not; healthy only when all are and hold the same data",
+                        "health"),
+    "member": HelpEntry("member list", "every member: name, URI, reachable or not, and its role", "member list"),
+    "use": HelpEntry("use REPLICA", "send the next commands to REPLICA", "use replica3"),
+    "trace": HelpEntry("trace on|off", "after every write, show the two-phase commit round it caused", "trace on"),
+    "help": HelpEntry("help [COMMAND]", "list the commands, or explain one", "help txn"),
+    "quit": HelpEntry("quit", "leave (Ctrl-D does too)", "quit"),
+}
+
+ALIASES = {"exit": "quit"}
+
+#: (fewest, most) arguments of each command but txn
+_ARITY = {"put": (2, 2), "get": (1, 1), "delete": (1, 1), "status": (0, 0), "health": (0, 0),
+          "member": (1, 1),
+          "use": (1, 1), "trace": (0, 1), "help": (0, 1), "quit": (0, 0)}
+
+
+class UsageError(InvalidRequest):
+    """A command line that cannot be run as written (exit code 2)."""
+
+
+class _Separator:
+    """An unquoted comma between the writes of ``txn``."""
+
+    def __repr__(self) -> str:
+        return "SEPARATOR"
+
+
+SEPARATOR = _Separator()
+
+
+@dataclass(frozen=True)
+class Command:
+    """One parsed command line."""
+
+    name: str
+    args: tuple = ()
+    #: the writes of txn: key -> value, or None to delete
+    writes: Optional[dict] = None
+    limit: int = KEYS_LIMIT
+    #: keys: list only the keys after this one (the last key of the page before)
+    after: Optional[str] = None
+
+
+# ------------------------------------------------------------------ parsing
+def tokenize(line: str, commas: bool = False) -> list:
+    """Split ``line`` into words the way a shell does; with ``commas``, an
+    unquoted comma becomes a ``SEPARATOR``. ``#`` at the start of a word
+    starts a comment."""
+    words: list = []
+    current: list[str] = []
+    in_word, quote, index = False, None, 0
+
+    def flush() -> None:
+        nonlocal in_word
+        if in_word:
+            words.append("".join(current))
+            current.clear()
+            in_word = False
+
+    while index < len(line):
+        char = line[index]
+        if quote == "'":
+            quote = None if char == "'" else quote
+            if quote:
+                current.append(char)
+        elif quote == '"':
+            if char == '"':
+                quote = None
+            elif char == "\\" and line[index + 1:index + 2] in ('"', "\\"):
+                index += 1
+                current.append(line[index])
+            else:
+                current.append(char)
+        elif char.isspace():
+            flush()
+        elif char == "#" and not in_word:
+            break
+        elif commas and char == ",":
+            flush()
+            words.append(SEPARATOR)
+        elif char in "'\"":
+            quote, in_word = char, True
+        elif char == "\\" and index + 1 < len(line):
+            index += 1
+            current.append(line[index])
+            in_word = True
+        else:
+            current.append(char)
+            in_word = True
+        index += 1
+    if quote:
+        raise UsageError(f"unclosed {quote} quote", hint="close the quote, or escape it with a backslash")
+    flush()
+    return words
+
+
+def parse_line(line: str) -> Optional[Command]:
+    """The command on ``line``, or None for a blank line or a comment."""
+    words = tokenize(line)
+    if not words:
+        return None
+    if words[0].lower() == "txn":
+        return parse_txn(tokenize(line, commas=True)[1:])
+    return parse_words(words)
+
+
+def parse_words(words: list) -> Command:
+    """A command from already split words (the first is its name)."""
+    name = ALIASES.get(words[0].lower(), words[0].lower())
+    args = tuple(words[1:])
+    if name == "txn":
+        return parse_txn(list(args))
+    if name == "keys":
+        return _parse_keys(list(args))
+    if name not in _ARITY:
+        raise UsageError(f"unknown command {words[0]!r}", hint=_unknown_hint(words[0]))
+    fewest, most = _ARITY[name]
+    if not fewest <= len(args) <= most:
+        raise UsageError(f"usage: {HELP[name].usage}", hint=f"for example: {HELP[name].example}")
+    if name == "trace" and args and args[0].lower() not in ("on", "off"):
+        raise UsageError("usage: trace on|off", hint="for example: trace on")
+    if name == "member":
+        if args[0].lower() != "list":
+            raise UsageError(f"usage: {HELP['member'].usage}", hint=f"for example: {HELP['member'].example}")
+        args = ("list",)
+    if name == "help" and args and ALIASES.get(args[0].lower(), args[0].lower()) not in HELP:
+        raise UsageError(f"no command named {args[0]!r}", hint=_unknown_hint(args[0]))
+    return Command(name, args)
+
+
+def _parse_keys(words: list[str]) -> Command:
+    """``keys [PREFIX] [--after KEY] [--limit N]``, the options anywhere after ``keys``."""
+    prefixes, values = [], {"--after": None, "--limit": None}
+    while words:
+        word = words.pop(0)
+        if word not in values:
+            prefixes.append(word)
+        elif not words:
+            raise UsageError(f"{word} needs a value", hint=f"for example: {HELP['keys'].example}")
+        else:
+            values[word] = words.pop(0)
+    if len(prefixes) > 1:
+        raise UsageError(f"usage: {HELP['keys'].usage}", hint=f"for example: {HELP['keys'].example}")
+    limit = KEYS_LIMIT
+    if values["--limit"] is not None:
+        try:
+            limit = parse_limit(values["--limit"])
+        except argparse.ArgumentTypeError as error:
+            raise UsageError(f"--limit {error}", hint="for example: keys --limit 50") from None
+    return Command("keys", tuple(prefixes), limit=limit, after=values["--after"])
+
+
+def next_page(payload: dict) -> str:
+    """The keys command for the page after a cut ``keys`` result (words quoted as in a shell)."""
+    words = ["keys", *([payload["prefix"]] if payload["prefix"] else []), "--after", payload["next_after"]]
+    if payload["limit"] != KEYS_LIMIT:
+        words += ["--limit", str(payload["limit"])]
+    return shlex.join(words)
+
+
+def argv_words(argv: list[str]) -> list:
+    """Words of a txn given on the command line: a comma ending (or starting) a word separates writes."""
+    words: list = []
+    for word in argv:
+        leading, trailing = word.startswith(","), word.endswith(",") and len(word) > 1
+        core = word.strip(",") if word != "," else ""
+        if leading or word == ",":
+            words.append(SEPARATOR)
+        if core:
+            words.append(core)
+        if trailing:
+            words.append(SEPARATOR)
+    return words
+
+
+def parse_txn(words: list) -> Command:
+    """``put K V, delete K, ...`` (words and SEPARATORs) as one transaction."""
+    groups: list[list[str]] = [[]]
+    for word in words:
+        if word is SEPARATOR:
+            groups.append([])
+        else:
+            groups[-1].append(word)
+    writes: dict[str, Optional[str]] = {}
+    for group in (g for g in groups if g):
+        key, value = _txn_write(group)
+        if key in writes:
+            raise UsageError(f"key {key!r} appears twice in the transaction",
+                             hint="write each key once per transaction")
+        writes[key] = value
+    if not writes:
+        raise UsageError(f"usage: {HELP['txn'].usage}", hint=f"for example: {HELP['txn'].example}")
+    return Command("txn", writes=writes)
+
+
+def _txn_write(group: list[str]) -> tuple[str, Optional[str]]:
+    operation = group[0].lower()
+    if operation == "put" and len(group) == 3:
+        return group[1], group[2]
+    if operation == "delete" and len(group) == 2:
+        return group[1], None
+    raise UsageError(f"txn: expected 'put KEY VALUE' or 'delete KEY', got {' '.join(group)!r}",
+                     hint=f"separate the writes with commas, for example: {HELP['txn'].example}")
+
+
+def _unknown_hint(word: str) -> str:
+    close = difflib.get_close_matches(word.lower(), list(HELP) + list(ALIASES), n=1)
+    suggestion = f"did you mean '{ALIASES.get(close[0], close[0])}'? " if close else ""
+    return suggestion + "type 'help' for the list of commands"
+
+
+# ------------------------------------------------------------------ running
+@dataclass
+class Result:
+    """What one data command gave: a JSON-ready ``payload`` or an ``error``."""
+
+    command: Command
+    latency_ms: float
+    payload: dict = field(default_factory=dict)
+    error: Optional[RmiKvError] = None
+    #: the two-phase commit round of a traced write (``KeyValue.traced``'s answer)
+    trace: Optional[dict] = None
+
+    @property
+    def ok(self) -> bool:
+        """No error, and (for status and health) every member healthy."""
+        return self.error is None and self.payload.get("healthy", True) is not False
+
+    @property
+    def exit_code(self) -> int:
+        if self.error is not None:
+            return exit_code_of(self.error)
+        return 0 if self.ok else ClusterUnhealthy.exit_code
+
+
+def execute(kv: Any, command: Command, trace: bool = False,
+            clock: Callable[[], float] = time.perf_counter) -> Result:
+    """Run a data command with ``kv`` (a KeyValueClient). rmi_kv errors come
+    back in the Result; anything else (a bug, Ctrl-C) propagates."""
+    runner = _RUNNERS[command.name]
+    started = clock()
+    try:
+        payload, round_trace = runner(kv, command, trace)
+    except RmiKvError as error:
+        return Result(command, (clock() - started) * 1000.0, error=error)
+    return Result(command, (clock() - started) * 1000.0, payload, trace=round_trace)
+
+
+def _put(kv: Any, command: Command, trace: bool) -> tuple[dict, Optional[dict]]:
+    key, value = command.args
+    round_trace = kv.traced({key: value}) if trace else kv.put(key, value)
+    return {"key": key, "value": value}, round_trace
+
+
+def _get(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
+    key = command.args[0]
+    value = kv.get(key)
+    if value is None:
+        raise KeyNotFound(f"key {key!r} not found", key=key)
+    return {"key": key, "value": value}, None
+
+
+def _delete(kv: Any, command: Command, trace: bool) -> tuple[dict, Optional[dict]]:
+    key = command.args[0]
+    round_trace = None
+    if trace:
+        if kv.get(key) is None:  # traced() deletes silently: keep delete's "not found"
+            raise KeyNotFound(f"key {key!r} not found", key=key)
+        round_trace = kv.traced({key: None})
+    elif not kv.delete(key):
+        raise KeyNotFound(f"key {key!r} not found", key=key)
+    return {"key": key, "deleted": True}, round_trace
+
+
+def _txn(kv: Any, command: Command, trace: bool) -> tuple[dict, Optional[dict]]:
+    writes = dict(command.writes or {})
+    round_trace = kv.traced(writes) if trace else kv.transaction(writes)
+    return {"writes": writes}, round_trace
+
+
+def _keys(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
+    prefix, limit = (command.args[0] if command.args else ""), command.limit
+    keys = kv.keys(prefix, limit, after=command.after)
+    # a full page may be the last one: more only when a key follows it
+    more = len(keys) >= limit and bool(kv.keys(prefix, 1, after=keys[-1]))
+    return {"prefix": prefix, "keys": keys, "limit": limit, "after": command.after, "more": more,
+            "next_after": keys[-1] if more else None}, None
+
+
+def _status(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
+    statuses = _members(kv)
+    return {"replicas": annotate_digests(statuses), **verdict(statuses)}, None
+
+
+def _health(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
+    statuses = _members(kv)
+    found = verdict(statuses)
+    return {"members": member_health(statuses, found), **found}, None
+
+
+def _member(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
+    return {"members": member_list(_members(kv), in_use=getattr(kv, "replica", None))}, None
+
+
+def _members(kv: Any) -> list[dict]:
+    """Every member's status; ReplicaUnavailable when there is no member to ask at all."""
+    statuses = kv.status()
+    if not statuses:
+        raise ReplicaUnavailable("no replica is registered in the name server; start one with "
+                                 "'python run_server.py --name replica1'")
+    return statuses
+
+
+_RUNNERS = {"put": _put, "get": _get, "delete": _delete, "txn": _txn, "keys": _keys, "status": _status,
+            "health": _health, "member": _member}
+
+
+# ----------------------------------------------------------------- failures
+def exit_code_of(error: BaseException) -> int:
+    """The one-shot exit code for ``error``: the rmi_kv class's, else 1."""
+    return error.exit_code if isinstance(error, RmiKvError) else 1
+
+
+def split_advice(message: str) -> tuple[str, Optional[str]]:
+    """rmi_kv messages read 'what happened; what to do': split at the first
+    '; ' outside parentheses."""
+    depth = 0
+    for index, char in enumerate(message):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and message.startswith("; ", index):
+            return message[:index], message[index + 2:]
+    return message, None
+
+
+def describe(error: BaseException) -> tuple[str, Optional[str]]:
+    """(reason, what to do) for an error, both short and for people."""
+    if not isinstance(error, RmiKvError):
+        return f"unexpected {type(error).__name__}: {error}", "run again with --debug to see the traceback"
+    reason, advice = split_advice(str(error))
+    return reason, getattr(error, "hint", None) or advice or _class_hint(error)
+
+
+#: words in an abort reason that mean the replica was down rather than busy
+_DOWN_WORDS = ("unreachable", "did not", "not serving", "not a registered")
+
+
+def _class_hint(error: RmiKvError) -> Optional[str]:
+    if isinstance(error, TransactionAborted):
+        down = sorted(name for name, why in getattr(error, "replicas", {}).items()
+                      if any(word in str(why) for word in _DOWN_WORDS))
+        if down:
+            starts = ", ".join(f"'python run_server.py --name {name}'" for name in down)
+            return f"start {' and '.join(down)} ({starts}), then try again"
+        return "another write held the keys or a replica refused: try again"
+    if isinstance(error, KeyInDoubt):
+        return "its coordinator is down: start it again; 'status' lists the in-doubt transactions"
+    if isinstance(error, ReplicaUnavailable):
+        return "try again in a moment, or send the request to another replica"
+    if isinstance(error, NameServerUnavailable):
+        return "start it with 'python run_nameserver.py'"
+    return None
+
+
+def error_document(error: BaseException, command: Optional[Command] = None, **extra: Any) -> dict:
+    """A failure as one JSON-ready dict (``--json``)."""
+    reason, hint = describe(error)
+    document: dict[str, Any] = {"ok": False}
+    if command is not None:
+        document["command"] = command.name
+    document.update(error=type(error).__name__, message=str(error), exit_code=exit_code_of(error))
+    if hint:
+        document["hint"] = hint
+    if isinstance(error, TransactionAborted):
+        document["replicas"] = dict(getattr(error, "replicas", {}))
+    document.update(extra)
+    return document
+
+
+def result_document(result: Result, **extra: Any) -> dict:
+    """A successful result as one JSON-ready dict (``--json``)."""
+    document: dict[str, Any] = {"ok": result.ok, "command": result.command.name, **result.payload,
+                                "latency_ms": round(result.latency_ms, 3)}
+    if not result.ok:
+        document["exit_code"] = result.exit_code
+    if result.trace is not None:
+        document["trace"] = result.trace
+    document.update(extra)
+    return document

@@ -1,0 +1,433 @@
+"""The coordinator side of two-phase commit (presumed abort).
+
+It runs one transaction over a set of participant handles: anything with
+``canCommit(txid, writes, coordinator, participants)``, ``doCommit(txid)`` and
+``doAbort(txid)``. In production the handles are Pyro5 proxies (and the
+replica's own participant, called directly); in unit tests, plain objects.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Protocol
+
+from rmi_kv.errors import MembershipChanged, RmiKvError, TransactionAborted
+from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
+from rmi_kv.storage.sqlite import ABORT, COMMIT, Storage
+
+log = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"
+
+
+class ParticipantHandle(Protocol):
+    def canCommit(self, txid: str, writes: dict, coordinator: str, participants: list) -> bool: ...
+
+    def doCommit(self, txid: str) -> bool: ...
+
+    def doAbort(self, txid: str) -> bool: ...
+
+
+@dataclass
+class TraceEvent:
+    """One message of a 2PC round, for people reading the protocol at work."""
+
+    at_ms: float
+    message: str
+    participant: str
+    result: str
+
+    def as_dict(self) -> dict:
+        return {"at_ms": round(self.at_ms, 3), "message": self.message,
+                "participant": self.participant, "result": self.result}
+
+
+@dataclass
+class Outcome:
+    """What happened to one transaction (the last attempt, after conflict retries)."""
+
+    txid: str
+    committed: bool
+    attempts: int = 1
+    #: participant -> reason, for the ones that voted NO or could not vote
+    refusals: dict = field(default_factory=dict)
+    #: participants that have not acknowledged doCommit yet (they hold the keys)
+    unacknowledged: list = field(default_factory=list)
+    trace: list = field(default_factory=list)
+    observed: Any = None
+    #: every refusal was a lost lock conflict or a stale member list: worth another try
+    retryable: bool = False
+    #: some participant knew of a member this coordinator left out
+    membership_changed: bool = False
+
+
+class _Round:
+    """Bookkeeping of one attempt: its trace clock and events."""
+
+    def __init__(self, txid: str) -> None:
+        self.txid = txid
+        self.started = time.perf_counter()
+        self.trace: list[TraceEvent] = []
+
+    def now_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000.0
+
+    def note(self, message: str, participant: str, result: str, at_ms: Optional[float] = None) -> None:
+        """Record one event, now or at ``at_ms`` (events stay in time order)."""
+        event = TraceEvent(self.now_ms() if at_ms is None else at_ms, message, participant, result)
+        if self.trace and event.at_ms < self.trace[-1].at_ms:
+            self.trace.append(event)
+            self.trace.sort(key=lambda noted: noted.at_ms)
+        else:
+            self.trace.append(event)
+
+
+def describe_failure(error: BaseException) -> str:
+    """A short reason for a participant that raised instead of voting."""
+    if isinstance(error, RmiKvError):
+        return str(error)
+    text = str(error) or type(error).__name__
+    return f"{type(error).__name__}: {text}"
+
+
+class Coordinator:
+    """Runs transactions for the clients of one replica."""
+
+    VOTING = "voting"
+
+    def __init__(self, name: str, storage: Storage, failpoints: Failpoints = NO_FAILPOINTS,
+                 vote_timeout: float = 2.0, decision_timeout: float = 2.0,
+                 conflict_retries: int = 12, conflict_backoff: float = 0.002,
+                 executor: concurrent.futures.Executor | None = None, early_reply: bool = False) -> None:
+        self.name = name
+        self.storage = storage
+        self.failpoints = failpoints
+        self.vote_timeout = vote_timeout
+        self.decision_timeout = decision_timeout
+        self.conflict_retries = conflict_retries
+        self.conflict_backoff = conflict_backoff
+        #: answer the client once the decision is forced; phase 2 finishes in the background
+        self.early_reply = early_reply
+        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
+            max_workers=128, thread_name_prefix=f"{name}-fanout")
+        self._boot = os.urandom(4).hex()
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+        #: txid -> VOTING, for transactions not decided yet
+        self._active: dict[str, str] = {}
+        #: txid -> participants that have not acknowledged the COMMIT yet
+        self._pending: dict[str, set[str]] = {}
+        #: txid -> when it was decided (time.monotonic(); 0 for decisions found at start-up)
+        self._decided_at: dict[str, float] = {}
+        #: fully acknowledged COMMIT records, to drop from the log lazily
+        self._forgettable: list[str] = []
+        self.committed = 0
+        self.aborted = 0
+        #: attempts repeated after a lost lock conflict or a stale member list
+        self.retries = 0
+
+    # ----------------------------------------------------------------- txids
+    def new_txid(self, started_us: Optional[int] = None) -> str:
+        """A txid unique across restarts: coordinator name, boot id, counter, and
+        the start time of the write (kept across retries: older writes win conflicts)."""
+        if started_us is None:
+            started_us = time.time_ns() // 1000
+        return f"{self.name}:{self._boot}:{next(self._counter)}:{started_us}"
+
+    @staticmethod
+    def coordinator_of(txid: str) -> str:
+        return txid.split(":", 1)[0]
+
+    # -------------------------------------------------------------- recovery
+    def recover(self) -> list[str]:
+        """Reload COMMIT records not yet acknowledged by everyone; returns their txids."""
+        for record in self.storage.decisions():
+            self._pending[record.txid] = set(record.participants)
+        return list(self._pending)
+
+    def decision(self, txid: str) -> str:
+        """getDecision: "commit", "abort" (presumed when nothing is recorded) or "unknown"."""
+        with self._lock:
+            if self._active.get(txid) == self.VOTING:
+                return UNKNOWN
+            if txid in self._pending:
+                return COMMIT
+        return COMMIT if self.storage.has_decision(txid) else ABORT
+
+    def acknowledge(self, txid: str, participant: str) -> None:
+        """haveCommitted: ``participant`` applied ``txid``; forget it once all have."""
+        with self._lock:
+            waiting = self._pending.get(txid)
+            if waiting is None:
+                return
+            waiting.discard(participant)
+            if not waiting:
+                del self._pending[txid]
+                self._decided_at.pop(txid, None)
+                self._forgettable.append(txid)
+
+    def drop_participant(self, name: str) -> None:
+        """A member left for good: its acknowledgements are no longer awaited."""
+        for txid in list(self.pending()):
+            self.acknowledge(txid, name)
+
+    def pending(self) -> dict[str, set[str]]:
+        with self._lock:
+            return {txid: set(names) for txid, names in self._pending.items()}
+
+    def forget_acknowledged(self) -> int:
+        """Drop fully acknowledged COMMIT records from the log (one write for all)."""
+        with self._lock:
+            batch, self._forgettable = self._forgettable, []
+        if batch:
+            self.storage.forget_decisions(batch)
+        return len(batch)
+
+    def resend_commits(self, handles: Mapping[str, ParticipantHandle], min_age: float = 0.0) -> None:
+        """Re-send doCommit for every COMMIT not acknowledged by all (recovery),
+        decided at least ``min_age`` seconds ago (younger ones are still on their way)."""
+        now = time.monotonic()
+        for txid, waiting in self.pending().items():
+            with self._lock:
+                if now - self._decided_at.get(txid, 0.0) < min_age:
+                    continue
+            targets = {name: handles[name] for name in waiting if name in handles}
+            if targets:
+                round_ = _Round(txid)
+                self._send_decision(round_, "doCommit", targets, self.decision_timeout)
+
+    # ------------------------------------------------------------- execution
+    def execute(self, writes: Mapping[str, Optional[str]],
+                handles: Mapping[str, ParticipantHandle] | Callable[[bool], Mapping[str, ParticipantHandle]],
+                observe: Callable[[Mapping[str, Optional[str]]], Any] | None = None) -> Outcome:
+        """Commit ``writes`` on every participant, or raise TransactionAborted.
+
+        ``handles`` maps participant names to handles, or is a function
+        returning them (called with True when the member list must be
+        reloaded). Lost lock conflicts and stale member lists are retried with
+        a new txid after a jittered, growing backoff; anything else aborts at
+        once. ``observe`` runs after every vote was YES and before the
+        decision, while the keys are locked.
+        """
+        backoff = self.conflict_backoff
+        reload_members = False
+        started_us = time.time_ns() // 1000
+        for attempt in itertools.count(1):
+            current = handles(reload_members) if callable(handles) else handles
+            outcome = self._attempt(self.new_txid(started_us), writes, current, observe)
+            outcome.attempts = attempt
+            if outcome.committed:
+                return outcome
+            if not outcome.retryable or attempt > self.conflict_retries:
+                raise TransactionAborted(_abort_message(outcome), replicas=outcome.refusals,
+                                         txid=outcome.txid, attempts=attempt)
+            reload_members = outcome.membership_changed
+            self.retries += 1
+            time.sleep(backoff * random.uniform(0.5, 1.5))
+            backoff = min(backoff * 2, 0.05)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(self, txid: str, writes: Mapping[str, Optional[str]],
+                 handles: Mapping[str, ParticipantHandle], observe) -> Outcome:
+        participants = sorted(handles)
+        round_ = _Round(txid)
+        with self._lock:
+            self._active[txid] = self.VOTING
+        try:
+            refusals, voted_yes, retryable, membership_changed = self._collect_votes(
+                round_, txid, dict(writes), handles, participants)
+            if refusals:
+                outcome = self._abort(round_, txid, handles, refusals, voted_yes)
+                outcome.retryable, outcome.membership_changed = retryable, membership_changed
+                return outcome
+            # the replica's own participant can apply in the very write that forces the decision
+            commit_with_decision = getattr(handles.get(self.name), "commitWithDecision", None)
+            try:
+                observed = observe(writes) if observe is not None else None
+                self.failpoints.hit("coordinator.before_decision")
+                if commit_with_decision is not None:
+                    commit_with_decision(txid, participants)  # the commit point, and the local apply
+                else:
+                    self.storage.log_decision(txid, participants)  # the commit point
+            except Exception as error:
+                log.error("%s: could not decide %s: %s", self.name, txid, describe_failure(error))
+                reason = f"coordinator failed before its decision: {describe_failure(error)}"
+                return self._abort(round_, txid, handles, {self.name: reason}, voted_yes)
+            remaining = set(participants) - ({self.name} if commit_with_decision is not None else set())
+            with self._lock:
+                del self._active[txid]
+                if remaining:
+                    self._pending[txid] = remaining
+                    self._decided_at[txid] = time.monotonic()
+                else:
+                    self._forgettable.append(txid)
+            if commit_with_decision is not None:
+                round_.note("decision", self.name, "COMMIT forced to the log, applied here in the same write")
+            else:
+                round_.note("decision", self.name, "COMMIT forced to the log")
+            log.debug("decision %s COMMIT", txid)
+        finally:
+            with self._lock:
+                self._active.pop(txid, None)
+        self.failpoints.hit("coordinator.after_decision")
+        targets = {name: handles[name] for name in remaining}
+        if self.early_reply:  # safe while reads of PREPARED keys wait: no replica shows the old value
+            round_.note("reply", self.name, "client answered at the commit point; phase 2 goes on")
+        unacknowledged = self._send_decision(round_, "doCommit", targets, self.decision_timeout,
+                                             wait=not self.early_reply)
+        self.committed += 1
+        return Outcome(txid, True, unacknowledged=sorted(unacknowledged), trace=round_.trace, observed=observed)
+
+    def _collect_votes(self, round_: _Round, txid: str, writes: dict,
+                       handles: Mapping[str, ParticipantHandle], participants: list[str]):
+        deadline = time.monotonic() + self.vote_timeout
+        futures = {}
+        sent_at: dict[str, float] = {}
+        for name in participants:
+            if name != self.name:
+                round_.note("canCommit", name, "sent")
+                sent_at[name] = round_.now_ms()
+                futures[self._dispatch(handles[name], "canCommit", txid, writes, self.name, participants,
+                                       expires=deadline)] = name
+        refusals: dict[str, str] = {}
+        voted_yes: list[str] = []
+        state = {"retryable": True, "membership_changed": False}
+
+        def count(name: str, result: tuple) -> None:
+            value, error, elapsed_ms = result
+            at_ms = sent_at[name] + elapsed_ms if name in sent_at else None  # when the vote arrived
+            if error is not None:
+                refusals[name] = describe_failure(error)
+                if isinstance(error, MembershipChanged):
+                    state["membership_changed"] = True
+                else:
+                    state["retryable"] = False
+                round_.note("vote", name, f"failed after {elapsed_ms:.2f} ms: {refusals[name]}", at_ms)
+            elif value is True:
+                voted_yes.append(name)
+                round_.note("vote", name, f"YES after {elapsed_ms:.2f} ms", at_ms)
+            else:
+                refusals[name] = CONFLICT
+                round_.note("vote", name, f"NO after {elapsed_ms:.2f} ms (keys locked by another transaction)", at_ms)
+
+        if self.name in handles:
+            round_.note("canCommit", self.name, "local")
+            count(self.name, _timed(handles[self.name].canCommit, txid, writes, self.name, participants))
+        # one wake-up when every vote is in (not one per vote); each is noted at the time it arrived
+        done, _ = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+        for future in done:
+            count(futures.pop(future), future.result())
+        for name in sorted(futures.values()):
+            refusals[name] = f"did not vote within {self.vote_timeout:g} s"
+            round_.note("vote", name, "timeout")
+            state["retryable"] = False
+        retryable, membership_changed = state["retryable"], state["membership_changed"]
+        log.debug("votes %s yes=%s no=%s", txid, voted_yes, refusals)
+        # a participant that timed out or failed may have prepared anyway: it must hear the abort too
+        may_have_prepared = [name for name in refusals if refusals[name] != CONFLICT]
+        return refusals, voted_yes + may_have_prepared, retryable, membership_changed
+
+    def _abort(self, round_: _Round, txid: str, handles: Mapping[str, ParticipantHandle],
+               refusals: dict[str, str], prepared: list[str]) -> Outcome:
+        with self._lock:
+            self._active.pop(txid, None)  # from now on getDecision answers abort (presumed)
+        round_.note("decision", self.name, "ABORT (not logged: presumed abort)")
+        log.debug("decision %s ABORT: %s", txid, refusals)
+        targets = {name: handles[name] for name in prepared}
+        if targets:
+            self._send_decision(round_, "doAbort", targets, self.decision_timeout, wait=False)
+        self.aborted += 1
+        return Outcome(txid, False, refusals=refusals, trace=round_.trace)
+
+    def _send_decision(self, round_: _Round, message: str, handles: Mapping[str, ParticipantHandle],
+                       timeout: float, wait: bool = True) -> set[str]:
+        """Send doCommit/doAbort to every handle in parallel; returns who did not acknowledge."""
+        txid = round_.txid
+        names = sorted(handles)
+        futures = {}
+        if message == "doCommit" and self.failpoints.armed("coordinator.mid_commit"):
+            first = next((name for name in names if name != self.name), None)
+            if first is not None:
+                self._deliver(round_, message, first, _timed(handles[first].doCommit, txid))
+                names.remove(first)
+            self.failpoints.hit("coordinator.mid_commit")
+        for name in names:
+            if name != self.name:
+                round_.note(message, name, "sent")
+                futures[self._dispatch(handles[name], message, txid, lazy=message == "doCommit" and not wait)] = name
+        unacknowledged: set[str] = set()
+        if self.name in names:
+            if not self._deliver(round_, message, self.name, _timed(getattr(handles[self.name], message), txid)):
+                unacknowledged.add(self.name)
+        if not wait:  # answers are recorded as they come
+            for future, name in futures.items():
+                future.add_done_callback(
+                    lambda done, name=name: self._deliver(round_, message, name, done.result()))
+            return unacknowledged | set(futures.values())
+        done, not_done = concurrent.futures.wait(futures, timeout=timeout)
+        for future in done:
+            if not self._deliver(round_, message, futures[future], future.result()):
+                unacknowledged.add(futures[future])
+        for future in not_done:
+            round_.note(message, futures[future], f"no answer within {timeout:g} s; will retry")
+            unacknowledged.add(futures[future])
+        return unacknowledged
+
+    def _dispatch(self, handle: ParticipantHandle, message: str, *args: Any,
+                  expires: Optional[float] = None, lazy: bool = False) -> concurrent.futures.Future:
+        """Send one message to a participant in the background; the future
+        resolves to (value, error, elapsed_ms). Handles that batch messages
+        (``send``) queue it for their next batch, drop it unsent once
+        ``expires`` (time.monotonic()) has passed, and may hold a ``lazy``
+        one a moment for company."""
+        send = getattr(handle, "send", None)
+        if send is not None:
+            return send(message, *args, expires=expires, lazy=lazy)
+        return self._executor.submit(_timed, getattr(handle, message), *args)
+
+    def _deliver(self, round_: _Round, message: str, name: str, result: tuple) -> bool:
+        """Record one participant's answer to doCommit/doAbort; True when acknowledged."""
+        value, error, elapsed_ms = result
+        if error is not None:
+            round_.note(message, name, f"failed after {elapsed_ms:.2f} ms: {describe_failure(error)}; will retry")
+            log.debug("%s %s to %s failed: %s", message, round_.txid, name, describe_failure(error))
+            return False
+        if message == "doCommit":
+            round_.note("haveCommitted", name, f"acknowledged after {elapsed_ms:.2f} ms")
+            self.acknowledge(round_.txid, name)
+        else:
+            round_.note(message, name, f"done after {elapsed_ms:.2f} ms")
+        return True
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+CONFLICT = "voted NO: keys locked by a concurrent transaction"
+
+
+def txid_priority(txid: str) -> tuple:
+    """Order of age between transactions: smaller is older (wait-die)."""
+    _, _, counter, started = txid.split(":")
+    return int(started), txid
+
+
+def _timed(function: Callable, *args) -> tuple:
+    """Call ``function``; return (value, error, elapsed milliseconds) and never raise."""
+    started = time.perf_counter()
+    try:
+        value = function(*args)
+        return value, None, (time.perf_counter() - started) * 1000.0
+    except Exception as error:  # a participant's failure is a vote, not our crash
+        return None, error, (time.perf_counter() - started) * 1000.0
+
+
+def _abort_message(outcome: Outcome) -> str:
+    parts = [f"{name}: {reason}" for name, reason in sorted(outcome.refusals.items())]
+    return ("transaction aborted on every replica, nothing was written (" + "; ".join(parts) + ")")

@@ -1,0 +1,408 @@
+"""The participant side of two-phase commit, over storage and locks.
+
+No network code: the replica exposes these methods over Pyro5, and unit
+tests call them directly.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
+
+from rmi_kv.errors import InvalidRequest, KeyInDoubt, MembershipChanged, ReplicaUnavailable
+from rmi_kv.core.coordinator import txid_priority
+from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
+from rmi_kv.core.locks import LockTable, SharedLock
+from rmi_kv.storage.sqlite import ABORT, COMMIT, PreparedRecord, Storage
+
+log = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"
+
+
+def _started_us(txid: str) -> int:
+    try:
+        return txid_priority(txid)[0]
+    except (ValueError, IndexError):
+        return 0
+
+
+def _older_than(txid: str):
+    """Wait-die: a transaction waits for a lock only if it is older than the holder."""
+    try:
+        mine = txid_priority(txid)
+    except ValueError:
+        return lambda holder: False
+
+    def may_wait(holder: str) -> bool:
+        try:
+            return mine < txid_priority(holder)
+        except ValueError:
+            return False
+
+    return may_wait
+
+
+class Participant:
+    """Votes on, applies and aborts transactions for one replica."""
+
+    def __init__(self, name: str, storage: Storage, locks: LockTable | None = None,
+                 failpoints: Failpoints = NO_FAILPOINTS, lock_wait: float = 0.05,
+                 read_wait: float = 5.0, members: Optional[Callable[[], Iterable[str]]] = None) -> None:
+        self.name = name
+        self.storage = storage
+        self.locks = locks or LockTable()
+        self.failpoints = failpoints
+        self.lock_wait = lock_wait
+        self.read_wait = read_wait
+        #: PREPARED transactions, also in the log; their keys are locked
+        self._prepared: dict[str, PreparedRecord] = {}
+        #: txid -> monotonic time it became PREPARED here, as far as ``in_doubt_ages`` knows
+        self._prepared_since: dict[str, float] = {}
+        #: why this replica refuses new transactions now (None: it accepts them)
+        self.refusal: Optional[str] = None
+        self._guards: dict[str, list] = {}
+        self._guards_lock = threading.Lock()
+        #: the members this replica knows of (None: no membership check)
+        self.members = members
+        #: txid -> participants, for canCommit calls still being handled
+        self._voting: dict[str, tuple] = {}
+        #: shared by commits; exclusive while the catch-up buffer is applied
+        self._catch_up_lock = SharedLock()
+
+    # ---------------------------------------------------------------- set-up
+    def recover(self) -> list[str]:
+        """Reload PREPARED transactions from the log and lock their keys again.
+
+        Returns the txids now in doubt.
+        """
+        for record in self.storage.prepared():
+            self._prepared[record.txid] = record
+            blocker = self.locks.acquire(record.txid, record.writes.keys(), 0)
+            if blocker is not None:  # two PREPARED records on one key cannot both be live
+                log.error("recovery: %s and %s both hold keys; keeping both in doubt", record.txid, blocker)
+        return list(self._prepared)
+
+    @contextmanager
+    def _exclusive(self, txid: str) -> Iterator[None]:
+        """Serialize the messages of one transaction (a doAbort racing its canCommit)."""
+        with self._guards_lock:
+            entry = self._guards.get(txid)
+            if entry is None:
+                entry = self._guards[txid] = [threading.Lock(), 0]
+            entry[1] += 1
+        entry[0].acquire()
+        try:
+            yield
+        finally:
+            entry[0].release()
+            with self._guards_lock:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._guards[txid]
+
+    # -------------------------------------------------------------- protocol
+    def can_commit(self, txid: str, writes: Mapping[str, Optional[str]], coordinator: str,
+                   participants: Sequence[str] = ()) -> bool:
+        """Phase 1: lock the keys, force PREPARED, vote YES; NO on a lock conflict.
+
+        A repeated or late canCommit gets the answer the transaction already
+        has. A coordinator that left out a member this replica knows of gets
+        MembershipChanged (it reloads its member list and tries again).
+        """
+        return _raise_or_return(self.can_commit_many([(txid, writes, coordinator, participants)])[0])
+
+    def can_commit_many(self, requests: Sequence[tuple]) -> list:
+        """Phase 1 for several transactions (txid, writes, coordinator,
+        participants), their PREPARED records forced in one write.
+
+        Each transaction is voted on its own: the answer for each is True,
+        False or the exception it raised. The vote of this replica's own
+        coordinator needs no PREPARED record: until its COMMIT decision is
+        forced (with the local apply, in one write) the transaction is
+        presumed aborted, so a crash before it leaves nothing to recover.
+        """
+        return self.commit_and_vote((), requests)[1]
+
+    def commit_and_vote(self, commits: Sequence[str], votes: Sequence[tuple],
+                        decision: Optional[Sequence[str]] = None) -> tuple[list, list]:
+        """Phase 2 for ``commits`` (txids), then phase 1 for ``votes`` (txid,
+        writes, coordinator, participants): one forced write for the applies
+        and the PREPARED records together, unless a vote needs a key one of
+        the commits still holds (then the commits are written, and their keys
+        freed, first). Returns the answers to the commits and to the votes.
+        """
+        commit_answers: list = [None] * len(commits)
+        vote_answers: list = [None] * len(votes)
+        with contextlib.ExitStack() as guards:
+            for txid in sorted(set(commits) | {vote[0] for vote in votes}):  # one order: no deadlock
+                guards.enter_context(self._exclusive(txid))
+            applying = self._stage_commits(commits, decision, commit_answers)
+            committing_keys = {key for _, record in applying for key in record.writes}
+            applied: list[str] = []
+            prepared: list[str] = []
+            if any(key in committing_keys for vote in votes for key in vote[1]):
+                applied += self._write_staged(applying, decision, commit_answers, [], vote_answers)[0]
+                applying = []
+            voting: list[str] = []
+            try:
+                staged = self._stage_votes(votes, vote_answers, voting)
+                now_applied, prepared = self._write_staged(applying, decision, commit_answers, staged, vote_answers)
+                applied += now_applied
+            finally:
+                for txid in voting:
+                    self._voting.pop(txid, None)
+        for txid in applied:
+            self.failpoints.hit("participant.before_ack")
+            log.debug("haveCommitted %s (applied)", txid)
+        for txid in prepared:
+            self.failpoints.hit("participant.after_prepare")
+            log.debug("vote YES %s", txid)
+        return commit_answers, vote_answers
+
+    def _stage_votes(self, votes: Sequence[tuple], answers: list, voting: list) -> list:
+        """Check and lock each vote's keys; the (index, record) of those to prepare."""
+        staged: list[tuple[int, PreparedRecord]] = []
+        seen: set[str] = set()
+        for index, (txid, writes, coordinator, participants) in enumerate(votes):
+            if txid in seen:
+                answers[index] = InvalidRequest(f"transaction {txid} appears twice in one batch")
+                continue
+            seen.add(txid)
+            participants = tuple(participants)
+            self._voting[txid] = participants  # visible to a catching-up peer's drain
+            voting.append(txid)
+            try:
+                answers[index] = self._lock_for_vote(txid, writes, coordinator, participants)
+            except Exception as error:
+                answers[index] = error
+            if answers[index] is None:
+                staged.append((index, PreparedRecord(txid, dict(writes), coordinator, participants, time.time())))
+        return staged
+
+    def _stage_commits(self, txids: Sequence[str], decision: Optional[Sequence[str]], answers: list) -> list:
+        """The (index, record) of each prepared transaction to apply; the
+        others get their answer now."""
+        applying: list[tuple[int, PreparedRecord]] = []
+        seen: set[str] = set()
+        for index, txid in enumerate(txids):
+            log.debug("doCommit %s", txid)
+            if txid in seen:
+                answers[index] = InvalidRequest(f"transaction {txid} appears twice in one batch")
+                continue
+            seen.add(txid)
+            record = self._prepared.get(txid)
+            try:
+                if record is None:
+                    answers[index] = self._commit_without_record(txid, decision)
+                    continue
+                self.failpoints.hit("participant.before_commit")
+            except Exception as error:
+                answers[index] = error
+                continue
+            applying.append((index, record))
+        return applying
+
+    def _write_staged(self, applying: list, decision: Optional[Sequence[str]], commit_answers: list,
+                      staged: list, vote_answers: list) -> tuple[list[str], list[str]]:
+        """Force the staged applies and PREPARED records (one write), then
+        free the committed keys and keep the prepared transactions; returns
+        the txids applied and those prepared."""
+        forced = [record for _, record in staged if record.coordinator != self.name]
+        prepares = [(r.txid, r.writes, r.coordinator, r.participants) for r in forced]
+        try:
+            with self._catch_up_lock.shared():
+                if self.storage.catching_up:
+                    commit_errors = [self._buffer(record, decision) for _, record in applying]
+                    prepare_errors = self.storage.log_prepared_many(prepares) if prepares else []
+                elif applying or prepares:
+                    commit_errors, prepare_errors = self.storage.commit_and_prepare(
+                        [(record.txid, record.writes, decision) for _, record in applying], prepares)
+                else:
+                    commit_errors, prepare_errors = [], []
+        except Exception as error:  # nothing was written: the commits stay prepared, the votes free their keys
+            commit_errors, prepare_errors = [error] * len(applying), [error] * len(prepares)
+        for (index, record), error in zip(applying, commit_errors):
+            if error is not None:
+                commit_answers[index] = error
+                continue
+            del self._prepared[record.txid]
+            self.locks.release(record.txid, record.writes.keys())
+            commit_answers[index] = True
+        errors = dict(zip((record.txid for record in forced), prepare_errors))
+        for index, record in staged:
+            error = errors.get(record.txid)
+            if error is not None:
+                self.locks.release(record.txid, record.writes.keys())
+                vote_answers[index] = error
+            else:
+                self._prepared[record.txid] = record
+                vote_answers[index] = True
+        return ([record.txid for index, record in applying if commit_answers[index] is True],
+                [record.txid for index, record in staged if vote_answers[index] is True])
+
+    def _lock_for_vote(self, txid: str, writes: Mapping[str, Optional[str]], coordinator: str,
+                       participants: tuple) -> Optional[bool]:
+        """The checks of phase 1 and the key locks: the vote when it is already
+        decided, or None when the transaction may be prepared."""
+        log.debug("canCommit %s from %s keys=%d", txid, coordinator, len(writes))
+        if txid in self._prepared:
+            return True
+        known = self.storage.outcome(txid)
+        if known is not None:
+            log.debug("canCommit %s already decided: %s", txid, known)
+            return known == COMMIT
+        if self.refusal is not None:
+            raise ReplicaUnavailable(f"{self.name} takes no new transactions: {self.refusal}", replica=self.name)
+        if participants and self.members is not None:
+            left_out = set(self.members()) - set(participants)
+            if left_out:
+                raise MembershipChanged(f"{self.name} votes no: the coordinator left out member(s) "
+                                        f"{', '.join(sorted(left_out))}", replica=self.name)
+        self.failpoints.hit("participant.before_prepare")
+        blocker = self.locks.acquire(txid, writes.keys(), self.lock_wait, may_wait=_older_than(txid))
+        if blocker is not None:
+            log.debug("vote NO %s: keys held by %s", txid, blocker)
+            return False
+        return None
+
+    def do_commit(self, txid: str, decision: Optional[Sequence[str]] = None) -> bool:
+        """Phase 2: apply the prepared writes durably, release the keys.
+
+        Returns True: this is the haveCommitted acknowledgement (the COMMIT
+        record is forced before it is returned). ``decision``: this replica
+        coordinates the transaction, and its COMMIT decision (naming these
+        participants) is forced in the same write.
+        """
+        return _raise_or_return(self.do_commit_many([txid], decision)[0])
+
+    def do_commit_many(self, txids: Sequence[str], decision: Optional[Sequence[str]] = None) -> list:
+        """Phase 2 for several transactions, applied in one forced write; the
+        answer for each is True (haveCommitted) or the exception it raised."""
+        return self.commit_and_vote(txids, (), decision)[0]
+
+    def _commit_without_record(self, txid: str, decision: Optional[Sequence[str]]) -> bool:
+        """doCommit for a transaction not prepared here: repeated, or a mistake."""
+        if decision is not None:
+            raise InvalidRequest(f"{self.name} has no prepared transaction {txid} to decide")
+        known = self.storage.outcome(txid)
+        if known == COMMIT:
+            return True
+        if known == ABORT:
+            log.error("doCommit %s for a transaction this replica aborted", txid)
+            raise InvalidRequest(f"{self.name} aborted transaction {txid}; it cannot commit")
+        if 0 < _started_us(txid) <= self.storage.forgotten_before_us:
+            return True  # it voted YES once (records of PREPARED are never dropped): committed long ago
+        raise InvalidRequest(f"{self.name} has no prepared transaction {txid}")
+
+    def _buffer(self, record: PreparedRecord, decision: Optional[Sequence[str]]) -> Optional[BaseException]:
+        """Keep a commit that arrives while catching up; the error, or None."""
+        try:
+            self.storage.buffer_commit(record.txid, record.writes, decision)
+        except Exception as error:
+            return error
+        return None
+
+    def do_abort(self, txid: str) -> bool:
+        """Phase 2: drop the prepared writes, release the keys; harmless if repeated."""
+        log.debug("doAbort %s", txid)
+        with self._exclusive(txid):
+            record = self._prepared.pop(txid, None)
+            if record is None:
+                known = self.storage.outcome(txid)
+                if known == COMMIT:
+                    log.error("doAbort %s for a transaction this replica committed", txid)
+                    return False
+                if known is None:
+                    self.storage.record_abort(txid)  # a late canCommit must now vote NO
+                return True
+            try:
+                self.storage.record_abort(txid, prepared=True)
+            except BaseException:
+                self._prepared[txid] = record
+                raise
+            self.locks.release(txid, record.writes.keys())
+        return True
+
+    def decision_as_peer(self, txid: str) -> str:
+        """Cooperative termination: what this participant knows of ``txid``.
+
+        "unknown" while it is PREPARED itself. A participant that never voted
+        records ABORT and will never vote YES, so "abort" is then the truth.
+        """
+        with self._exclusive(txid):
+            if txid in self._prepared:
+                return UNKNOWN
+            known = self.storage.outcome(txid)
+            if known is not None:
+                return known
+            if _started_us(txid) <= self.storage.knows_nothing_before_us:
+                return UNKNOWN  # from before this replica's data existed, or long forgotten: it cannot vouch
+            self.storage.record_abort(txid)
+            return ABORT
+
+    # -------------------------------------------------------------- catch-up
+    def unfinished_without(self, member: str) -> list[str]:
+        """Transactions being voted on or prepared here that leave ``member`` out."""
+        voting = [txid for txid, names in list(self._voting.items()) if names and member not in names]
+        prepared = [txid for txid, record in list(self._prepared.items())
+                    if record.participants and member not in record.participants]
+        return voting + prepared
+
+    def finish_catch_up(self) -> int:
+        """Apply the commits buffered while catching up; serve normally from now on."""
+        with self._catch_up_lock.exclusive():
+            return self.storage.finish_catch_up()
+
+    # ---------------------------------------------------------------- reads
+    def read(self, key: str) -> Optional[str]:
+        """The committed value, waiting (bounded) while an undecided transaction holds the key."""
+        if self.locks.owner(key) is not None:
+            blocker = self.locks.wait_unlocked(key, self.read_wait)
+            if blocker is not None:
+                raise KeyInDoubt(
+                    f"key {key!r} on {self.name} is held by transaction {blocker}, whose outcome is not "
+                    f"known yet (its coordinator may be down); try again when it is back",
+                    replica=self.name, txid=blocker)
+        entry = self.storage.get(key)
+        return None if entry is None else entry[0]
+
+    def read_own(self, key: str) -> Optional[str]:
+        """The committed value of a key the caller's transaction has locked."""
+        entry = self.storage.get(key)
+        return None if entry is None else entry[0]
+
+    # -------------------------------------------------------------- queries
+    def prepared(self) -> dict[str, PreparedRecord]:
+        return dict(self._prepared)
+
+    def in_doubt(self) -> list[str]:
+        return sorted(self._prepared)
+
+    def in_doubt_ages(self) -> dict[str, float]:
+        """Seconds each PREPARED transaction has waited here for its decision.
+
+        The first time a transaction is seen, its age comes from the record's
+        wall time (it may predate a restart); from then on it is measured on
+        the monotonic clock, so a step of the wall clock cannot make a
+        transaction look older or younger than it is.
+        """
+        now, wall = time.monotonic(), time.time()
+        since, ages = self._prepared_since, {}
+        for txid, record in list(self._prepared.items()):
+            if txid not in since:
+                since[txid] = now - max(0.0, wall - record.created)
+            ages[txid] = round(now - since[txid], 3)
+        for txid in [txid for txid in list(since) if txid not in ages]:
+            since.pop(txid, None)
+        return ages
+
+
+def _raise_or_return(answer):
+    """A single message's answer: raise the error it holds, or return it."""
+    if isinstance(answer, BaseException):
+        raise answer
+    return answer

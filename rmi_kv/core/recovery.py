@@ -1,0 +1,96 @@
+"""Recovery: finishing what a crash left undone.
+
+- An in-doubt participant (PREPARED, no outcome) asks the coordinator for
+  the decision, and only if the coordinator cannot be reached, the other
+  participants (cooperative termination). It never decides alone.
+- A coordinator re-sends doCommit for every COMMIT record that some
+  participant has not acknowledged.
+
+The functions take plain objects, so unit tests drive them without a network.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterable, Optional
+
+from rmi_kv.core.coordinator import UNKNOWN, Coordinator
+from rmi_kv.errors import RmiKvError
+from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
+from rmi_kv.core.participant import Participant
+from rmi_kv.storage.sqlite import ABORT, COMMIT, PreparedRecord
+
+log = logging.getLogger(__name__)
+
+#: name -> handle with getDecision/haveCommitted (None when not a member now)
+HandleFor = Callable[[str], Optional[object]]
+
+
+def ask_for_decision(record: PreparedRecord, self_name: str, coordinator: Coordinator,
+                     handle_for: HandleFor) -> str:
+    """The outcome of ``record``'s transaction as the cluster knows it, or "unknown"."""
+    txid = record.txid
+    if record.coordinator == self_name:
+        return coordinator.decision(txid)
+    handle = handle_for(record.coordinator)
+    if handle is not None:
+        try:
+            answer = handle.getDecision(txid)
+            log.debug("getDecision %s from coordinator %s: %s", txid, record.coordinator, answer)
+            if answer in (COMMIT, ABORT, UNKNOWN):
+                return answer
+        except (RmiKvError, OSError) as error:
+            log.debug("getDecision %s: coordinator %s unreachable: %s", txid, record.coordinator, error)
+    # the coordinator is down: ask the other participants (cooperative termination)
+    for peer in record.participants:
+        if peer in (self_name, record.coordinator):
+            continue
+        handle = handle_for(peer)
+        if handle is None:
+            continue
+        try:
+            answer = handle.getDecision(txid)
+        except (RmiKvError, OSError) as error:
+            log.debug("getDecision %s from peer %s failed: %s", txid, peer, error)
+            continue
+        log.debug("getDecision %s from peer %s: %s", txid, peer, answer)
+        if answer in (COMMIT, ABORT):
+            return answer
+    return UNKNOWN
+
+
+def resolve_in_doubt(participant: Participant, coordinator: Coordinator, handle_for: HandleFor,
+                     txids: Iterable[str], failpoints: Failpoints = NO_FAILPOINTS) -> list[str]:
+    """Try to decide each in-doubt txid; returns the ones still in doubt."""
+    still_in_doubt = []
+    for txid in txids:
+        record = participant.prepared().get(txid)
+        if record is None:
+            continue  # decided meanwhile by a doCommit/doAbort
+        decision = ask_for_decision(record, participant.name, coordinator, handle_for)
+        if decision == COMMIT:
+            participant.do_commit(txid)
+            _acknowledge(record, participant.name, coordinator, handle_for)
+            log.info("recovered %s: committed", txid)
+        elif decision == ABORT:
+            participant.do_abort(txid)
+            log.info("recovered %s: aborted", txid)
+        else:
+            still_in_doubt.append(txid)
+            continue
+        failpoints.hit("recovery.mid_recovery")
+    return still_in_doubt
+
+
+def _acknowledge(record: PreparedRecord, self_name: str, coordinator: Coordinator, handle_for: HandleFor) -> None:
+    """haveCommitted to the coordinator, so it can forget the transaction."""
+    if record.coordinator == self_name:
+        coordinator.acknowledge(record.txid, self_name)
+        return
+    handle = handle_for(record.coordinator)
+    if handle is None:
+        return
+    try:
+        handle.haveCommitted(record.txid, self_name)
+        log.debug("haveCommitted %s sent to %s", record.txid, record.coordinator)
+    except (RmiKvError, OSError) as error:  # it will re-send doCommit, and we answer that
+        log.debug("haveCommitted %s to %s failed: %s", record.txid, record.coordinator, error)

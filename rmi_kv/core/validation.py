@@ -1,0 +1,106 @@
+"""Checks at the remote boundary: every argument is hostile until proven fine.
+
+Each check raises InvalidRequest with a message that names the rule broken.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from rmi_kv.config import Limits
+from rmi_kv.errors import InvalidRequest
+
+TXID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}:[0-9a-f]{8}:[0-9]{1,19}:[0-9]{1,20}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: the most keys one ``keys`` call returns
+MAX_LIMIT = 10000
+
+
+def utf8_size(text: str, what: str) -> int:
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{what} is not valid Unicode text (it holds a lone surrogate)") from None
+
+
+def check_key(key: Any, limits: Limits) -> str:
+    if not isinstance(key, str):
+        raise InvalidRequest(f"a key must be a string, not {type(key).__name__}")
+    if not key:
+        raise InvalidRequest("a key must not be empty")
+    size = utf8_size(key, "the key")
+    if size > limits.max_key_bytes:
+        raise InvalidRequest(f"key is {size} bytes long; the limit is {limits.max_key_bytes} bytes (UTF-8)")
+    return key
+
+
+def check_value(value: Any, limits: Limits) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"a value must be a string, not {type(value).__name__}")
+    size = utf8_size(value, "the value")
+    if size > limits.max_value_bytes:
+        raise InvalidRequest(f"value is {size} bytes; the limit is {limits.max_value_bytes} bytes (UTF-8)")
+    return value
+
+
+def check_writes(writes: Any, limits: Limits) -> dict[str, Optional[str]]:
+    """A transaction's writes: a non-empty dict of key -> value, or None to delete."""
+    if not isinstance(writes, dict):
+        raise InvalidRequest(f"writes must be a dict of key -> value (or None to delete), not {type(writes).__name__}")
+    if not writes:
+        raise InvalidRequest("a transaction needs at least one write")
+    if len(writes) > limits.max_keys_per_transaction:
+        raise InvalidRequest(f"transaction has {len(writes)} keys; the limit is "
+                             f"{limits.max_keys_per_transaction} keys per transaction")
+    total = 0
+    for key, value in writes.items():
+        check_key(key, limits)
+        total += utf8_size(key, "a key")
+        if value is not None:
+            check_value(value, limits)
+            total += utf8_size(value, "a value")
+    if total > limits.max_transaction_bytes:
+        raise InvalidRequest(f"transaction holds {total} bytes of keys and values; the limit is "
+                             f"{limits.max_transaction_bytes} bytes")
+    return dict(writes)
+
+
+def check_txid(txid: Any) -> str:
+    if not isinstance(txid, str) or not TXID_PATTERN.fullmatch(txid):
+        raise InvalidRequest(f"malformed transaction id {str(txid)[:80]!r}: expected COORDINATOR:BOOTID:COUNTER:STARTED")
+    return txid
+
+
+def check_name(name: Any, what: str = "replica name") -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise InvalidRequest(f"invalid {what} {str(name)[:80]!r}: use 1 to 64 letters, digits, '_' or '-'")
+    return name
+
+
+def check_uri(uri: Any) -> str:
+    """A member's Pyro5 URI, as a replica announces it."""
+    if not isinstance(uri, str) or len(uri) > 1024 or not uri.startswith("PYRO:") or "@" not in uri:
+        raise InvalidRequest(f"invalid member URI {str(uri)[:80]!r}: expected PYRO:OBJECT@HOST:PORT")
+    return uri
+
+
+def check_participants(participants: Any) -> list[str]:
+    if participants is None:
+        return []
+    if not isinstance(participants, (list, tuple)) or len(participants) > 1000:
+        raise InvalidRequest("participants must be a list of replica names")
+    return [check_name(name, "participant name") for name in participants]
+
+
+def check_limit(limit: Any, most: int = MAX_LIMIT) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= most:
+        raise InvalidRequest(f"limit must be a whole number from 1 to {most}")
+    return limit
+
+
+def check_prefix(prefix: Any, limits: Limits) -> str:
+    if not isinstance(prefix, str):
+        raise InvalidRequest(f"a prefix must be a string, not {type(prefix).__name__}")
+    if utf8_size(prefix, "the prefix") > limits.max_key_bytes:
+        raise InvalidRequest(f"prefix is longer than the key limit of {limits.max_key_bytes} bytes")
+    return prefix

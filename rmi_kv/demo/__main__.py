@@ -1,0 +1,5 @@
+import sys
+
+from rmi_kv.demo.walkthrough import main
+
+sys.exit(main())

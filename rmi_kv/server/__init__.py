@@ -1,0 +1,2 @@
+"""The processes: a replica (lifecycle, catch-up, maintenance), the name
+server, operator commands and a local cluster of child processes."""

@@ -1,0 +1,341 @@
+"""KeyValueClient: the library every front end (and every test) uses.
+
+    with KeyValueClient(ns_host="127.0.0.1", ns_port=9090, replica="replica2") as kv:
+        kv.put("k", "v"); kv.get("k"); kv.delete("k")
+
+A client may be shared by threads: each thread gets its own Pyro5 proxies.
+Errors are always rmi_kv errors: ``ReplicaUnavailable`` when nothing was
+sent, ``OutcomeUnknown`` when a write was sent and no answer came.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import weakref
+from typing import Any, Optional
+
+from Pyro5 import errors as pyro_errors
+from Pyro5.api import Proxy
+
+from rmi_kv.config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, configure_pyro
+from rmi_kv.errors import (NameServerUnavailable, OutcomeUnknown, ReplicaUnavailable, RmiKvError)
+from rmi_kv.wire.naming import connect_nameserver, connection_looks_dead, ensure_connected, list_members
+
+log = logging.getLogger("rmi_kv.wire.client")
+
+_WRITES = frozenset({"put", "delete", "transaction", "traced"})
+#: seconds to wait for a replica to accept a connection (calls then get the full timeout)
+CONNECT_TIMEOUT = 3.0
+#: first pause before asking a replica that is still starting again (it doubles, up to 0.5 s)
+STARTING_POLL = 0.02
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class KeyValueClient:
+    """Talks to one replica (``replica``), or to any replica when None."""
+
+    def __init__(self, ns_host: str = DEFAULT_NS_HOST, ns_port: int = DEFAULT_NS_PORT,
+                 replica: Optional[str] = None, timeout: float = 10.0, tls_dir: Optional[str] = None) -> None:
+        configure_pyro()
+        if tls_dir:
+            from rmi_kv.wire.tls import CLIENT, configure_tls
+
+            configure_tls(tls_dir, CLIENT)
+        self.ns_host = ns_host
+        self.ns_port = ns_port
+        self.replica = replica
+        self.timeout = timeout
+        self._uris: dict[str, str] = {}
+        self._uris_lock = threading.Lock()
+        self._local = threading.local()
+        #: every proxy made, to close them all; a thread's proxies go when the thread ends
+        self._all_proxies: "weakref.WeakSet[Proxy]" = weakref.WeakSet()
+
+    # ------------------------------------------------------------ lifetime
+    def __enter__(self) -> "KeyValueClient":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every connection this client opened."""
+        with self._uris_lock:
+            proxies, self._all_proxies = list(self._all_proxies), weakref.WeakSet()
+        for proxy in proxies:
+            try:
+                proxy._pyroClaimOwnership()
+                proxy._pyroRelease()
+            except Exception:  # closing is best effort
+                pass
+        self._local = threading.local()
+
+    # ------------------------------------------------------------- lookup
+    def replicas(self, refresh: bool = False) -> dict[str, str]:
+        """Replica name -> URI, from the name server (cached)."""
+        with self._uris_lock:
+            cached = dict(self._uris)
+        if cached and not refresh:
+            return cached
+        nameserver = connect_nameserver(self.ns_host, self.ns_port, min(self.timeout, 5.0))
+        try:
+            members = list_members(nameserver)
+        finally:
+            nameserver._pyroRelease()
+        with self._uris_lock:
+            self._uris = members
+        return dict(members)
+
+    def _lookup(self, name: str, refresh: bool = False) -> str:
+        members = self.replicas(refresh=refresh)
+        if name not in members and not refresh:
+            members = self.replicas(refresh=True)
+        if name not in members:
+            known = ", ".join(sorted(members)) or "none"
+            raise ReplicaUnavailable(f"no replica named {name!r} is registered (registered: {known}); "
+                                     f"start it with 'python run_server.py --name {name}'", replica=name)
+        return members[name]
+
+    def _proxy(self, name: str, refresh: bool = False, uri: Optional[str] = None) -> Proxy:
+        """This thread's proxy to ``name`` at ``uri`` (default: where the name server says it is)."""
+        proxies = getattr(self._local, "proxies", None)
+        if proxies is None:
+            proxies = self._local.proxies = {}
+            self._local.uris = {}
+        uri = uri or self._lookup(name, refresh)
+        proxy = proxies.get(name)
+        if proxy is None or self._local.uris.get(name) != uri:
+            if proxy is not None:
+                proxy._pyroRelease()
+            proxy = proxies[name] = Proxy(uri)
+            self._local.uris[name] = uri
+            with self._uris_lock:
+                self._all_proxies.add(proxy)
+        proxy._pyroTimeout = self.timeout
+        return proxy
+
+    def _drop(self, name: str) -> None:
+        proxy = getattr(self._local, "proxies", {}).pop(name, None)
+        if proxy is not None:
+            proxy._pyroRelease()
+
+    def _reusable(self, name: str) -> Optional[Proxy]:
+        """This thread's proxy to ``name`` when it is connected, alive and still
+        at the address the name server gave (the common case: no set-up)."""
+        proxy = getattr(self._local, "proxies", {}).get(name)
+        if (proxy is None or proxy._pyroConnection is None or self._local.uris.get(name) != self._uris.get(name)
+                or connection_looks_dead(proxy)):
+            return None
+        return proxy
+
+    def _connected(self, name: str) -> Proxy:
+        """A connected proxy to ``name``, looking its address up again if it moved."""
+        reusable = self._reusable(name)
+        if reusable is not None:
+            return reusable
+        proxy = self._proxy(name)
+        failure = self._connect(name, proxy)
+        if failure is None:
+            return proxy
+        try:
+            moved = self._lookup(name, refresh=True) != str(proxy._pyroUri)
+        except NameServerUnavailable:
+            moved = False
+        if moved:
+            proxy = self._proxy(name)
+            failure = self._connect(name, proxy)
+            if failure is None:
+                return proxy
+        raise ReplicaUnavailable(
+            f"replica {name} at {proxy._pyroUri.location} is unreachable ({failure}); is it running? "
+            f"start it with 'python run_server.py --name {name}'", replica=name, cause=str(failure))
+
+    def _connect(self, name: str, proxy: Proxy) -> Optional[BaseException]:
+        """Connect ``proxy``; the error if that failed (and the proxy is dropped).
+
+        Connecting gets a short deadline of its own: a replica that does not
+        even accept the connection (cut off) should not cost the whole timeout.
+        """
+        proxy._pyroTimeout = min(self.timeout, CONNECT_TIMEOUT)
+        try:
+            ensure_connected(proxy)
+            return None
+        except pyro_errors.CommunicationError as error:
+            self._drop(name)
+            return error
+        finally:
+            proxy._pyroTimeout = self.timeout
+
+    def _candidates(self) -> list[str]:
+        if self.replica is not None:
+            return [self.replica]
+        names = list(self.replicas())
+        if not names:
+            names = list(self.replicas(refresh=True))
+        if not names:
+            raise ReplicaUnavailable("no replica is registered in the name server; start one with "
+                                     "'python run_server.py --name replica1'")
+        random.shuffle(names)
+        return names
+
+    # ------------------------------------------------------------- calls
+    def _invoke(self, method: str, *args: Any) -> Any:
+        """Call ``method`` on a replica; while the replicas that could take it
+        say they are still starting (catching up), wait for them within the timeout."""
+        deadline = time.monotonic() + self.timeout
+        pause = STARTING_POLL
+        while True:
+            try:
+                return self._invoke_once(method, *args)
+            except ReplicaUnavailable as error:
+                if not getattr(error, "starting", False) or time.monotonic() + pause > deadline:
+                    raise
+                log.debug("%s: %s; asking again in %.0f ms", method, error, pause * 1000.0)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    def _invoke_once(self, method: str, *args: Any) -> Any:
+        is_write = method in _WRITES
+        debugging = log.isEnabledFor(logging.DEBUG)
+        last_error: Optional[RmiKvError] = None
+        starting: Optional[RmiKvError] = None
+        for name in self._candidates():
+            try:
+                proxy = self._connected(name)
+            except ReplicaUnavailable as error:
+                last_error = error
+                continue  # nothing was sent: another replica may take it
+            started = time.perf_counter()
+            if debugging:
+                log.debug("-> %s %s%s", name, method, _short(args))
+            try:
+                result = getattr(proxy, method)(*args)
+            except ReplicaUnavailable as error:  # the replica refused before doing anything
+                log.debug("<- %s %s refused: %s", name, method, error)
+                last_error = error
+                if getattr(error, "starting", False):
+                    starting = error
+                continue
+            except RmiKvError as error:
+                log.debug("<- %s %s error %s: %s (%.2f ms)", name, method, type(error).__name__, error,
+                          (time.perf_counter() - started) * 1000.0)
+                raise
+            except pyro_errors.CommunicationError as error:
+                self._drop(name)
+                log.debug("<- %s %s no answer: %s", name, method, error)
+                if is_write:
+                    raise OutcomeUnknown(
+                        f"{method} was sent to {name} but no answer came ({error}); it may or may not have "
+                        f"committed: read the key to find out", replica=name) from None
+                last_error = ReplicaUnavailable(f"replica {name} did not answer {method} ({error})", replica=name)
+                continue
+            if debugging:
+                log.debug("<- %s %s = %s (%.2f ms)", name, method, _short(result),
+                          (time.perf_counter() - started) * 1000.0)
+            return result
+        assert last_error is not None
+        raise starting or last_error
+
+    # ---------------------------------------------------------- the API
+    def get(self, key: str) -> Optional[str]:
+        """The value of ``key``, or None when it has none."""
+        return self._invoke("get", key)
+
+    def put(self, key: str, value: str) -> None:
+        """Set ``key`` to ``value`` on every replica."""
+        self._invoke("put", key, value)
+
+    def delete(self, key: str) -> bool:
+        """Delete ``key`` on every replica; True when it had a value."""
+        return bool(self._invoke("delete", key))
+
+    def transaction(self, writes: dict) -> None:
+        """Apply several writes atomically: key -> value, or key -> None to delete."""
+        self._invoke("transaction", writes)
+
+    def traced(self, writes: dict) -> dict:
+        """Like ``transaction``; returns the two-phase commit round message by message."""
+        return self._invoke("traced", writes)
+
+    def keys(self, prefix: str = "", limit: int = 100, *, after: Optional[str] = None) -> list[str]:
+        """Keys starting with ``prefix``, sorted, at most ``limit``; with ``after`` (the last key
+        of the page before), the next page: a cursor that walks the whole key space."""
+        cursor = () if after is None else (after,)  # a replica of an older version takes two arguments
+        return list(self._invoke("keys", prefix, limit, *cursor))
+
+    def ping(self) -> str:
+        return self._invoke("ping")
+
+    def status(self) -> list[dict]:
+        """One status dict per member, sorted by name; unreachable ones say why.
+
+        The members are every name the name server lists and every member a
+        reachable replica counts (its ``members``): a member the name server
+        does not list is reached at the address a replica last knew for it
+        (``member_uris``). Each dict carries ``reachable``, ``registered`` (in
+        the name server), ``uri`` and ``latency_ms``; an unreachable one also
+        ``error`` (what happened and what to do) and ``cause``.
+        """
+        try:
+            registered = self.replicas(refresh=True)
+        except NameServerUnavailable:
+            registered = self.replicas()
+            if not registered:
+                raise
+        found: dict[str, dict] = {}
+        names, uris = set(registered), {}
+        for name in sorted(registered):
+            found[name] = self._member_status(name, registered[name], registered=True)
+            self._learn_members(found[name], names, uris)
+        while names - set(found):
+            addressed = sorted(name for name in names - set(found) if name in uris)
+            for name in addressed:
+                found[name] = self._member_status(name, uris[name], registered=False)
+                self._learn_members(found[name], names, uris)
+            if not addressed:
+                for name in names - set(found):
+                    found[name] = {"name": name, "uri": None, "reachable": False, "registered": False,
+                                   "cause": "not registered in the name server, and no member knows its address",
+                                   "error": f"{name} is not registered in the name server, and no member knows its "
+                                            f"address; start it with 'python run_server.py --name {name}'"}
+        return [found[name] for name in sorted(found)]
+
+    @staticmethod
+    def _learn_members(status: dict, names: set, uris: dict) -> None:
+        """Add the members a reachable replica counts, and the addresses it knows, to ``names`` and ``uris``."""
+        if status.get("reachable"):
+            names.update(status.get("members", ()))
+            for name, uri in status.get("member_uris", {}).items():
+                uris.setdefault(name, uri)
+
+    def _member_status(self, name: str, uri: str, registered: bool) -> dict:
+        """``name``'s status, asked at ``uri`` (its name server entry when ``registered``)."""
+        started = time.perf_counter()
+        try:
+            proxy = self._connected(name) if registered else self._connected_at(name, uri)
+            status = dict(proxy.status())
+            status.update(reachable=True, registered=registered)
+            status.setdefault("uri", uri)
+        except (RmiKvError, pyro_errors.CommunicationError) as error:
+            self._drop(name)
+            status = {"name": name, "uri": uri, "reachable": False, "registered": registered, "error": str(error),
+                      "cause": getattr(error, "cause", None) or str(error)}
+        status["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
+        return status
+
+    def _connected_at(self, name: str, uri: str) -> Proxy:
+        """A connected proxy to member ``name`` at ``uri``, an address the name server does not give."""
+        proxy = self._proxy(name, uri=uri)
+        failure = self._connect(name, proxy)
+        if failure is not None:
+            raise ReplicaUnavailable(
+                f"replica {name} is not registered in the name server and is unreachable at its last known "
+                f"address {proxy._pyroUri.location} ({failure}); start it with 'python run_server.py --name {name}'",
+                replica=name, cause=f"not registered in the name server; {failure}")
+        return proxy

@@ -1,0 +1,131 @@
+"""Finding things: the name server, replica names, member URIs, reusable proxies.
+
+Pyro5 proxies belong to one thread. A ``ProxyPool`` keeps idle proxies to one
+URI; a thread checks one out, claims it, and gives it back, so connections
+are reused across calls without sharing a proxy between threads.
+"""
+from __future__ import annotations
+
+import contextlib
+import select
+import threading
+from typing import Iterator, Optional
+
+from Pyro5 import errors as pyro_errors
+from Pyro5.api import Proxy
+
+from rmi_kv.config import PROJECT_PREFIX, REMOVED_PREFIX, REPLICA_PREFIX
+from rmi_kv.errors import NameServerUnavailable
+
+NAMESERVER_OBJECT = "Pyro.NameServer"
+
+
+def object_name(replica: str) -> str:
+    """The name a replica registers under in the name server."""
+    return REPLICA_PREFIX + replica
+
+
+def nameserver_uri(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"PYRO:{NAMESERVER_OBJECT}@{host}:{port}"
+
+
+def connect_nameserver(host: str, port: int, timeout: float = 3.0) -> Proxy:
+    """A bound proxy to the name server, or NameServerUnavailable with what to do."""
+    proxy = Proxy(nameserver_uri(host, port))
+    proxy._pyroTimeout = timeout
+    try:
+        proxy._pyroBind()
+    except pyro_errors.CommunicationError as error:
+        proxy._pyroRelease()
+        raise NameServerUnavailable(
+            f"no name server at {host}:{port} ({error}); start one with "
+            f"'python run_nameserver.py --host {host} --port {port}'", host=host, port=port) from None
+    return proxy
+
+
+def list_registrations(nameserver: Proxy) -> tuple[dict[str, str], set[str]]:
+    """What the name server lists: replica name -> URI string for every
+    registered replica, and the names an operator marked removed."""
+    try:
+        entries = nameserver.list(prefix=PROJECT_PREFIX)
+    except pyro_errors.CommunicationError as error:
+        raise NameServerUnavailable(f"the name server stopped answering: {error}") from None
+    registered = {name[len(REPLICA_PREFIX):]: str(uri) for name, uri in entries.items()
+                  if name.startswith(REPLICA_PREFIX)}
+    removed = {name[len(REMOVED_PREFIX):] for name in entries if name.startswith(REMOVED_PREFIX)}
+    return registered, removed
+
+
+def list_members(nameserver: Proxy) -> dict[str, str]:
+    """Replica name -> URI string, for every replica registered in the name server."""
+    return list_registrations(nameserver)[0]
+
+
+def connection_looks_dead(proxy: Proxy) -> bool:
+    """True when an idle proxy's socket was closed by the other side.
+
+    Pyro5 never sends unsolicited data, so an idle socket that is readable
+    means end-of-file or reset: the server restarted or dropped us. Sending a
+    request on it could not reach anyone, so it is safe to reconnect first.
+    """
+    connection = proxy._pyroConnection
+    if connection is None:
+        return False
+    try:
+        readable, _, _ = select.select([connection.sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def ensure_connected(proxy: Proxy) -> None:
+    """Connect now (raising CommunicationError if the server cannot be reached),
+    so that a failure afterwards means the request was sent."""
+    if connection_looks_dead(proxy):
+        proxy._pyroRelease()
+    if proxy._pyroConnection is None:
+        proxy._pyroBind()
+
+
+class ProxyPool:
+    """Idle proxies to one URI, handed to one thread at a time."""
+
+    def __init__(self, uri: str, timeout: float, max_idle: int = 32) -> None:
+        self.uri = uri
+        self.timeout = timeout
+        self.max_idle = max_idle
+        self._idle: list[Proxy] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @contextlib.contextmanager
+    def proxy(self, timeout: Optional[float] = None) -> Iterator[Proxy]:
+        """Check out a connected proxy; it goes back to the pool unless the call failed."""
+        with self._lock:
+            proxy = self._idle.pop() if self._idle else None
+        if proxy is None:
+            proxy = Proxy(self.uri)
+        proxy._pyroClaimOwnership()
+        proxy._pyroTimeout = self.timeout if timeout is None else timeout
+        try:
+            ensure_connected(proxy)
+            yield proxy
+        except BaseException:
+            proxy._pyroRelease()  # a failed call leaves the connection in an unknown state
+            raise
+        with self._lock:
+            if not self._closed and len(self._idle) < self.max_idle:
+                self._idle.append(proxy)
+                return
+        proxy._pyroRelease()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._closed = True
+        for proxy in idle:
+            with contextlib.suppress(Exception):
+                proxy._pyroClaimOwnership()
+                proxy._pyroRelease()
