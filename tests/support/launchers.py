@@ -20,9 +20,9 @@ from typing import Iterable, Optional
 
 from rmi_kv.server.cluster import ChildProcess, LocalCluster
 
-from rmi_kv.faultproxy import FaultProxy
-from rmi_kv.kvagent import Agent
-from rmi_kv.netns import Lab
+from .faultproxy import FaultProxy
+from .kvagent import Agent
+from .netns import Lab
 
 NS_PORT = 9090
 #: every test cluster runs with --vote-timeout 1: partitions show within a second
