@@ -61,3 +61,17 @@ def seconds(*, allow_zero: bool = False) -> Callable[[str], float]:
 
     parse.__name__ = "seconds"
     return parse
+
+
+def address(text: str) -> tuple[str, int]:
+    """``HOST`` or ``HOST:PORT`` (``[v6]:PORT`` too) as (host, port); port 0
+    when none is given (``--advertise``: then the port the replica listens on)."""
+    host, separator, port_text = text.rpartition(":")
+    if not separator or "]" in port_text or (":" in host and not host.endswith("]")):
+        host, port_text = text, "0"
+    if not host.strip("[]") or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise argparse.ArgumentTypeError(f"takes HOST or HOST:PORT, not {text!r}")
+    return host.strip("[]"), int(port_text)
+
+
+address.__name__ = "address"

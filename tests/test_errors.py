@@ -5,7 +5,7 @@ import pytest
 from Pyro5.serializers import serializers
 
 from rmi_kv import errors
-from rmi_kv.core.batching import decode_answers, encode_answers
+from rmi_kv.wire.codec import decode_answers, encode_answers
 from rmi_kv.config import configure_pyro
 
 

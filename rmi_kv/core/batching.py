@@ -9,19 +9,20 @@ senders were busy share the next call (and, at the peer, one forced write).
 Two senders share the queue, so a vote that waits at the peer for a key
 never holds up the decision that frees it.
 
-No network code: the function that sends a batch is given.
+No network code: the function that sends a batch is given (in production,
+``rmi_kv.wire.peers``; what a batch looks like on the wire is ``rmi_kv.wire.codec``).
 """
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import threading
 import time
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
-from rmi_kv.errors import InvalidRequest, RmiKvError, error_as_dict, error_from_dict
+from rmi_kv.core.messages import Reply
+
 
 log = logging.getLogger(__name__)
 
@@ -29,47 +30,6 @@ log = logging.getLogger(__name__)
 MAX_MESSAGES = 64
 #: what one message costs besides its writes (txid, names), for the size bound
 MESSAGE_OVERHEAD = 512
-
-
-def _compact_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def encode_batch(messages: list) -> str:
-    """The text a batch of protocol messages travels as (see KeyValue.batch)."""
-    return _compact_json(messages)
-
-
-def decode_batch(text: Any) -> list:
-    """The messages of a batch, or InvalidRequest."""
-    if not isinstance(text, str):
-        raise InvalidRequest(f"a batch is the JSON text of a list of protocol messages, not {type(text).__name__}")
-    try:
-        messages = json.loads(text)
-    except (ValueError, RecursionError) as error:
-        raise InvalidRequest(f"a batch is the JSON text of a list of protocol messages: {error}") from None
-    if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_MESSAGES:
-        raise InvalidRequest(f"a batch is a list of 1 to {MAX_MESSAGES} protocol messages")
-    return messages
-
-
-def encode_answers(answers: list) -> str:
-    """The text a batch's answers travel as: [true, result] or [false, error]
-    per message, each error as its class name, message and details."""
-    return _compact_json([[True, answer] if ok else [False, error_as_dict(answer)] for ok, answer in answers])
-
-
-def decode_answers(text: Any, peer: str) -> list:
-    """A batch's answers as (ok, result or exception) pairs."""
-    try:
-        answers = json.loads(text) if isinstance(text, str) else None
-    except (ValueError, RecursionError):
-        answers = None
-    if not isinstance(answers, list):
-        raise RmiKvError(f"{peer} sent malformed answers to a batch")
-    return [(answer[0], answer[1] if answer[0] else error_from_dict(answer[1]))
-            if isinstance(answer, list) and len(answer) == 2 and isinstance(answer[0], bool) else answer
-            for answer in answers]
 
 
 class _Queued:
@@ -94,7 +54,7 @@ class MessageBatcher:
     ``(value, error, elapsed_ms)``, the shape the coordinator records.
     """
 
-    def __init__(self, name: str, send_batch: Callable[[list[tuple]], Sequence[Any]],
+    def __init__(self, name: str, send_batch: Callable[[list[tuple]], Sequence[Any]], *,
                  max_messages: int = MAX_MESSAGES, max_bytes: int = 2 * 1024 * 1024, senders: int = 2,
                  linger: float = 0.002) -> None:
         self.name = name
@@ -208,7 +168,7 @@ class MessageBatcher:
             for queued, answer in zip(batch, answers):
                 ok, value = _unpack(answer, self.name)
                 elapsed_ms = (now - queued.queued_at) * 1000.0
-                queued.future.set_result((value, None, elapsed_ms) if ok else (None, value, elapsed_ms))
+                queued.future.set_result(Reply(value, None, elapsed_ms) if ok else Reply(None, value, elapsed_ms))
 
 
 def _unpack(answer: Any, peer: str) -> tuple[bool, Any]:

@@ -1,9 +1,9 @@
 """The coordinator side of two-phase commit (presumed abort).
 
-It runs one transaction over a set of participant handles: anything with
-``canCommit(txid, writes, coordinator, participants)``, ``doCommit(txid)`` and
-``doAbort(txid)``. In production the handles are Pyro5 proxies (and the
-replica's own participant, called directly); in unit tests, plain objects.
+It runs one transaction over a set of participant handles (``handles``):
+the coordinator's own participant, called directly, and the others reached by
+message. In production those are Pyro5 peer links; in unit tests, plain
+objects.
 """
 from __future__ import annotations
 
@@ -15,23 +15,21 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Protocol
+from typing import Any, Callable, Mapping, Optional, Union
 
-from rmi_kv.errors import MembershipChanged, RmiKvError, TransactionAborted
+from rmi_kv.core import txid as txids
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
-from rmi_kv.storage.sqlite import ABORT, COMMIT, Storage
+from rmi_kv.core.handles import LocalParticipant, ParticipantHandle, timed
+from rmi_kv.core.messages import ABORT, CAN_COMMIT, COMMIT, DO_ABORT, DO_COMMIT, HAVE_COMMITTED, UNKNOWN, Reply
+from rmi_kv.errors import MembershipChanged, RmiKvError, TransactionAborted
+from rmi_kv.storage.sqlite import Storage
 
 log = logging.getLogger(__name__)
 
-UNKNOWN = "unknown"
+#: the handles of one transaction: the coordinator's own participant (under its
+#: name, when it takes part) and the others
+Handles = Mapping[str, Union[LocalParticipant, ParticipantHandle]]
 
-
-class ParticipantHandle(Protocol):
-    def canCommit(self, txid: str, writes: dict, coordinator: str, participants: list) -> bool: ...
-
-    def doCommit(self, txid: str) -> bool: ...
-
-    def doAbort(self, txid: str) -> bool: ...
 
 
 @dataclass
@@ -101,10 +99,10 @@ class Coordinator:
 
     VOTING = "voting"
 
-    def __init__(self, name: str, storage: Storage, failpoints: Failpoints = NO_FAILPOINTS,
+    def __init__(self, name: str, storage: Storage, *, failpoints: Failpoints = NO_FAILPOINTS,
                  vote_timeout: float = 2.0, decision_timeout: float = 2.0,
                  conflict_retries: int = 12, conflict_backoff: float = 0.002,
-                 executor: concurrent.futures.Executor | None = None, early_reply: bool = False) -> None:
+                 early_reply: bool = False) -> None:
         self.name = name
         self.storage = storage
         self.failpoints = failpoints
@@ -114,8 +112,6 @@ class Coordinator:
         self.conflict_backoff = conflict_backoff
         #: answer the client once the decision is forced; phase 2 finishes in the background
         self.early_reply = early_reply
-        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
-            max_workers=128, thread_name_prefix=f"{name}-fanout")
         self._boot = os.urandom(4).hex()
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
@@ -138,11 +134,7 @@ class Coordinator:
         the start time of the write (kept across retries: older writes win conflicts)."""
         if started_us is None:
             started_us = time.time_ns() // 1000
-        return f"{self.name}:{self._boot}:{next(self._counter)}:{started_us}"
-
-    @staticmethod
-    def coordinator_of(txid: str) -> str:
-        return txid.split(":", 1)[0]
+        return txids.make(self.name, self._boot, next(self._counter), started_us)
 
     # -------------------------------------------------------------- recovery
     def recover(self) -> list[str]:
@@ -189,7 +181,7 @@ class Coordinator:
             self.storage.forget_decisions(batch)
         return len(batch)
 
-    def resend_commits(self, handles: Mapping[str, ParticipantHandle], min_age: float = 0.0) -> None:
+    def resend_commits(self, handles: Handles, min_age: float = 0.0) -> None:
         """Re-send doCommit for every COMMIT not acknowledged by all (recovery),
         decided at least ``min_age`` seconds ago (younger ones are still on their way)."""
         now = time.monotonic()
@@ -200,11 +192,11 @@ class Coordinator:
             targets = {name: handles[name] for name in waiting if name in handles}
             if targets:
                 round_ = _Round(txid)
-                self._send_decision(round_, "doCommit", targets, self.decision_timeout)
+                self._send_decision(round_, DO_COMMIT, targets, self.decision_timeout)
 
     # ------------------------------------------------------------- execution
     def execute(self, writes: Mapping[str, Optional[str]],
-                handles: Mapping[str, ParticipantHandle] | Callable[[bool], Mapping[str, ParticipantHandle]],
+                handles: Handles | Callable[[bool], Handles],
                 observe: Callable[[Mapping[str, Optional[str]]], Any] | None = None) -> Outcome:
         """Commit ``writes`` on every participant, or raise TransactionAborted.
 
@@ -234,7 +226,7 @@ class Coordinator:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _attempt(self, txid: str, writes: Mapping[str, Optional[str]],
-                 handles: Mapping[str, ParticipantHandle], observe) -> Outcome:
+                 handles: Handles, observe) -> Outcome:
         participants = sorted(handles)
         round_ = _Round(txid)
         with self._lock:
@@ -247,7 +239,8 @@ class Coordinator:
                 outcome.retryable, outcome.membership_changed = retryable, membership_changed
                 return outcome
             # the replica's own participant can apply in the very write that forces the decision
-            commit_with_decision = getattr(handles.get(self.name), "commitWithDecision", None)
+            local = handles.get(self.name)
+            commit_with_decision = local.commitWithDecision if local is not None else None
             try:
                 observed = observe(writes) if observe is not None else None
                 self.failpoints.hit("coordinator.before_decision")
@@ -279,22 +272,22 @@ class Coordinator:
         targets = {name: handles[name] for name in remaining}
         if self.early_reply:  # safe while reads of PREPARED keys wait: no replica shows the old value
             round_.note("reply", self.name, "client answered at the commit point; phase 2 goes on")
-        unacknowledged = self._send_decision(round_, "doCommit", targets, self.decision_timeout,
+        unacknowledged = self._send_decision(round_, DO_COMMIT, targets, self.decision_timeout,
                                              wait=not self.early_reply)
         self.committed += 1
         return Outcome(txid, True, unacknowledged=sorted(unacknowledged), trace=round_.trace, observed=observed)
 
     def _collect_votes(self, round_: _Round, txid: str, writes: dict,
-                       handles: Mapping[str, ParticipantHandle], participants: list[str]):
+                       handles: Handles, participants: list[str]):
         deadline = time.monotonic() + self.vote_timeout
         futures = {}
         sent_at: dict[str, float] = {}
         for name in participants:
             if name != self.name:
-                round_.note("canCommit", name, "sent")
+                round_.note(CAN_COMMIT, name, "sent")
                 sent_at[name] = round_.now_ms()
-                futures[self._dispatch(handles[name], "canCommit", txid, writes, self.name, participants,
-                                       expires=deadline)] = name
+                futures[handles[name].send(CAN_COMMIT, txid, writes, self.name, participants,
+                                           expires=deadline)] = name
         refusals: dict[str, str] = {}
         voted_yes: list[str] = []
         state = {"retryable": True, "membership_changed": False}
@@ -317,8 +310,8 @@ class Coordinator:
                 round_.note("vote", name, f"NO after {elapsed_ms:.2f} ms (keys locked by another transaction)", at_ms)
 
         if self.name in handles:
-            round_.note("canCommit", self.name, "local")
-            count(self.name, _timed(handles[self.name].canCommit, txid, writes, self.name, participants))
+            round_.note(CAN_COMMIT, self.name, "local")
+            count(self.name, timed(handles[self.name].canCommit, txid, writes, self.name, participants))
         # one wake-up when every vote is in (not one per vote); each is noted at the time it arrived
         done, _ = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
         for future in done:
@@ -333,7 +326,7 @@ class Coordinator:
         may_have_prepared = [name for name in refusals if refusals[name] != CONFLICT]
         return refusals, voted_yes + may_have_prepared, retryable, membership_changed
 
-    def _abort(self, round_: _Round, txid: str, handles: Mapping[str, ParticipantHandle],
+    def _abort(self, round_: _Round, txid: str, handles: Handles,
                refusals: dict[str, str], prepared: list[str]) -> Outcome:
         with self._lock:
             self._active.pop(txid, None)  # from now on getDecision answers abort (presumed)
@@ -341,29 +334,31 @@ class Coordinator:
         log.debug("decision %s ABORT: %s", txid, refusals)
         targets = {name: handles[name] for name in prepared}
         if targets:
-            self._send_decision(round_, "doAbort", targets, self.decision_timeout, wait=False)
+            self._send_decision(round_, DO_ABORT, targets, self.decision_timeout, wait=False)
         self.aborted += 1
         return Outcome(txid, False, refusals=refusals, trace=round_.trace)
 
-    def _send_decision(self, round_: _Round, message: str, handles: Mapping[str, ParticipantHandle],
+    def _send_decision(self, round_: _Round, message: str, handles: Handles,
                        timeout: float, wait: bool = True) -> set[str]:
         """Send doCommit/doAbort to every handle in parallel; returns who did not acknowledge."""
         txid = round_.txid
         names = sorted(handles)
         futures = {}
-        if message == "doCommit" and self.failpoints.armed("coordinator.mid_commit"):
+        if message == DO_COMMIT and self.failpoints.armed("coordinator.mid_commit"):
             first = next((name for name in names if name != self.name), None)
             if first is not None:
-                self._deliver(round_, message, first, _timed(handles[first].doCommit, txid))
+                self._deliver(round_, message, first, handles[first].send(DO_COMMIT, txid).result())
                 names.remove(first)
             self.failpoints.hit("coordinator.mid_commit")
         for name in names:
             if name != self.name:
                 round_.note(message, name, "sent")
-                futures[self._dispatch(handles[name], message, txid, lazy=message == "doCommit" and not wait)] = name
+                futures[handles[name].send(message, txid, lazy=message == DO_COMMIT and not wait)] = name
         unacknowledged: set[str] = set()
         if self.name in names:
-            if not self._deliver(round_, message, self.name, _timed(getattr(handles[self.name], message), txid)):
+            local = handles[self.name]
+            apply = local.doCommit if message == DO_COMMIT else local.doAbort
+            if not self._deliver(round_, message, self.name, timed(apply, txid)):
                 unacknowledged.add(self.name)
         if not wait:  # answers are recorded as they come
             for future, name in futures.items():
@@ -379,53 +374,25 @@ class Coordinator:
             unacknowledged.add(futures[future])
         return unacknowledged
 
-    def _dispatch(self, handle: ParticipantHandle, message: str, *args: Any,
-                  expires: Optional[float] = None, lazy: bool = False) -> concurrent.futures.Future:
-        """Send one message to a participant in the background; the future
-        resolves to (value, error, elapsed_ms). Handles that batch messages
-        (``send``) queue it for their next batch, drop it unsent once
-        ``expires`` (time.monotonic()) has passed, and may hold a ``lazy``
-        one a moment for company."""
-        send = getattr(handle, "send", None)
-        if send is not None:
-            return send(message, *args, expires=expires, lazy=lazy)
-        return self._executor.submit(_timed, getattr(handle, message), *args)
-
-    def _deliver(self, round_: _Round, message: str, name: str, result: tuple) -> bool:
+    def _deliver(self, round_: _Round, message: str, name: str, result: Reply) -> bool:
         """Record one participant's answer to doCommit/doAbort; True when acknowledged."""
         value, error, elapsed_ms = result
         if error is not None:
             round_.note(message, name, f"failed after {elapsed_ms:.2f} ms: {describe_failure(error)}; will retry")
             log.debug("%s %s to %s failed: %s", message, round_.txid, name, describe_failure(error))
             return False
-        if message == "doCommit":
-            round_.note("haveCommitted", name, f"acknowledged after {elapsed_ms:.2f} ms")
+        if message == DO_COMMIT:
+            round_.note(HAVE_COMMITTED, name, f"acknowledged after {elapsed_ms:.2f} ms")
             self.acknowledge(round_.txid, name)
         else:
             round_.note(message, name, f"done after {elapsed_ms:.2f} ms")
         return True
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Nothing to release: messages travel on the handles' own threads."""
 
 
 CONFLICT = "voted NO: keys locked by a concurrent transaction"
-
-
-def txid_priority(txid: str) -> tuple:
-    """Order of age between transactions: smaller is older (wait-die)."""
-    _, _, counter, started = txid.split(":")
-    return int(started), txid
-
-
-def _timed(function: Callable, *args) -> tuple:
-    """Call ``function``; return (value, error, elapsed milliseconds) and never raise."""
-    started = time.perf_counter()
-    try:
-        value = function(*args)
-        return value, None, (time.perf_counter() - started) * 1000.0
-    except Exception as error:  # a participant's failure is a vote, not our crash
-        return None, error, (time.perf_counter() - started) * 1000.0
 
 
 def _abort_message(outcome: Outcome) -> str:

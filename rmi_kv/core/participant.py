@@ -13,33 +13,24 @@ from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from rmi_kv.errors import InvalidRequest, KeyInDoubt, MembershipChanged, ReplicaUnavailable
-from rmi_kv.core.coordinator import txid_priority
+from rmi_kv.core import txid as txids
+from rmi_kv.core.messages import UNKNOWN, VoteRequest
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.locks import LockTable, SharedLock
 from rmi_kv.storage.sqlite import ABORT, COMMIT, PreparedRecord, Storage
 
 log = logging.getLogger(__name__)
 
-UNKNOWN = "unknown"
-
-
-def _started_us(txid: str) -> int:
-    try:
-        return txid_priority(txid)[0]
-    except (ValueError, IndexError):
-        return 0
-
-
 def _older_than(txid: str):
     """Wait-die: a transaction waits for a lock only if it is older than the holder."""
     try:
-        mine = txid_priority(txid)
+        mine = txids.priority(txid)
     except ValueError:
         return lambda holder: False
 
     def may_wait(holder: str) -> bool:
         try:
-            return mine < txid_priority(holder)
+            return mine < txids.priority(holder)
         except ValueError:
             return False
 
@@ -49,7 +40,7 @@ def _older_than(txid: str):
 class Participant:
     """Votes on, applies and aborts transactions for one replica."""
 
-    def __init__(self, name: str, storage: Storage, locks: LockTable | None = None,
+    def __init__(self, name: str, storage: Storage, *, locks: LockTable | None = None,
                  failpoints: Failpoints = NO_FAILPOINTS, lock_wait: float = 0.05,
                  read_wait: float = 5.0, members: Optional[Callable[[], Iterable[str]]] = None) -> None:
         self.name = name
@@ -72,6 +63,8 @@ class Participant:
         self._voting: dict[str, tuple] = {}
         #: shared by commits; exclusive while the catch-up buffer is applied
         self._catch_up_lock = SharedLock()
+        #: notified whenever a vote ends or a prepared transaction is decided here
+        self._progress = threading.Condition()
 
     # ---------------------------------------------------------------- set-up
     def recover(self) -> list[str]:
@@ -113,9 +106,9 @@ class Participant:
         has. A coordinator that left out a member this replica knows of gets
         MembershipChanged (it reloads its member list and tries again).
         """
-        return _raise_or_return(self.can_commit_many([(txid, writes, coordinator, participants)])[0])
+        return _raise_or_return(self.can_commit_many([VoteRequest(txid, writes, coordinator, participants)])[0])
 
-    def can_commit_many(self, requests: Sequence[tuple]) -> list:
+    def can_commit_many(self, requests: Sequence[VoteRequest]) -> list:
         """Phase 1 for several transactions (txid, writes, coordinator,
         participants), their PREPARED records forced in one write.
 
@@ -127,7 +120,7 @@ class Participant:
         """
         return self.commit_and_vote((), requests)[1]
 
-    def commit_and_vote(self, commits: Sequence[str], votes: Sequence[tuple],
+    def commit_and_vote(self, commits: Sequence[str], votes: Sequence[VoteRequest],
                         decision: Optional[Sequence[str]] = None) -> tuple[list, list]:
         """Phase 2 for ``commits`` (txids), then phase 1 for ``votes`` (txid,
         writes, coordinator, participants): one forced write for the applies
@@ -135,16 +128,17 @@ class Participant:
         the commits still holds (then the commits are written, and their keys
         freed, first). Returns the answers to the commits and to the votes.
         """
+        votes = [VoteRequest(*vote) for vote in votes]
         commit_answers: list = [None] * len(commits)
         vote_answers: list = [None] * len(votes)
         with contextlib.ExitStack() as guards:
-            for txid in sorted(set(commits) | {vote[0] for vote in votes}):  # one order: no deadlock
+            for txid in sorted(set(commits) | {vote.txid for vote in votes}):  # one order: no deadlock
                 guards.enter_context(self._exclusive(txid))
             applying = self._stage_commits(commits, decision, commit_answers)
             committing_keys = {key for _, record in applying for key in record.writes}
             applied: list[str] = []
             prepared: list[str] = []
-            if any(key in committing_keys for vote in votes for key in vote[1]):
+            if any(key in committing_keys for vote in votes for key in vote.writes):
                 applied += self._write_staged(applying, decision, commit_answers, [], vote_answers)[0]
                 applying = []
             voting: list[str] = []
@@ -155,6 +149,8 @@ class Participant:
             finally:
                 for txid in voting:
                     self._voting.pop(txid, None)
+                self._finished()
+        self._finished()
         for txid in applied:
             self.failpoints.hit("participant.before_ack")
             log.debug("haveCommitted %s (applied)", txid)
@@ -163,7 +159,7 @@ class Participant:
             log.debug("vote YES %s", txid)
         return commit_answers, vote_answers
 
-    def _stage_votes(self, votes: Sequence[tuple], answers: list, voting: list) -> list:
+    def _stage_votes(self, votes: Sequence[VoteRequest], answers: list, voting: list) -> list:
         """Check and lock each vote's keys; the (index, record) of those to prepare."""
         staged: list[tuple[int, PreparedRecord]] = []
         seen: set[str] = set()
@@ -294,7 +290,7 @@ class Participant:
         if known == ABORT:
             log.error("doCommit %s for a transaction this replica aborted", txid)
             raise InvalidRequest(f"{self.name} aborted transaction {txid}; it cannot commit")
-        if 0 < _started_us(txid) <= self.storage.forgotten_before_us:
+        if 0 < txids.started_us(txid) <= self.storage.forgotten_before_us:
             return True  # it voted YES once (records of PREPARED are never dropped): committed long ago
         raise InvalidRequest(f"{self.name} has no prepared transaction {txid}")
 
@@ -325,6 +321,7 @@ class Participant:
                 self._prepared[txid] = record
                 raise
             self.locks.release(txid, record.writes.keys())
+        self._finished()
         return True
 
     def decision_as_peer(self, txid: str) -> str:
@@ -339,7 +336,7 @@ class Participant:
             known = self.storage.outcome(txid)
             if known is not None:
                 return known
-            if _started_us(txid) <= self.storage.knows_nothing_before_us:
+            if txids.started_us(txid) <= self.storage.knows_nothing_before_us:
                 return UNKNOWN  # from before this replica's data existed, or long forgotten: it cannot vouch
             self.storage.record_abort(txid)
             return ABORT
@@ -351,6 +348,24 @@ class Participant:
         prepared = [txid for txid, record in list(self._prepared.items())
                     if record.participants and member not in record.participants]
         return voting + prepared
+
+    def wait_unfinished_without(self, member: str, timeout: float) -> list[str]:
+        """Wait until nothing here leaves ``member`` out (so a copy of the data
+        taken now misses no transaction it was not part of); what still does
+        after ``timeout`` seconds (empty: nothing)."""
+        deadline = time.monotonic() + timeout
+        with self._progress:
+            while True:
+                left = self.unfinished_without(member)
+                remaining = deadline - time.monotonic()
+                if not left or remaining <= 0:
+                    return left
+                self._progress.wait(remaining)
+
+    def _finished(self) -> None:
+        """Wake whoever waits for transactions here to end."""
+        with self._progress:
+            self._progress.notify_all()
 
     def finish_catch_up(self) -> int:
         """Apply the commits buffered while catching up; serve normally from now on."""

@@ -13,16 +13,18 @@ from __future__ import annotations
 import logging
 from typing import Callable, Iterable, Optional
 
-from rmi_kv.core.coordinator import UNKNOWN, Coordinator
-from rmi_kv.errors import RmiKvError
+from rmi_kv.core.coordinator import Coordinator
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
+from rmi_kv.core.handles import DecisionSource
+from rmi_kv.core.messages import ABORT, COMMIT, UNKNOWN
 from rmi_kv.core.participant import Participant
-from rmi_kv.storage.sqlite import ABORT, COMMIT, PreparedRecord
+from rmi_kv.errors import RmiKvError
+from rmi_kv.storage.sqlite import PreparedRecord
 
 log = logging.getLogger(__name__)
 
-#: name -> handle with getDecision/haveCommitted (None when not a member now)
-HandleFor = Callable[[str], Optional[object]]
+#: name -> whom to ask about a transaction (None when not a member now)
+HandleFor = Callable[[str], Optional[DecisionSource]]
 
 
 def ask_for_decision(record: PreparedRecord, self_name: str, coordinator: Coordinator,

@@ -8,9 +8,9 @@ import re
 from typing import Any, Optional
 
 from rmi_kv.config import Limits
+from rmi_kv.core import txid as txids
 from rmi_kv.errors import InvalidRequest
 
-TXID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}:[0-9a-f]{8}:[0-9]{1,19}:[0-9]{1,20}$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: the most keys one ``keys`` call returns
 MAX_LIMIT = 10000
@@ -66,8 +66,8 @@ def check_writes(writes: Any, limits: Limits) -> dict[str, Optional[str]]:
 
 
 def check_txid(txid: Any) -> str:
-    if not isinstance(txid, str) or not TXID_PATTERN.fullmatch(txid):
-        raise InvalidRequest(f"malformed transaction id {str(txid)[:80]!r}: expected COORDINATOR:BOOTID:COUNTER:STARTED")
+    if not txids.is_valid(txid):
+        raise InvalidRequest(f"malformed transaction id {str(txid)[:80]!r}: expected {txids.FORMAT}")
     return txid
 
 

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=options.port(allow_zero=True), default=0,
                         help="port to bind; 0 lets the OS choose (default)")
-    parser.add_argument("--advertise", metavar="HOST[:PORT]",
+    parser.add_argument("--advertise", metavar="HOST[:PORT]", type=options.address,
                         help="the address others should dial (behind NAT, in containers); default: --host")
     parser.add_argument("--data-dir", help="where the replica keeps its data (default ./data/NAME)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG shows every 2PC message (default %(default)s)")

@@ -75,8 +75,7 @@ CREATE TABLE IF NOT EXISTS members (
 ) WITHOUT ROWID;
 """
 
-COMMIT = "commit"
-ABORT = "abort"
+from rmi_kv.core.messages import ABORT, COMMIT  # noqa: E402  (the log records the protocol's outcomes)
 #: the state of a database its replica has not yet decided to catch up or serve from
 NEW = "new"
 

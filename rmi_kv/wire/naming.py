@@ -7,15 +7,18 @@ are reused across calls without sharing a proxy between threads.
 from __future__ import annotations
 
 import contextlib
+import logging
 import select
 import threading
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from Pyro5 import errors as pyro_errors
 from Pyro5.api import Proxy
 
 from rmi_kv.config import PROJECT_PREFIX, REMOVED_PREFIX, REPLICA_PREFIX
 from rmi_kv.errors import NameServerUnavailable
+
+log = logging.getLogger(__name__)
 
 NAMESERVER_OBJECT = "Pyro.NameServer"
 
@@ -129,3 +132,62 @@ class ProxyPool:
             with contextlib.suppress(Exception):
                 proxy._pyroClaimOwnership()
                 proxy._pyroRelease()
+
+
+class NameServerLink:
+    """One shared, reconnecting proxy to the name server, for a replica's
+    registrations and look-ups (a replica's threads take turns on it)."""
+
+    def __init__(self, host: str, port: int, *, timeout: float = 2.0) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._proxy: Optional[Proxy] = None
+        #: whether the last exchange with the name server worked
+        self.reachable = False
+
+    def run(self, action: Callable[[Proxy], Any]) -> Any:
+        """``action(proxy)``, reconnecting once; NameServerUnavailable when it cannot be done."""
+        with self._lock:
+            for attempt in (1, 2):
+                if self._proxy is None:
+                    try:
+                        self._proxy = connect_nameserver(self.host, self.port, self.timeout)
+                    except NameServerUnavailable:
+                        self.reachable = False
+                        raise
+                self._proxy._pyroClaimOwnership()
+                try:
+                    result = action(self._proxy)
+                    self.reachable = True
+                    return result
+                except (pyro_errors.CommunicationError, NameServerUnavailable) as error:
+                    self._proxy._pyroRelease()
+                    self._proxy = None
+                    if attempt == 2:
+                        self.reachable = False
+                        raise NameServerUnavailable(f"name server at {self.host}:{self.port}: {error}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def register(self, replica: str, uri: str) -> None:
+        self.run(lambda ns: ns.register(object_name(replica), uri, safe=False))
+        log.info("registered %s as %s", object_name(replica), uri)
+
+    def registrations(self) -> tuple[dict[str, str], set[str]]:
+        """What the name server lists: replica name -> URI, and the names marked removed."""
+        return self.run(list_registrations)
+
+    def lookup(self, replica: str) -> Optional[str]:
+        """The URI registered for ``replica`` (None: none is)."""
+        try:
+            return self.run(lambda ns: str(ns.lookup(object_name(replica))))
+        except pyro_errors.NamingError:
+            return None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._proxy is not None:
+                self._proxy._pyroClaimOwnership()
+                self._proxy._pyroRelease()
+                self._proxy = None

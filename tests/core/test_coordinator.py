@@ -5,20 +5,24 @@ import time
 
 import pytest
 
-from rmi_kv.core.coordinator import CONFLICT, UNKNOWN, _timed
+from rmi_kv.core.coordinator import CONFLICT
+from rmi_kv.core.handles import LocalHandle, timed
+from rmi_kv.core.messages import UNKNOWN, Reply
 from rmi_kv.errors import MembershipChanged, ReplicaUnavailable, TransactionAborted
 from rmi_kv.core.failpoints import Failpoints, parse_specs
 from rmi_kv.storage.sqlite import ABORT, COMMIT
 from rmi_kv.core.validation import check_txid
+from support.handles import ByMessage, SendsInBackground
 
 WRITES = {"k": "v"}
 
 
-class FakeParticipant:
+class FakeParticipant(SendsInBackground):
     """Records every message; votes ``votes`` in turn (the last one repeats).
 
     A vote may be True/False, an exception to raise, or a callable run in
-    canCommit's place.
+    canCommit's place. Under the coordinator's own name it is its local
+    participant, and forces the decision in ``storage`` (the coordinator's).
     """
 
     def __init__(self, name, votes=(True,), commit=True, storage=None):
@@ -65,6 +69,10 @@ class FakeParticipant:
         self.aborted.set()
         return True
 
+    def commitWithDecision(self, txid, participants):
+        self.storage.log_decision(txid, participants)  # with the local apply, in one write, on a replica
+        return self.doCommit(txid)
+
 
 def fakes(*names, **options):
     return {name: FakeParticipant(name, **options) for name in names}
@@ -105,7 +113,7 @@ def test_coordinator_need_not_be_a_participant(make_coordinator):
 
 def test_observe_runs_after_the_votes_and_its_result_is_returned(make_coordinator):
     coordinator = make_coordinator("c0")
-    handles = fakes("c0", "p1")
+    handles = fakes("c0", "p1", storage=coordinator.storage)
     seen = []
 
     def observe(writes):
@@ -121,7 +129,7 @@ def test_observe_runs_after_the_votes_and_its_result_is_returned(make_coordinato
 # ------------------------------------------------------------------ abort
 def test_one_no_vote_aborts_and_names_the_participant(make_coordinator, wait_until):
     coordinator = make_coordinator("c0", conflict_retries=0)
-    handles = fakes("c0", "p1")
+    handles = fakes("c0", "p1", storage=coordinator.storage)
     handles["p2"] = FakeParticipant("p2", votes=[False])
     with pytest.raises(TransactionAborted) as caught:
         coordinator.execute(WRITES, handles)
@@ -140,7 +148,7 @@ def test_one_no_vote_aborts_and_names_the_participant(make_coordinator, wait_unt
 
 def test_a_participant_that_raises_aborts_with_its_reason(make_coordinator, wait_until):
     coordinator = make_coordinator("c0")
-    handles = fakes("c0", "p2")
+    handles = fakes("c0", "p2", storage=coordinator.storage)
     handles["p1"] = FakeParticipant("p1", votes=[RuntimeError("disk full")])
     with pytest.raises(TransactionAborted) as caught:
         coordinator.execute(WRITES, handles)
@@ -157,7 +165,7 @@ def test_a_participant_that_raises_aborts_with_its_reason(make_coordinator, wait
 
 def test_a_participant_unavailable_error_is_reported_as_is(make_coordinator):
     coordinator = make_coordinator("c0")
-    handles = fakes("c0")
+    handles = fakes("c0", storage=coordinator.storage)
     handles["p1"] = FakeParticipant("p1", votes=[ReplicaUnavailable("p1 is unreachable (refused)", replica="p1")])
     with pytest.raises(TransactionAborted) as caught:
         coordinator.execute(WRITES, handles)
@@ -169,7 +177,7 @@ def test_a_participant_that_fails_to_vote_also_hears_the_abort(make_coordinator,
     may have prepared on the far side; the design says "Any NO: doAbort to all",
     so it must be told, or it keeps the keys locked until its recovery runs."""
     coordinator = make_coordinator("c0")
-    handles = fakes("c0")
+    handles = fakes("c0", storage=coordinator.storage)
     handles["p1"] = FakeParticipant("p1", votes=[ReplicaUnavailable("p1 did not answer canCommit within 2 s")])
     with pytest.raises(TransactionAborted):
         coordinator.execute(WRITES, handles)
@@ -180,7 +188,7 @@ def test_a_participant_that_fails_to_vote_also_hears_the_abort(make_coordinator,
 def test_a_participant_that_does_not_vote_in_time_aborts(make_coordinator, wait_until):
     coordinator = make_coordinator("c0", vote_timeout=0.2)
     release = threading.Event()
-    handles = fakes("c0", "p1")
+    handles = fakes("c0", "p1", storage=coordinator.storage)
     handles["p2"] = FakeParticipant("p2", votes=[lambda txid: release.wait(10)])
     try:
         with pytest.raises(TransactionAborted) as caught:
@@ -200,7 +208,7 @@ def test_a_participant_that_does_not_vote_in_time_aborts(make_coordinator, wait_
 
 def test_observe_failure_aborts(make_coordinator, wait_until):
     coordinator = make_coordinator("c0")
-    handles = fakes("c0", "p1")
+    handles = fakes("c0", "p1", storage=coordinator.storage)
 
     def observe(writes):
         raise RuntimeError("cannot read")
@@ -215,7 +223,7 @@ def test_observe_failure_aborts(make_coordinator, wait_until):
 def test_failpoint_before_decision_aborts(make_coordinator, wait_until):
     coordinator = make_coordinator(
         "c0", failpoints=Failpoints(parse_specs(["coordinator.before_decision=once:error"])))
-    handles = fakes("c0", "p1")
+    handles = fakes("c0", "p1", storage=coordinator.storage)
     with pytest.raises(TransactionAborted) as caught:
         coordinator.execute(WRITES, handles)
     assert "coordinator.before_decision" in caught.value.replicas["c0"]
@@ -227,7 +235,7 @@ def test_failpoint_before_decision_aborts(make_coordinator, wait_until):
 # ---------------------------------------------------------------- retries
 def test_lost_conflicts_are_retried_with_new_txids(make_coordinator, wait_until):
     coordinator = make_coordinator("c0", conflict_retries=5)
-    handles = fakes("c0", "p1")
+    handles = fakes("c0", "p1", storage=coordinator.storage)
     handles["p2"] = FakeParticipant("p2", votes=[False, False, True])
     outcome = coordinator.execute(WRITES, handles)
     assert outcome.committed
@@ -248,7 +256,7 @@ def test_lost_conflicts_are_retried_with_new_txids(make_coordinator, wait_until)
 
 def test_conflicts_beyond_the_retry_limit_abort(make_coordinator):
     coordinator = make_coordinator("c0", conflict_retries=2)
-    handles = fakes("c0")
+    handles = fakes("c0", storage=coordinator.storage)
     handles["p1"] = FakeParticipant("p1", votes=[False])
     with pytest.raises(TransactionAborted) as caught:
         coordinator.execute(WRITES, handles)
@@ -260,7 +268,7 @@ def test_conflicts_beyond_the_retry_limit_abort(make_coordinator):
 
 def test_membership_changed_reloads_the_members_and_retries(make_coordinator):
     coordinator = make_coordinator("c0")
-    old = fakes("c0")
+    old = fakes("c0", storage=coordinator.storage)
     old["p1"] = FakeParticipant("p1", votes=[MembershipChanged("p1 votes no: left out p3", replica="p1"), True])
     new = dict(old, p3=FakeParticipant("p3"))
     calls = []
@@ -286,7 +294,7 @@ def test_get_decision_is_unknown_while_voting(make_coordinator):
         seen["during"] = coordinator.decision(txid)
         return True
 
-    handles = fakes("c0")
+    handles = fakes("c0", storage=coordinator.storage)
     handles["p1"] = FakeParticipant("p1", votes=[vote])
     outcome = coordinator.execute(WRITES, handles)
     assert seen["during"] == UNKNOWN
@@ -296,7 +304,7 @@ def test_get_decision_is_unknown_while_voting(make_coordinator):
 
 def test_get_decision_is_abort_after_an_abort(make_coordinator):
     coordinator = make_coordinator("c0", conflict_retries=0)
-    handles = fakes("c0")
+    handles = fakes("c0", storage=coordinator.storage)
     handles["p1"] = FakeParticipant("p1", votes=[False])
     with pytest.raises(TransactionAborted) as caught:
         coordinator.execute(WRITES, handles)
@@ -305,7 +313,7 @@ def test_get_decision_is_abort_after_an_abort(make_coordinator):
 
 def test_acknowledged_decisions_are_forgotten(make_coordinator):
     coordinator = make_coordinator("c0")
-    handles = fakes("c0", "p1")
+    handles = fakes("c0", "p1", storage=coordinator.storage)
     handles["p2"] = FakeParticipant("p2", commit=ReplicaUnavailable("p2 is unreachable"))
     outcome = coordinator.execute(WRITES, handles)
     txid = outcome.txid
@@ -325,7 +333,7 @@ def test_acknowledged_decisions_are_forgotten(make_coordinator):
 
 def test_dropping_a_member_stops_waiting_for_its_acknowledgement(make_coordinator):
     coordinator = make_coordinator("c0")
-    handles = fakes("c0", "p1")
+    handles = fakes("c0", "p1", storage=coordinator.storage)
     handles["p2"] = FakeParticipant("p2", commit=ReplicaUnavailable("p2 is unreachable"))
     first = coordinator.execute(WRITES, handles)
     second = coordinator.execute(WRITES, handles)
@@ -339,7 +347,7 @@ def test_dropping_a_member_stops_waiting_for_its_acknowledgement(make_coordinato
 
 def test_fully_acknowledged_commit_is_forgettable_at_once(make_coordinator):
     coordinator = make_coordinator("c0")
-    outcome = coordinator.execute(WRITES, fakes("c0", "p1"))
+    outcome = coordinator.execute(WRITES, fakes("c0", "p1", storage=coordinator.storage))
     assert coordinator.storage.has_decision(outcome.txid)
     assert coordinator.forget_acknowledged() == 1
     assert coordinator.storage.decisions() == []
@@ -347,7 +355,7 @@ def test_fully_acknowledged_commit_is_forgettable_at_once(make_coordinator):
 
 def test_recover_reloads_unacknowledged_decisions_and_resends_them(make_storage, make_coordinator):
     coordinator = make_coordinator("c0", storage=make_storage("c0"))
-    handles = fakes("c0", "p1")
+    handles = fakes("c0", "p1", storage=coordinator.storage)
     handles["p2"] = FakeParticipant("p2", commit=ReplicaUnavailable("p2 is unreachable"))
     outcome = coordinator.execute(WRITES, handles)
     assert outcome.unacknowledged == ["p2"]
@@ -359,7 +367,7 @@ def test_recover_reloads_unacknowledged_decisions_and_resends_them(make_storage,
     # nothing says who acknowledged before the crash: all of them are asked again
     assert restarted.pending() == {outcome.txid: {"c0", "p1", "p2"}}
     assert restarted.decision(outcome.txid) == COMMIT
-    after = fakes("c0", "p1", "p2")
+    after = fakes("c0", "p1", "p2", storage=coordinator.storage)
     restarted.resend_commits(after)
     for fake in after.values():
         assert fake.messages("doCommit") == [outcome.txid]
@@ -370,7 +378,7 @@ def test_recover_reloads_unacknowledged_decisions_and_resends_them(make_storage,
 
 def test_resend_commits_skips_members_without_a_handle(make_coordinator):
     coordinator = make_coordinator("c0")
-    handles = fakes("c0")
+    handles = fakes("c0", storage=coordinator.storage)
     handles["p1"] = FakeParticipant("p1", commit=ReplicaUnavailable("p1 is unreachable"))
     outcome = coordinator.execute(WRITES, handles)
     coordinator.resend_commits({})  # p1 is not a member now
@@ -384,7 +392,7 @@ def test_resend_commits_skips_members_without_a_handle(make_coordinator):
 def test_slow_do_commit_is_reported_unacknowledged_and_still_committed(make_coordinator, wait_until):
     coordinator = make_coordinator("c0", decision_timeout=0.2)
     release = threading.Event()
-    handles = fakes("c0", "p1")
+    handles = fakes("c0", "p1", storage=coordinator.storage)
     handles["p2"] = FakeParticipant("p2", commit=lambda txid: release.wait(10))
     try:
         outcome = coordinator.execute(WRITES, handles)
@@ -401,25 +409,11 @@ def test_slow_do_commit_is_reported_unacknowledged_and_still_committed(make_coor
 
 
 # --------------------------------------------------- with real participants
-class LocalHandle:
-    """A real Participant behind the handle interface (as replica.LocalHandle)."""
-
-    def __init__(self, participant):
-        self.participant = participant
-
-    def canCommit(self, txid, writes, coordinator, participants):
-        return self.participant.can_commit(txid, writes, coordinator, participants)
-
-    def doCommit(self, txid):
-        return self.participant.do_commit(txid)
-
-    def doAbort(self, txid):
-        return self.participant.do_abort(txid)
-
-
 def _cluster(make_participant, names, **options):
     participants = {name: make_participant(name, **options) for name in names}
-    return participants, {name: LocalHandle(participant) for name, participant in participants.items()}
+    coordinator = names[0]  # the first one coordinates: its own participant is called directly
+    return participants, {name: (LocalHandle if name == coordinator else ByMessage)(participant)
+                          for name, participant in participants.items()}
 
 
 def test_real_participants_end_up_identical(make_participant, make_coordinator):
@@ -472,15 +466,15 @@ class BatchingFake(FakeParticipant):
         assert not lazy  # only an early reply leaves doCommit lazy
         future = concurrent.futures.Future()
         if message == "canCommit" and expires is not None and expires <= time.monotonic():
-            future.set_result((None, TimeoutError("not sent in time"), 0.0))
+            future.set_result(Reply(None, TimeoutError("not sent in time"), 0.0))
         else:
-            future.set_result(_timed(getattr(self, message), *args))
+            future.set_result(timed(getattr(self, message), *args))
         return future
 
 
 def test_participants_that_batch_get_every_message_through_send_with_a_vote_deadline(make_coordinator):
     coordinator = make_coordinator("c0", vote_timeout=5.0)
-    handles = {"c0": FakeParticipant("c0"), "p1": BatchingFake("p1"), "p2": BatchingFake("p2")}
+    handles = {"c0": FakeParticipant("c0", storage=coordinator.storage), "p1": BatchingFake("p1"), "p2": BatchingFake("p2")}
     before = time.monotonic()
     outcome = coordinator.execute(WRITES, handles)
     assert outcome.committed and outcome.unacknowledged == []
@@ -495,7 +489,7 @@ def test_early_reply_answers_at_the_commit_point_and_records_the_acknowledgement
     coordinator = make_coordinator("c0", early_reply=True)
     release = threading.Event()
     slow = FakeParticipant("p1", commit=lambda txid: release.wait(10))
-    handles = {"c0": FakeParticipant("c0"), "p1": slow, "p2": FakeParticipant("p2")}
+    handles = {"c0": FakeParticipant("c0", storage=coordinator.storage), "p1": slow, "p2": FakeParticipant("p2")}
     outcome = coordinator.execute(WRITES, handles)
     assert outcome.committed
     assert "p1" in outcome.unacknowledged  # answered before p1 applied
@@ -509,7 +503,7 @@ def test_early_reply_answers_at_the_commit_point_and_records_the_acknowledgement
 def test_resend_skips_decisions_younger_than_min_age(make_coordinator):
     coordinator = make_coordinator("c0", decision_timeout=0.2)
     never = FakeParticipant("p1", commit=ReplicaUnavailable("p1 is down", replica="p1"))
-    outcome = coordinator.execute(WRITES, {"c0": FakeParticipant("c0"), "p1": never})
+    outcome = coordinator.execute(WRITES, {"c0": FakeParticipant("c0", storage=coordinator.storage), "p1": never})
     assert coordinator.pending() == {outcome.txid: {"p1"}}
     sent = len(never.messages("doCommit"))
     coordinator.resend_commits({"p1": never}, min_age=3600)

@@ -4,6 +4,7 @@ import time
 import pytest
 
 from rmi_kv.config import Limits
+from rmi_kv.core import txid as txids
 from rmi_kv.core.coordinator import Coordinator
 from rmi_kv.errors import InjectedFault, InvalidRequest
 from rmi_kv.core.failpoints import ENVIRONMENT_VARIABLE, NAMES, Action, Failpoints, parse_action, parse_specs
@@ -222,7 +223,7 @@ def test_check_txid_accepts_what_the_coordinator_makes(make_storage):
             txid = coordinator.new_txid()
             assert check_txid(txid) == txid
             assert check_txid(coordinator.new_txid(started_us=0)).endswith(":0")
-            assert Coordinator.coordinator_of(txid) == "replica-1"
+            assert txids.coordinator_of(txid) == "replica-1"
     finally:
         coordinator.close()
 

@@ -1,7 +1,7 @@
 """Recovery of in-doubt participants: ask the coordinator, then the peers."""
 import pytest
 
-from rmi_kv.core.coordinator import UNKNOWN
+from rmi_kv.core.messages import UNKNOWN
 from rmi_kv.errors import InjectedFault, ReplicaUnavailable
 from rmi_kv.core.failpoints import Failpoints, parse_specs
 from rmi_kv.core.recovery import ask_for_decision, resolve_in_doubt

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from Pyro5 import errors as pyro_errors
 from Pyro5.api import Proxy
 
-from rmi_kv.core.batching import decode_answers
+from rmi_kv.wire.codec import decode_answers
 from rmi_kv.errors import RmiKvError
 
 METHODS = ["get", "put", "delete", "transaction", "traced", "keys", "status", "ping", "canCommit", "doCommit",

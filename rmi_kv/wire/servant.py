@@ -1,0 +1,389 @@
+"""The servant: the Pyro5-exposed ``KeyValue`` object of one replica.
+
+It validates every argument, decodes batches, calls the core (participant,
+coordinator, member list) and encodes the answers; it holds no protocol
+decisions. Every remote method lets only rmi_kv errors out (Pyro5 would drop
+the caller's connection on its own CommunicationError family).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from typing import Any, Callable, Optional
+
+from Pyro5.api import expose
+
+from rmi_kv import __version__
+from rmi_kv.config import Settings
+from rmi_kv.core import txid as txids
+from rmi_kv.core import validation
+from rmi_kv.core.coordinator import Coordinator
+from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
+from rmi_kv.core.handles import LocalHandle
+from rmi_kv.core.messages import CAN_COMMIT, DO_ABORT, DO_COMMIT, GET_DECISION, HAVE_COMMITTED, VoteRequest
+from rmi_kv.core.participant import Participant
+from rmi_kv.errors import InvalidRequest, NameServerUnavailable, ReplicaUnavailable, RmiKvError
+from rmi_kv.storage.sqlite import Storage
+from rmi_kv.wire.codec import decode_batch, encode_answers, protocol_message
+from rmi_kv.wire.peers import Membership, PeerHandle
+from rmi_kv.wire.tls import require_member
+
+log = logging.getLogger(__name__)
+
+#: about how much committed data one catch-up call carries
+CHUNK_BYTES = 1024 * 1024
+#: how long a snapshot chunk waits for transactions that leave the requester out
+SNAPSHOT_DRAIN = 5.0
+
+
+def remote_boundary(method: Callable) -> Callable:
+    """Let rmi_kv errors through; turn anything else into a clear RmiKvError.
+
+    Nothing from Pyro5's own CommunicationError family may escape a remote
+    method (Pyro5 would drop the caller's connection without an answer).
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: "KeyValue", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except RmiKvError:
+            raise
+        except Exception as error:
+            raise as_rmi_kv_error(error, self.name, method.__name__) from None
+
+    return wrapper
+
+
+def as_rmi_kv_error(error: Exception, replica: str, what: str) -> RmiKvError:
+    """``error`` as the project's own class: a TypeError is a bad call, anything
+    else unexpected an internal error of ``replica`` (logged with its traceback)."""
+    if isinstance(error, RmiKvError):
+        return error
+    if isinstance(error, TypeError):
+        return InvalidRequest(f"bad call of {what}: {error}")
+    log.error("%s failed", what, exc_info=error)
+    return RmiKvError(f"{replica}: internal error in {what}: {type(error).__name__}: {error}", replica=replica)
+
+
+def _answer_of(function: Callable, *args: Any) -> Any:
+    """``function(*args)``, or the exception it raised (one message's answer)."""
+    try:
+        return function(*args)
+    except Exception as error:
+        return error
+
+
+@expose
+class KeyValue:
+    """The remote key-value object of one replica (participant and coordinator)."""
+
+    def __init__(self, name: str, *, storage: Storage, participant: Participant, coordinator: Coordinator,
+                 membership: Membership, settings: Settings = Settings(), failpoints: Failpoints = NO_FAILPOINTS,
+                 connections: Callable[[], dict] = dict) -> None:
+        self.name = name
+        self.settings = settings
+        self.limits = settings.limits
+        self.storage = storage
+        self.membership = membership
+        self.failpoints = failpoints
+        self.participant = participant
+        self.coordinator = coordinator
+        self._local = LocalHandle(self.participant)
+        self.started = time.time()
+        #: why client requests are refused now (None: serving)
+        self.refusal: Optional[str] = None
+        self._inflight = 0
+        self._inflight_changed = threading.Condition()
+        #: what the connection guard of the daemon serving this object reports
+        self.connections = connections
+
+    # ------------------------------------------------------------ plumbing
+    def stop_serving(self, reason: str, *, transactions_too: bool = False) -> None:
+        """Refuse client requests from now on (``reason`` says why); with
+        ``transactions_too``, new transactions from coordinators as well."""
+        self.refusal = reason
+        if transactions_too:
+            self.participant.refusal = reason
+
+    def serve(self) -> None:
+        """Take client requests again."""
+        self.refusal = None
+
+    def _serving(self) -> None:
+        if self.refusal is not None:
+            # ``starting``: it will serve in a moment; a client may wait for it or ask another
+            raise ReplicaUnavailable(f"{self.name} is not serving: {self.refusal}", replica=self.name,
+                                     starting=self.storage.catching_up)
+
+    def _handles(self, reload_members: bool = False) -> dict[str, Any]:
+        if reload_members:
+            try:
+                self.membership.refresh()
+            except NameServerUnavailable as error:
+                log.warning("cannot reload the member list: %s", error)
+        handles: dict[str, Any] = {name: PeerHandle(name, self.membership)
+                                   for name in self.membership.names() if name != self.name}
+        handles[self.name] = self._local
+        return handles
+
+    def handle_for(self, name: str) -> Any:
+        if name == self.name:
+            return self._local
+        return PeerHandle(name, self.membership) if name in self.membership.members() else None
+
+    def _write(self, writes: dict, observe=None):
+        self._serving()
+        with self._inflight_changed:
+            self._inflight += 1
+        try:
+            return self.coordinator.execute(writes, self._handles, observe)
+        finally:
+            with self._inflight_changed:
+                self._inflight -= 1
+                self._inflight_changed.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no client write is in flight (for a clean shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._inflight_changed:
+            while self._inflight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._inflight_changed.wait(remaining)
+        return True
+
+    # ---------------------------------------------------------- client API
+    @remote_boundary
+    def get(self, key: str) -> Optional[str]:
+        """The value of ``key`` or None; waits while an undecided write holds it."""
+        validation.check_key(key, self.limits)
+        self._serving()
+        return self.participant.read(key)
+
+    @remote_boundary
+    def put(self, key: str, value: str) -> None:
+        """Set ``key`` to ``value`` on every replica (two-phase commit)."""
+        validation.check_key(key, self.limits)
+        validation.check_value(value, self.limits)
+        self._write({key: value})
+
+    @remote_boundary
+    def delete(self, key: str) -> bool:
+        """Delete ``key`` everywhere; True when it had a value."""
+        validation.check_key(key, self.limits)
+        self._serving()
+        if self.participant.read(key) is None:
+            return False  # nothing to delete: as a read, linearizable
+        outcome = self._write({key: None}, observe=lambda writes: self.participant.read_own(key) is not None)
+        return bool(outcome.observed)
+
+    @remote_boundary
+    def transaction(self, writes: dict) -> None:
+        """Apply several puts (str) and deletes (None) atomically."""
+        self._write(validation.check_writes(writes, self.limits))
+
+    @remote_boundary
+    def traced(self, writes: dict) -> dict:
+        """Like ``transaction``, and return the 2PC round it caused, message by message."""
+        outcome = self._write(validation.check_writes(writes, self.limits))
+        return {"txid": outcome.txid, "attempts": outcome.attempts,
+                "trace": [event.as_dict() for event in outcome.trace]}
+
+    @remote_boundary
+    def keys(self, prefix: str = "", limit: int = 100, after: Optional[str] = None) -> list:
+        """Live keys starting with ``prefix``, sorted, at most ``limit``; with ``after`` (the
+        last key of the page before), the page after it."""
+        validation.check_prefix(prefix, self.limits)
+        validation.check_limit(limit)
+        if after is not None:
+            validation.check_key(after, self.limits)
+        self._serving()
+        return self.participant.storage.keys(prefix, limit, after=after)
+
+    @remote_boundary
+    def ping(self) -> str:
+        """A no-op round trip (the benchmark's floor)."""
+        return self.name
+
+    @remote_boundary
+    def status(self) -> dict:
+        """Name, counts, digest, in-doubt transactions and versions of this replica."""
+        return {
+            "name": self.name,
+            "role": "participant and coordinator",
+            "early_reply": self.coordinator.early_reply,
+            "version": __version__,
+            "uri": self.membership.self_uri,
+            "serving": self.refusal is None,
+            "refusal": self.refusal,
+            "catching_up": self.storage.catching_up,
+            "keys": self.storage.live_keys,
+            "digest": self.storage.digest,
+            "in_doubt": self.participant.in_doubt(),
+            "in_doubt_ages": self.participant.in_doubt_ages(),
+            "committed": self.storage.committed_count,
+            "aborted": self.storage.aborted_count,
+            "coordinated_committed": self.coordinator.committed,
+            "coordinated_aborted": self.coordinator.aborted,
+            "coordinated_retries": self.coordinator.retries,
+            "forced_commits": self.storage.forced_commits,
+            "forced_operations": self.storage.forced_operations,
+            "unacknowledged_commits": sorted(self.coordinator.pending()),
+            **dict(zip(("protocol_calls", "protocol_messages"), self.membership.batch_counts())),
+            "members": self.membership.names(),
+            "member_uris": self.membership.members(),
+            "removed_members": self.membership.removed(),
+            "nameserver_reachable": self.membership.nameserver_reachable,
+            "failpoints": self.failpoints.describe(),
+            "connections": self.connections(),
+            "uptime": round(time.time() - self.started, 3),
+        }
+
+    # ----------------------------------------------------- participant API
+    @remote_boundary
+    def canCommit(self, txid: str, writes: dict, coordinator: str, participants: Optional[list] = None) -> bool:
+        """Phase 1 (from a coordinator): vote on ``writes``."""
+        require_member(CAN_COMMIT)
+        return self.participant.can_commit(*self._checked_vote(txid, writes, coordinator, participants))
+
+    def _checked_vote(self, txid: Any, writes: Any, coordinator: Any, participants: Any = None) -> VoteRequest:
+        """A canCommit's arguments, validated."""
+        validation.check_txid(txid)
+        validation.check_name(coordinator, "coordinator name")
+        writes = validation.check_writes(writes, self.limits)
+        participants = validation.check_participants(participants)
+        if txids.coordinator_of(txid) != coordinator:
+            raise InvalidRequest(f"transaction {txid} does not belong to coordinator {coordinator}")
+        if coordinator == self.name:
+            raise InvalidRequest(f"{self.name} coordinates {txid} itself: its vote is never asked over the network")
+        if not self.membership.knows(coordinator):
+            raise InvalidRequest(f"{coordinator} is not a member: {self.name} takes no transaction from it")
+        if not {self.name, coordinator} <= set(participants):
+            raise InvalidRequest("canCommit needs the list of participants, with the coordinator and this replica")
+        return VoteRequest(txid, writes, coordinator, participants)
+
+    @remote_boundary
+    def doCommit(self, txid: str) -> bool:
+        """Phase 2: apply; the True returned is the haveCommitted acknowledgement."""
+        require_member(DO_COMMIT)
+        return self.participant.do_commit(validation.check_txid(txid))
+
+    @remote_boundary
+    def doAbort(self, txid: str) -> bool:
+        """Phase 2: drop the prepared writes."""
+        require_member(DO_ABORT)
+        return self.participant.do_abort(validation.check_txid(txid))
+
+    @remote_boundary
+    def batch(self, messages: str) -> str:
+        """Several protocol messages in one call, each answered on its own.
+
+        ``messages`` and the answer are JSON texts (``rmi_kv.wire.codec``).
+        Decisions are handled first (they release keys the votes may need);
+        the commits' applies and the votes' PREPARED records share one
+        forced write.
+        """
+        require_member("batch")
+        messages = decode_batch(messages)
+        answers: list = [None] * len(messages)
+        votes, commits, aborts = [], [], []
+        for index, message in enumerate(messages):
+            try:
+                kind, arguments = protocol_message(message)
+                if kind == CAN_COMMIT:
+                    votes.append((index, self._checked_vote(*arguments)))
+                elif kind == DO_COMMIT:
+                    commits.append((index, validation.check_txid(*arguments)))
+                else:
+                    aborts.append((index, validation.check_txid(*arguments)))
+            except (RmiKvError, TypeError) as error:
+                answers[index] = error
+        for index, txid in aborts:
+            answers[index] = _answer_of(self.participant.do_abort, txid)
+        commit_answers, vote_answers = self.participant.commit_and_vote([txid for _, txid in commits],
+                                                                        [vote for _, vote in votes])
+        for (index, _), answer in [*zip(commits, commit_answers), *zip(votes, vote_answers)]:
+            answers[index] = answer
+        return encode_answers([(False, as_rmi_kv_error(answer, self.name, "a protocol message"))
+                               if isinstance(answer, BaseException) else (True, answer) for answer in answers])
+
+    @remote_boundary
+    def snapshotChunk(self, requester: str, after_key: Optional[str] = None, limit: int = 2000) -> dict:
+        """Committed entries (key, value, version, txid), tombstones too, for a
+        replica that is catching up; waits until no transaction here leaves it out."""
+        require_member("snapshotChunk")
+        validation.check_name(requester)
+        if after_key is not None:
+            validation.check_key(after_key, self.limits)
+        validation.check_limit(limit)
+        if self.storage.catching_up:
+            raise ReplicaUnavailable(f"{self.name} is catching up itself", replica=self.name)
+        if not self.membership.knows(requester):
+            raise ReplicaUnavailable(f"{self.name} does not know member {requester} yet", replica=self.name)
+        if self.participant.wait_unfinished_without(requester, SNAPSHOT_DRAIN):
+            raise ReplicaUnavailable(f"{self.name} still has transactions that leave {requester} out; "
+                                     f"try again", replica=self.name)
+        rows = self.storage.read_chunk(after_key, limit)
+        entries, size = [], 0
+        for row in rows:
+            entries.append(row)
+            size += len(row[0]) + len(row[1] or "")
+            if size > CHUNK_BYTES:
+                break
+        return {"entries": entries, "more": len(entries) < len(rows) or len(rows) == limit}
+
+    @remote_boundary
+    def announce(self, name: str, uri: Optional[str] = None) -> dict:
+        """A member (re)joined at ``uri``: take it into the member list, and
+        answer with this replica's list (members and their URIs, removals)."""
+        require_member("announce")
+        validation.check_name(name)
+        if uri is not None:
+            validation.check_uri(uri)
+        log.info("%s announced itself at %s", name, uri or "an address the name server knows")
+        if uri is not None:
+            self.membership.learn({name: uri})
+        else:
+            try:
+                self.membership.refresh()
+            except NameServerUnavailable as error:
+                log.warning("cannot reload the member list: %s", error)
+        return {"members": self.membership.members(), "removed": self.membership.removed()}
+
+    @remote_boundary
+    def forgetMember(self, name: str) -> None:
+        """An operator removed ``name``: stop waiting for its acknowledgements."""
+        require_member("forgetMember")
+        validation.check_name(name)
+        if name == self.name:
+            raise InvalidRequest(f"{self.name} is running: stop it first, then remove it")
+        registered, _ = self.membership.registrations()
+        if name in registered:
+            raise InvalidRequest(f"{name} is still registered; remove it from the name server first")
+        self.membership.forget({name})
+        self.coordinator.drop_participant(name)
+
+    @remote_boundary
+    def haveCommitted(self, txid: str, participant: str) -> None:
+        """A participant applied ``txid``: the coordinator may forget it once all have."""
+        require_member(HAVE_COMMITTED)
+        validation.check_txid(txid)
+        validation.check_name(participant, "participant name")
+        log.debug("haveCommitted %s from %s", txid, participant)
+        self.coordinator.acknowledge(txid, participant)
+
+    @remote_boundary
+    def getDecision(self, txid: str) -> str:
+        """The outcome of ``txid``: "commit", "abort" or "unknown"."""
+        require_member(GET_DECISION)
+        validation.check_txid(txid)
+        if txids.coordinator_of(txid) == self.name:
+            answer = self.coordinator.decision(txid)
+        else:
+            answer = self.participant.decision_as_peer(txid)
+        log.debug("getDecision %s -> %s", txid, answer)
+        return answer
