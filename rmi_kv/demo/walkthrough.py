@@ -36,7 +36,7 @@ from rich.text import Text
 
 from rmi_kv import options
 from rmi_kv.config import DEFAULT_NS_HOST, DEFAULT_NS_PORT
-from rmi_kv.cli.console import phase_of
+from rmi_kv.cli.render import phase_of
 from rmi_kv.errors import NameServerUnavailable, OutcomeUnknown, RmiKvError, TransactionAborted
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
