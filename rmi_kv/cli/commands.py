@@ -2,8 +2,9 @@
 
 One parser serves the console, script mode (``--file`` or commands piped on
 stdin) and the one-shot commands (``rmi_kv.cli.execute`` runs what it
-parses), so a command means the same thing everywhere. Lines are split as a shell would (quotes, backslash,
-``#`` comments); ``txn`` separates its writes with commas:
+parses), so a command means the same thing everywhere. Lines are split as a
+shell would (quotes, backslash, ``#`` comments); ``txn`` separates its
+writes with commas:
 
     put color "blue sky"
     txn put a 1, put b 2, delete c     # one atomic transaction
