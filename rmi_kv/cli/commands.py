@@ -1,9 +1,10 @@
-"""Command lines of the client: parsing, running, and describing failures.
+"""The command language of the client: what a line says, and the help that explains it.
 
-One parser and one executor serve the console, script mode (``--file`` or
-commands piped on stdin) and the one-shot commands, so a command means the
-same thing everywhere. Lines are split as a shell would (quotes, backslash,
-``#`` comments); ``txn`` separates its writes with commas:
+One parser serves the console, script mode (``--file`` or commands piped on
+stdin) and the one-shot commands (``rmi_kv.cli.execute`` runs what it
+parses), so a command means the same thing everywhere. Lines are split as a
+shell would (quotes, backslash, ``#`` comments); ``txn`` separates its
+writes with commas:
 
     put color "blue sky"
     txn put a 1, put b 2, delete c     # one atomic transaction
@@ -13,15 +14,12 @@ from __future__ import annotations
 import argparse
 import difflib
 import shlex
-import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 from rmi_kv import options
-from rmi_kv.errors import (ClusterUnhealthy, InvalidRequest, KeyInDoubt, KeyNotFound, NameServerUnavailable,
-                     ReplicaUnavailable, RmiKvError, TransactionAborted)
-from rmi_kv.cli.health import annotate_digests, member_health, member_list, verdict
 from rmi_kv.core.validation import MAX_LIMIT
+from rmi_kv.errors import InvalidRequest
 
 #: how many keys ``keys`` lists unless told otherwise
 KEYS_LIMIT = 100
@@ -101,7 +99,7 @@ class Command:
 
 
 # ------------------------------------------------------------------ parsing
-def tokenize(line: str, commas: bool = False) -> list:
+def tokenize(line: str, *, commas: bool = False) -> list:
     """Split ``line`` into words the way a shell does; with ``commas``, an
     unquoted comma becomes a ``SEPARATOR``. ``#`` at the start of a word
     starts a comment."""
@@ -266,182 +264,3 @@ def _unknown_hint(word: str) -> str:
     close = difflib.get_close_matches(word.lower(), list(HELP) + list(ALIASES), n=1)
     suggestion = f"did you mean '{ALIASES.get(close[0], close[0])}'? " if close else ""
     return suggestion + "type 'help' for the list of commands"
-
-
-# ------------------------------------------------------------------ running
-@dataclass
-class Result:
-    """What one data command gave: a JSON-ready ``payload`` or an ``error``."""
-
-    command: Command
-    latency_ms: float
-    payload: dict = field(default_factory=dict)
-    error: Optional[RmiKvError] = None
-    #: the two-phase commit round of a traced write (``KeyValue.traced``'s answer)
-    trace: Optional[dict] = None
-
-    @property
-    def ok(self) -> bool:
-        """No error, and (for status and health) every member healthy."""
-        return self.error is None and self.payload.get("healthy", True) is not False
-
-    @property
-    def exit_code(self) -> int:
-        if self.error is not None:
-            return exit_code_of(self.error)
-        return 0 if self.ok else ClusterUnhealthy.exit_code
-
-
-def execute(kv: Any, command: Command, trace: bool = False,
-            clock: Callable[[], float] = time.perf_counter) -> Result:
-    """Run a data command with ``kv`` (a KeyValueClient). rmi_kv errors come
-    back in the Result; anything else (a bug, Ctrl-C) propagates."""
-    runner = _RUNNERS[command.name]
-    started = clock()
-    try:
-        payload, round_trace = runner(kv, command, trace)
-    except RmiKvError as error:
-        return Result(command, (clock() - started) * 1000.0, error=error)
-    return Result(command, (clock() - started) * 1000.0, payload, trace=round_trace)
-
-
-def _put(kv: Any, command: Command, trace: bool) -> tuple[dict, Optional[dict]]:
-    key, value = command.args
-    round_trace = kv.traced({key: value}) if trace else kv.put(key, value)
-    return {"key": key, "value": value}, round_trace
-
-
-def _get(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
-    key = command.args[0]
-    value = kv.get(key)
-    if value is None:
-        raise KeyNotFound(f"key {key!r} not found", key=key)
-    return {"key": key, "value": value}, None
-
-
-def _delete(kv: Any, command: Command, trace: bool) -> tuple[dict, Optional[dict]]:
-    key = command.args[0]
-    round_trace = None
-    if trace:
-        if kv.get(key) is None:  # traced() deletes silently: keep delete's "not found"
-            raise KeyNotFound(f"key {key!r} not found", key=key)
-        round_trace = kv.traced({key: None})
-    elif not kv.delete(key):
-        raise KeyNotFound(f"key {key!r} not found", key=key)
-    return {"key": key, "deleted": True}, round_trace
-
-
-def _txn(kv: Any, command: Command, trace: bool) -> tuple[dict, Optional[dict]]:
-    writes = dict(command.writes or {})
-    round_trace = kv.traced(writes) if trace else kv.transaction(writes)
-    return {"writes": writes}, round_trace
-
-
-def _keys(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
-    prefix, limit = (command.args[0] if command.args else ""), command.limit
-    keys = kv.keys(prefix, limit, after=command.after)
-    # a full page may be the last one: more only when a key follows it
-    more = len(keys) >= limit and bool(kv.keys(prefix, 1, after=keys[-1]))
-    return {"prefix": prefix, "keys": keys, "limit": limit, "after": command.after, "more": more,
-            "next_after": keys[-1] if more else None}, None
-
-
-def _status(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
-    statuses = _members(kv)
-    return {"replicas": annotate_digests(statuses), **verdict(statuses)}, None
-
-
-def _health(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
-    statuses = _members(kv)
-    found = verdict(statuses)
-    return {"members": member_health(statuses, found), **found}, None
-
-
-def _member(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
-    return {"members": member_list(_members(kv), in_use=getattr(kv, "replica", None))}, None
-
-
-def _members(kv: Any) -> list[dict]:
-    """Every member's status; ReplicaUnavailable when there is no member to ask at all."""
-    statuses = kv.status()
-    if not statuses:
-        raise ReplicaUnavailable("no replica is registered in the name server; start one with "
-                                 "'python run_server.py --name replica1'")
-    return statuses
-
-
-_RUNNERS = {"put": _put, "get": _get, "delete": _delete, "txn": _txn, "keys": _keys, "status": _status,
-            "health": _health, "member": _member}
-
-
-# ----------------------------------------------------------------- failures
-def exit_code_of(error: BaseException) -> int:
-    """The one-shot exit code for ``error``: the rmi_kv class's, else 1."""
-    return error.exit_code if isinstance(error, RmiKvError) else 1
-
-
-def split_advice(message: str) -> tuple[str, Optional[str]]:
-    """rmi_kv messages read 'what happened; what to do': split at the first
-    '; ' outside parentheses."""
-    depth = 0
-    for index, char in enumerate(message):
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth == 0 and message.startswith("; ", index):
-            return message[:index], message[index + 2:]
-    return message, None
-
-
-def describe(error: BaseException) -> tuple[str, Optional[str]]:
-    """(reason, what to do) for an error, both short and for people."""
-    if not isinstance(error, RmiKvError):
-        return f"unexpected {type(error).__name__}: {error}", "run again with --debug to see the traceback"
-    reason, advice = split_advice(str(error))
-    return reason, getattr(error, "hint", None) or advice or _class_hint(error)
-
-
-#: words in an abort reason that mean the replica was down rather than busy
-_DOWN_WORDS = ("unreachable", "did not", "not serving", "not a registered")
-
-
-def _class_hint(error: RmiKvError) -> Optional[str]:
-    if isinstance(error, TransactionAborted):
-        down = sorted(name for name, why in getattr(error, "replicas", {}).items()
-                      if any(word in str(why) for word in _DOWN_WORDS))
-        if down:
-            starts = ", ".join(f"'python run_server.py --name {name}'" for name in down)
-            return f"start {' and '.join(down)} ({starts}), then try again"
-        return "another write held the keys or a replica refused: try again"
-    if isinstance(error, KeyInDoubt):
-        return "its coordinator is down: start it again; 'status' lists the in-doubt transactions"
-    if isinstance(error, ReplicaUnavailable):
-        return "try again in a moment, or send the request to another replica"
-    if isinstance(error, NameServerUnavailable):
-        return "start it with 'python run_nameserver.py'"
-    return None
-
-
-def error_document(error: BaseException, command: Optional[Command] = None, **extra: Any) -> dict:
-    """A failure as one JSON-ready dict (``--json``)."""
-    reason, hint = describe(error)
-    document: dict[str, Any] = {"ok": False}
-    if command is not None:
-        document["command"] = command.name
-    document.update(error=type(error).__name__, message=str(error), exit_code=exit_code_of(error))
-    if hint:
-        document["hint"] = hint
-    if isinstance(error, TransactionAborted):
-        document["replicas"] = dict(getattr(error, "replicas", {}))
-    document.update(extra)
-    return document
-
-
-def result_document(result: Result, **extra: Any) -> dict:
-    """A successful result as one JSON-ready dict (``--json``)."""
-    document: dict[str, Any] = {"ok": result.ok, "command": result.command.name, **result.payload,
-                                "latency_ms": round(result.latency_ms, 3)}
-    if not result.ok:
-        document["exit_code"] = result.exit_code
-    if result.trace is not None:
-        document["trace"] = result.trace
-    document.update(extra)
-    return document

@@ -1,5 +1,5 @@
 import sys
 
-from rmi_kv.demo.walkthrough import main
+from rmi_kv.demo.runner import main
 
 sys.exit(main())

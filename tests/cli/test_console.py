@@ -17,10 +17,14 @@ from typing import Optional
 import pytest
 from rich.console import Console
 
-from rmi_kv.cli.main import JsonOutput, PlainOutput, ScriptSession, bench_arguments, run_script
-from rmi_kv.cli.commands import (SEPARATOR, Command, UsageError, annotate_digests, argv_words, describe, parse_line,
-                             tokenize)
-from rmi_kv.cli.console import PromptReader, ReplicaConsole, completion_choices
+from rmi_kv.cli.arguments import bench_arguments
+from rmi_kv.cli.commands import SEPARATOR, Command, UsageError, argv_words, parse_line, tokenize
+from rmi_kv.cli.console import ReplicaConsole
+from rmi_kv.cli.failures import describe
+from rmi_kv.cli.health import annotate_digests
+from rmi_kv.cli.output import JsonOutput, PlainOutput
+from rmi_kv.cli.reading import PromptReader, completion_choices
+from rmi_kv.cli.script import ScriptSession, run_script
 from rmi_kv.errors import NameServerUnavailable, ReplicaUnavailable, TransactionAborted
 from support.console_input import ScriptedReader
 
@@ -599,7 +603,7 @@ def script(cluster: FakeCluster, text: str, keep_going: bool = False, as_json: b
     else:
         output = PlainOutput(Console(file=out, color_system=None), Console(file=err, color_system=None))
     runner = ScriptSession(cluster.connect, output)
-    code, seen = run_script(io.StringIO(text), runner, keep_going)
+    code, seen = run_script(io.StringIO(text), runner, keep_going=keep_going)
     runner.close()
     return code, seen, out.getvalue(), err.getvalue()
 

@@ -1,0 +1,127 @@
+"""The command line of ``run_client.py``: its options, its one-shot commands and its exit codes.
+
+``Parser`` is the argparse parser of every client front end (``run_client.py``
+and the demo): a bad command line becomes a ``UsageError`` that carries the
+parser, and ``report_usage`` says it the way argparse would (usage, then
+'PROG: error: ...', exit code 2).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Optional, Sequence
+
+from rmi_kv import options
+from rmi_kv.cli.commands import KEYS_LIMIT, Command, UsageError, argv_words, parse_limit, parse_txn
+from rmi_kv.config import DEFAULT_NS_HOST, DEFAULT_NS_PORT
+from rmi_kv.errors import ClusterUnhealthy
+
+EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_ABORTED, EXIT_UNAVAILABLE, EXIT_UNKNOWN = 0, 1, 2, 3, 4, 5
+EXIT_UNHEALTHY = ClusterUnhealthy.exit_code
+EXIT_INTERRUPTED = 130
+#: stdout's reader went away: what a shell reports for a tool killed by SIGPIPE (128 + 13)
+EXIT_CLOSED_PIPE = 141
+
+#: options of the main parser that take a value (to find the first positional word)
+_VALUE_OPTIONS = frozenset({"--ns-host", "--ns-port", "--replica", "--timeout", "--log-file", "--tls-dir", "--file", "-f"})
+
+
+class Parser(argparse.ArgumentParser):
+    """Raises UsageError (carrying the parser, to print its usage) instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message, parser=self)
+
+
+def report_usage(error: UsageError) -> int:
+    """argparse's complaint on stderr: the parser's usage, then 'PROG: error: MESSAGE'; returns 2."""
+    error.parser.print_usage(sys.stderr)
+    print(f"{error.parser.prog}: error: {error}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``run_client.py``'s parser: the main options, then an optional one-shot command with its own."""
+    parser = Parser(prog="run_client.py", description="Talk to an rmi_kv cluster. Without a command: the "
+                     "interactive console on a terminal, or a script of commands read from stdin.",
+                     epilog="exit codes: 0 success, 1 key not found, 2 usage error, 3 aborted, "
+                     "4 cluster unavailable, 5 outcome unknown, "
+                     f"{EXIT_UNHEALTHY} cluster unhealthy (status, health: a member is unreachable, not serving, "
+                     "catching up, in doubt for more than a moment, or holds different data), "
+                     f"{EXIT_INTERRUPTED} interrupted, 141 the reader of the output went away (as after SIGPIPE, "
+                     "e.g. '... | head'; nothing on stderr). The benchmark: run_client.py bench --help")
+    parser.add_argument("--ns-host", default=DEFAULT_NS_HOST, help="name server address (default %(default)s)")
+    parser.add_argument("--ns-port", type=options.port(), default=DEFAULT_NS_PORT,
+                        help="name server port (default %(default)s)")
+    parser.add_argument("--replica", help="replica to ask (default: any registered replica)")
+    parser.add_argument("--timeout", type=options.seconds(), default=10.0,
+                        help="seconds to wait for an answer (default %(default)s)")
+    parser.add_argument("--log-file", help="log every request and response, with millisecond timestamps, here")
+    parser.add_argument("--tls-dir", metavar="DIR", help="mutual TLS with the client certificate in DIR")
+    parser.add_argument("--demo", action="store_true",
+                        help="the course-style walkthrough (python run_client.py --demo --help for its options)")
+    parser.add_argument("-f", "--file", help="run the commands in FILE, one a line ('-': stdin)")
+    parser.add_argument("--keep-going", action="store_true", help="in a script, go on after a failed command")
+    parser.add_argument("-i", "--interactive", action="store_true",
+                        help="open the console even when stdin is not a terminal")
+    _add_output_options(parser, default=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    shared = Parser(add_help=False)
+    _add_output_options(shared, default=argparse.SUPPRESS)
+    put = commands.add_parser("put", parents=[shared], help="set KEY to VALUE on every replica")
+    put.add_argument("key")
+    put.add_argument("value")
+    get = commands.add_parser("get", parents=[shared], help="print the value of KEY")
+    get.add_argument("key")
+    delete = commands.add_parser("delete", parents=[shared], help="delete KEY on every replica")
+    delete.add_argument("key")
+    txn = commands.add_parser("txn", parents=[shared], help="several writes atomically: txn put K V, delete K, ...")
+    txn.add_argument("words", nargs="+", metavar="WRITE")
+    keys = commands.add_parser("keys", parents=[shared], help="list keys (optionally those starting with PREFIX)",
+                               description="List the keys in order, a page at a time. When there are more, "
+                               "stderr says how to get the next page: --after KEY, like SCAN's cursor.")
+    keys.add_argument("prefix", nargs="?", default="")
+    keys.add_argument("--limit", type=parse_limit, default=KEYS_LIMIT, metavar="N",
+                      help="keys per page (default %(default)s)")
+    keys.add_argument("--after", metavar="KEY", help="only the keys after KEY: the last key of the page before")
+    commands.add_parser("status", parents=[shared], help="show every member's state, and what is wrong")
+    commands.add_parser("health", parents=[shared], help="is every member healthy? one line each, then the verdict")
+    member = commands.add_parser("member", parents=[shared], help="member list: every member's name, URI, role")
+    member.add_argument("action", choices=["list"])
+    return parser
+
+
+def _add_output_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """--json/--no-color/--debug/--trace, accepted before the command and after it
+    (after it, the default is SUPPRESS so that it does not undo the one before)."""
+    flag = {"action": "store_true", "default": default}
+    parser.add_argument("--json", help="print one JSON document per result (errors as JSON on stderr)", **flag)
+    parser.add_argument("--no-color", help="no colours (the NO_COLOR variable does the same)", **flag)
+    parser.add_argument("--debug", help="show tracebacks and every request on stderr", **flag)
+    parser.add_argument("--trace", help="after a write, show its two-phase commit round", **flag)
+
+
+def command_from_args(args: argparse.Namespace) -> Command:
+    """The one-shot command as a Command (the same the console would run)."""
+    if args.command == "txn":
+        return parse_txn(argv_words(args.words))
+    if args.command == "keys":
+        return Command("keys", (args.prefix,) if args.prefix else (), limit=args.limit, after=args.after)
+    arguments = {"put": ("key", "value"), "get": ("key",), "delete": ("key",), "status": (), "health": (),
+                 "member": ("action",)}[args.command]
+    return Command(args.command, tuple(getattr(args, name) for name in arguments))
+
+
+def bench_arguments(argv: Sequence[str]) -> Optional[list[str]]:
+    """What follows ``bench`` when it is the first command word, else None."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word in _VALUE_OPTIONS:
+            index += 2
+        elif word.startswith("-"):
+            index += 1
+        else:
+            return list(argv[index + 1:]) if word == "bench" else None
+    return None
+

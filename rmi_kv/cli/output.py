@@ -1,0 +1,119 @@
+"""How script mode and the one-shot commands print: plain text for people and pipes, or JSON.
+
+Both outputs have ``show(result)``, ``session(command, detail)`` and
+``fail(error)``; ``rmi_kv.cli.render`` builds what the plain one prints.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+from typing import Any, Optional, TextIO
+
+from rich.console import Console
+from rich.text import Text
+
+from rmi_kv.cli.commands import CLUSTER_COMMANDS, Command, UsageError, next_page
+from rmi_kv.cli.documents import error_document, result_document
+from rmi_kv.cli.execute import Result
+from rmi_kv.cli.failures import traceback_text
+from rmi_kv.cli.render import emit, error_lines, help_renderable, report_renderables, trace_renderable
+from rmi_kv.errors import KeyNotFound
+
+
+class PlainOutput:
+    """Results as plain text on stdout, for people and for scripts that read
+    them (a value is printed as it is); errors coloured on stderr."""
+
+    def __init__(self, out: Console, err: Console, *, debug: bool = False) -> None:
+        self.out, self.err, self.debug = out, err, debug
+
+    def show(self, result: Result, *, line: Optional[int] = None) -> None:
+        """A result: a value or key as it is, OK or deleted, or the report of status, health, member list."""
+        if result.error is not None:
+            self.fail(result.error, command=result.command, line=line)
+            return
+        payload, name = result.payload, result.command.name
+        if name == "get":
+            self._raw(payload["value"])
+        elif name == "keys":
+            for key in payload["keys"]:
+                self._raw(key)
+            if payload["more"]:  # on stderr: stdout holds keys only, for whatever reads them
+                program = "run_client.py " if line is None else ""
+                emit(self.err, Text(f"(showing {len(payload['keys'])} keys; more after {payload['next_after']!r}: "
+                                    f"{program}{next_page(payload)})", "dim"))
+        elif name in CLUSTER_COMMANDS:
+            for renderable in report_renderables(name, payload):
+                emit(self.out, renderable)
+        else:
+            self._raw({"put": "OK", "delete": "deleted", "txn": "OK"}[name])
+        if result.trace is not None:
+            emit(self.out, trace_renderable(result.trace))
+
+    def session(self, command: Command, detail: dict) -> None:
+        """A session command of a script (use, trace, help): silent but help."""
+        if command.name == "help":
+            emit(self.out, help_renderable(detail.get("topic")))
+
+    def fail(self, error: BaseException, *, command: Optional[Command] = None, line: Optional[int] = None) -> None:
+        """The error and its hint on stderr (after 'line N: ' in a script); the traceback with --debug."""
+        for index, text in enumerate(error_lines(error)):
+            emit(self.err, Text(f"line {line}: ") + text if line is not None and index == 0 else text)
+        if self.debug and not isinstance(error, (UsageError, KeyNotFound)):
+            emit(self.err, Text(traceback_text(error), "dim"))
+
+    def _raw(self, text: str) -> None:
+        self.out.file.write(text + "\n")
+        self.out.file.flush()
+
+
+class JsonOutput:
+    """One JSON document per result on stdout; failures as JSON on stderr."""
+
+    def __init__(self, out: TextIO, err: TextIO, *, debug: bool = False) -> None:
+        self.out, self.err, self.debug = out, err, debug
+
+    def show(self, result: Result, *, line: Optional[int] = None) -> None:
+        """A result as one document on stdout, a failed one on stderr."""
+        if result.error is not None:
+            self.fail(result.error, command=result.command, line=line)
+        else:
+            self._write(self.out, result_document(result, **_line(line)))
+
+    def session(self, command: Command, detail: dict) -> None:
+        """A session command of a script (use, trace, help) and what it set."""
+        self._write(self.out, {"ok": True, "command": command.name, **detail})
+
+    def fail(self, error: BaseException, *, command: Optional[Command] = None, line: Optional[int] = None) -> None:
+        """The failure as one document on stderr (with its traceback under --debug)."""
+        extra = _line(line)
+        if self.debug:
+            extra["traceback"] = traceback_text(error)
+        self._write(self.err, error_document(error, command=command, **extra))
+
+    @staticmethod
+    def _write(stream: TextIO, document: dict) -> None:
+        stream.write(json.dumps(document, ensure_ascii=False) + "\n")
+        stream.flush()
+
+
+def _line(line: Optional[int]) -> dict:
+    return {} if line is None else {"line": line}
+
+
+class _PipedConsole(Console):
+    """A rich console that leaves a closed pipe to ``main`` (rich itself would exit 1, which means
+    'key not found')."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "the reader of the output went away")
+
+
+def make_consoles(*, no_color: bool) -> tuple[Console, Console]:
+    """rich consoles for stdout and stderr; no colour with --no-color or NO_COLOR."""
+    settings: dict[str, Any] = {"highlight": False, "emoji": False}
+    if no_color or os.environ.get("NO_COLOR"):
+        settings["color_system"] = None
+    return _PipedConsole(**settings), _PipedConsole(stderr=True, **settings)

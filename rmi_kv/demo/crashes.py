@@ -1,0 +1,71 @@
+"""What the two crash steps (6 and 7) share: whether they may run, arming a failpoint, a write that is
+expected to fail, confirming that the replica died where it was meant to, and its restart."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from rmi_kv.cli.render import quoted
+from rmi_kv.errors import RmiKvError
+from rmi_kv.server.cluster import wait_for
+
+if TYPE_CHECKING:
+    from rmi_kv.demo.walkthrough import Demo
+
+
+def crash_step(body: Callable[[Demo, list[str]], None]) -> Callable[[Demo], None]:
+    """A step that crashes replicas: ``body(demo, names)`` runs on the embedded cluster (``names``: its
+    replicas); on a cluster the demo did not start, the step is skipped, saying why."""
+
+    def run(demo: Demo) -> None:
+        if demo.cluster is not None:
+            body(demo, list(demo.cluster.names))
+        else:
+            _skip(demo)
+
+    run.__doc__, run.__name__ = body.__doc__, body.__name__
+    return run
+
+
+def _skip(demo: Demo) -> None:
+    assert demo.current is not None
+    if demo.allow_crash:
+        demo.current.note = ("crash steps need replicas the demo started itself (to arm failpoints and "
+                             "restart them); they run on the embedded cluster: leave out --ns-host/--ns-port")
+    else:
+        demo.current.note = ("the demo does not crash replicas of a cluster it did not start; leave out "
+                             "--ns-host/--ns-port to see this step")
+    demo.current.status = "skipped"
+    demo.say(("skipped: ", "bold yellow"), (demo.current.note, "yellow"))
+
+
+def arm(demo: Demo, replica: str, failpoint: str) -> None:
+    """Restart ``replica`` with ``failpoint`` armed, and wait until the cluster has settled again."""
+    demo.action(f"{replica} restarts with the failpoint {failpoint}")
+    demo.cluster.restart_replica(replica, failpoints=[failpoint])
+    wait_for(lambda: demo.settled(len(demo.cluster.names)), timeout=15.0, what=f"{replica} back in the cluster")
+
+
+def put_failing(demo: Demo, through: str, key: str, value: str, expected: type[RmiKvError], *,
+                tell: bool = True) -> Optional[RmiKvError]:
+    """PUT ``key`` through ``through``; the ``expected`` error it meets (said when ``tell``), or None."""
+    demo.action(f"PUT {key} = {quoted(value)} through {through}")
+    try:
+        demo.kv(through).put(key, value)
+    except expected as error:
+        if tell:
+            demo.say((f"  client got {expected.__name__}: ", "yellow"), str(error))
+        return error
+    return None
+
+
+def confirm_crash(demo: Demo, replica: str, *, where: str) -> None:
+    """``replica`` exited (at its failpoint): the step goes on only if it did."""
+    code = demo.cluster.replicas[replica].wait_exit(10)
+    demo.require(code is not None, f"{replica} crashed {where} (exit status {code})", f"{replica} did not crash")
+
+
+def restart(demo: Demo, replica: str, *, saying: str, until: Callable[[], Any], what: str) -> Any:
+    """Start ``replica`` again (failpoints off) and wait, at most 20 s, for ``until()``; returns its answer."""
+    demo.action(saying)
+    demo.cluster.start_replica(replica)
+    return wait_for(until, timeout=20.0, what=what)
