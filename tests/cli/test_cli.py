@@ -93,7 +93,7 @@ def test_outcome_unknown_exits_5_and_the_write_still_lands(cluster):
     ("run_server.py", ["--name", "replica1", "--port", "70000"],
      "argument --port: must be a port number from 0 to 65535, not 70000"),
     ("run_server.py", ["--name", "replica1", "--ns-port", "0"],
-     "--ns-port 0 (let the OS choose) goes with --with-nameserver"),
+     "--ns-port 0 (let the OS choose) goes with --with-nameserver: a replica needs the name server's port"),
     ("run_server.py", ["--name", "replica1", "--ns-port", "70000"],
      "argument --ns-port: must be a port number from 0 to 65535, not 70000"),
     ("run_server.py", ["--name", "replica1", "--vote-timeout", "nan"],
