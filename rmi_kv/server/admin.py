@@ -19,11 +19,12 @@ from typing import Optional
 from Pyro5 import errors as pyro_errors
 from Pyro5.api import Proxy
 
-from rmi_kv.config import REMOVED_PREFIX, configure_pyro
+from rmi_kv.config import REMOVED_PREFIX
 from rmi_kv.core.coordinator import Coordinator
 from rmi_kv.errors import InvalidRequest, ReplicaUnavailable, RmiKvError
 from rmi_kv.wire.naming import connect_nameserver, object_name
 from rmi_kv.wire.peers import Membership, PeerHandle
+from rmi_kv.wire.pyro import configure_pyro
 
 log = logging.getLogger(__name__)
 

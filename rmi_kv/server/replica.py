@@ -20,17 +20,18 @@ from Pyro5.api import expose
 from rmi_kv import __version__
 
 from rmi_kv.core import validation
-from rmi_kv.config import Settings, configure_pyro
+from rmi_kv.config import Settings
 from rmi_kv.server.admin import claim_name, clear_removed
 from rmi_kv.core.batching import decode_batch, encode_answers
 from rmi_kv.core.coordinator import Coordinator
 from rmi_kv.server.datadir import DATABASE_NAME, DataDirectoryLock, set_aside
 from rmi_kv.errors import AlreadyRunning, InvalidRequest, NameServerUnavailable, ReplicaUnavailable, RmiKvError
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
-from rmi_kv.wire.hardening import ConnectionGuard, GuardedDaemon
+from rmi_kv.wire.hardening import ConnectionGuard, GuardedDaemon, refuse_unsafe_messages
 from rmi_kv.core.locks import LockTable
 from rmi_kv.core.participant import Participant
 from rmi_kv.wire.peers import Membership, PeerHandle
+from rmi_kv.wire.pyro import configure_pyro
 from rmi_kv.core.recovery import resolve_in_doubt
 from rmi_kv.storage.sqlite import Storage
 from rmi_kv.wire.tls import MEMBER, configure_tls, require_member
@@ -450,7 +451,9 @@ class ReplicaServer:
                  tls_dir: Optional[str] = None) -> None:
         self.name = validation.check_name(name)
         self.settings = settings
-        configure_pyro(server=True, limits=settings.limits, max_connections=settings.max_connections)
+        configure_pyro(server=True, limits=settings.limits, max_connections=settings.max_connections,
+                       idle_timeout=settings.timeouts.idle_connection)
+        refuse_unsafe_messages()
         if tls_dir:
             configure_tls(tls_dir, MEMBER)
         self.ns_host, self.ns_port = ns_host, ns_port
