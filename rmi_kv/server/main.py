@@ -97,7 +97,7 @@ def run_replica(args: argparse.Namespace) -> int:
 
     setup_logging(args.name, args.log_level, args.log_file)
     try:
-        warning = check_bind_address(args.host, args.insecure, tls=bool(args.tls_dir))
+        warning = check_bind_address(args.host, insecure=args.insecure, tls=bool(args.tls_dir))
         if warning:
             log.warning("%s", warning)
         failpoints = Failpoints.from_sources(args.failpoint)

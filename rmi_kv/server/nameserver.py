@@ -83,7 +83,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logging("nameserver", args.log_level)
     timeouts = Timeouts()
     try:
-        warning = check_bind_address(args.host, args.insecure, tls=bool(args.tls_dir))
+        warning = check_bind_address(args.host, insecure=args.insecure, tls=bool(args.tls_dir))
         configure_pyro(server=True, max_connections=args.max_connections, idle_timeout=timeouts.idle_connection)
         refuse_unsafe_messages()
         if args.tls_dir:
