@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.make_certs:
-        written = make_certificates(args.make_certs, ["127.0.0.1", "localhost", *args.cert_host])
+        written = make_certificates(args.make_certs, hosts=["127.0.0.1", "localhost", *args.cert_host])
         print("created " + ", ".join(str(path) for path in written))
         print(f"copy {args.make_certs} to every machine and start everything with --tls-dir {args.make_certs}; "
               f"ca.key signs certificates: keep it away from the cluster")

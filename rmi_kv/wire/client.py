@@ -41,7 +41,7 @@ def _short(value: Any, limit: int = 80) -> str:
 class KeyValueClient:
     """Talks to one replica (``replica``), or to any replica when None."""
 
-    def __init__(self, ns_host: str = DEFAULT_NS_HOST, ns_port: int = DEFAULT_NS_PORT,
+    def __init__(self, ns_host: str = DEFAULT_NS_HOST, ns_port: int = DEFAULT_NS_PORT, *,
                  replica: Optional[str] = None, timeout: float = Timeouts.client, tls_dir: Optional[str] = None) -> None:
         configure_pyro()  # a client's settings only: hardening is for servers
         if tls_dir:
@@ -78,13 +78,13 @@ class KeyValueClient:
         self._local = threading.local()
 
     # ------------------------------------------------------------- lookup
-    def replicas(self, refresh: bool = False) -> dict[str, str]:
+    def replicas(self, *, refresh: bool = False) -> dict[str, str]:
         """Replica name -> URI, from the name server (cached)."""
         with self._uris_lock:
             cached = dict(self._uris)
         if cached and not refresh:
             return cached
-        nameserver = connect_nameserver(self.ns_host, self.ns_port, min(self.timeout, 5.0))
+        nameserver = connect_nameserver(self.ns_host, self.ns_port, timeout=min(self.timeout, 5.0))
         try:
             members = list_members(nameserver)
         finally:

@@ -90,7 +90,7 @@ class Membership:
             for attempt in (1, 2):
                 if self._ns is None:
                     try:
-                        self._ns = connect_nameserver(self.ns_host, self.ns_port, self.ns_timeout)
+                        self._ns = connect_nameserver(self.ns_host, self.ns_port, timeout=self.ns_timeout)
                     except NameServerUnavailable:
                         self.nameserver_reachable = False
                         raise
@@ -226,7 +226,7 @@ class Membership:
                 if uri is None:
                     why = "not a member" if name not in self._uris else "a member whose address is not known yet"
                     raise ReplicaUnavailable(f"{name} is {why}", replica=name)
-                pool = self._pools[name] = ProxyPool(uri, self.call_timeout)
+                pool = self._pools[name] = ProxyPool(uri, timeout=self.call_timeout)
             return pool
 
     def batcher(self, name: str) -> MessageBatcher:
