@@ -95,6 +95,7 @@ class ConnectionGuard:
         return True
 
     def holds(self, connection: SocketConnection) -> bool:
+        """True while ``connection`` is admitted and not yet closed or forgotten."""
         with self._lock:
             return connection in self._connections
 
