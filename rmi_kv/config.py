@@ -1,4 +1,4 @@
-"""Settings with safe defaults, and the one place Pyro5 is configured."""
+"""Settings with safe defaults (plain values: Pyro5 is configured from them in ``rmi_kv.wire.pyro``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -68,32 +68,3 @@ class Settings:
     #: connections a replica holds at most; past it, the one idle the longest is closed
     max_connections: int = 200
 
-
-def configure_pyro(server: bool = False, limits: Limits | None = None, max_connections: int = 200) -> None:
-    """Apply rmi_kv's Pyro5 settings to this process (idempotent).
-
-    serpent only; thread-pool server (a replica calls peers that call back);
-    no automatic retries (a retried call that timed out would run twice);
-    a message bound a little above the largest legal value.
-    """
-    from Pyro5 import config as pyro_config
-
-    from rmi_kv.errors import register_with_pyro
-    from rmi_kv.wire.hardening import refuse_unsafe_messages
-
-    limits = limits or Limits()
-    pyro_config.SERIALIZER = "serpent"
-    pyro_config.SERVERTYPE = "thread"
-    pyro_config.MAX_RETRIES = 0
-    pyro_config.COMPRESSION = False
-    pyro_config.DETAILED_TRACEBACK = False
-    pyro_config.MAX_MESSAGE_SIZE = limits.max_message_bytes()
-    # room above the ConnectionGuard's limit, so the guard decides who is dropped, not the pool
-    pyro_config.THREADPOOL_SIZE = max_connections + 64
-    pyro_config.THREADPOOL_SIZE_MIN = 8
-    pyro_config.POLLTIMEOUT = 0.5
-    pyro_config.SOCK_NODELAY = True
-    # a server's idle-connection cutoff (the guard sets it per connection); every proxy sets its own timeout
-    pyro_config.COMMTIMEOUT = Timeouts().idle_connection if server else 0.0
-    register_with_pyro()
-    refuse_unsafe_messages()

@@ -1,6 +1,6 @@
 """The one exception hierarchy of rmi_kv.
 
-Every class here survives the trip over Pyro5: ``register_with_pyro`` teaches
+Every class here survives the trip over Pyro5: ``rmi_kv.wire.pyro`` teaches
 the serpent serializer to rebuild them, so a client catches the same class the
 replica raised. Messages say what happened and what the user can do.
 Inside a batch of protocol messages, whose answers travel as JSON text, an
@@ -8,7 +8,7 @@ error travels as ``error_as_dict`` and is rebuilt by ``error_from_dict``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 
 class RmiKvError(Exception):
@@ -160,27 +160,3 @@ def error_from_dict(data: Any) -> RmiKvError:
                            if isinstance(name, str) and name.isidentifier() and not name.startswith("_")})
     return error
 
-
-def _rebuilder(cls: type[RmiKvError]) -> Callable[[str, dict], RmiKvError]:
-    def rebuild(_classname: str, data: dict) -> RmiKvError:
-        args = data.get("args") or ("",)
-        message = args[0] if args and isinstance(args[0], str) else str(args)
-        error = cls.__new__(cls)
-        Exception.__init__(error, message)
-        error.message = message
-        attributes = data.get("attributes") or {}
-        if isinstance(attributes, dict):
-            for name, value in attributes.items():
-                if isinstance(name, str) and not name.startswith("__"):
-                    setattr(error, name, value)
-        return error
-
-    return rebuild
-
-
-def register_with_pyro() -> None:
-    """Let Pyro5's serializer rebuild every rmi_kv error on the receiving side."""
-    from Pyro5.api import register_dict_to_class
-
-    for cls in ALL_ERRORS:
-        register_dict_to_class(f"{cls.__module__}.{cls.__name__}", _rebuilder(cls))

@@ -6,7 +6,7 @@ from Pyro5.serializers import serializers
 
 from rmi_kv import errors
 from rmi_kv.wire.codec import decode_answers, encode_answers
-from rmi_kv.config import configure_pyro
+from rmi_kv.wire.pyro import configure_pyro
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,8 @@ from typing import Iterable, Optional, Sequence
 
 from Pyro5.api import Daemon, Proxy, expose
 
-from rmi_kv.config import configure_pyro
+from rmi_kv.wire.hardening import refuse_unsafe_messages
+from rmi_kv.wire.pyro import configure_pyro
 from .probe import DigestCheck
 
 #: how long a node may take to start and print its URI
@@ -282,6 +283,7 @@ def _read_uri(name: str, process: subprocess.Popen, deadline: float, errors: Pat
 def serve(name: str, data_dir: Path) -> None:
     """Run one node until standard input closes."""
     configure_pyro(server=True)
+    refuse_unsafe_messages()  # the reference holds messages to what a replica accepts
     daemon = Daemon(host="127.0.0.1", port=0)
     uri = daemon.register(ReferenceNode(name, Path(data_dir) / f"{name}.log"), "reference")
     print(uri, flush=True)

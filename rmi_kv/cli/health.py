@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from rmi_kv.config import Timeouts
+from rmi_kv.core import txid as txids
 
 #: seconds a transaction may stay PREPARED and undecided at a participant before
 #: it counts as a problem: a round in flight is decided within a vote timeout
@@ -116,7 +117,7 @@ def _in_doubt_problem(name: str, stuck: dict, statuses: list[dict], moment: floa
                       for txid, age in list(stuck.items())[:_NAMED_TXIDS])
     more = f" and {len(stuck) - _NAMED_TXIDS} more" if len(stuck) > _NAMED_TXIDS else ""
     count = f"{len(stuck)} transaction{'s' if len(stuck) != 1 else ''}"
-    coordinators = sorted({txid.split(":", 1)[0] for txid in stuck})
+    coordinators = sorted({txids.coordinator_of(txid) for txid in stuck})
     down = [c for c in coordinators if not any(s["name"] == c and s.get("reachable") for s in statuses)]
     if down:
         hint = "their coordinator is down: start " + " and ".join(

@@ -22,6 +22,7 @@ from rmi_kv.cli.execute import Result
 from rmi_kv.cli.failures import describe
 from rmi_kv.cli.health import NO_ADDRESS, UNREACHABLE, problem_sentence, summary
 from rmi_kv.errors import KeyNotFound, RmiKvError
+from rmi_kv.core import txid as txids
 
 Cell = Union[str, Text]
 
@@ -226,7 +227,7 @@ def trace_phases(events: Iterable[dict]) -> list[tuple[str, list[dict]]]:
 
 def coordinator_of(trace: dict) -> str:
     """The coordinator of a traced round: the first part of its txid."""
-    return str(trace.get("txid", "?")).split(":", 1)[0]
+    return txids.coordinator_of(str(trace.get("txid", "?")))
 
 
 def trace_heading(trace: dict) -> str:

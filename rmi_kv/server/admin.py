@@ -19,11 +19,12 @@ from typing import Optional
 from Pyro5 import errors as pyro_errors
 from Pyro5.api import Proxy
 
-from rmi_kv.config import REMOVED_PREFIX, configure_pyro
+from rmi_kv.config import REMOVED_PREFIX
 from rmi_kv.core.coordinator import Coordinator
 from rmi_kv.errors import InvalidRequest, ReplicaUnavailable, RmiKvError
 from rmi_kv.wire.naming import connect_nameserver, object_name
 from rmi_kv.wire.peers import Membership, PeerHandle
+from rmi_kv.wire.pyro import configure_pyro
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def remove_member(name: str, ns_host: str, ns_port: int, timeout: float = 3.0) -
         if blocked:
             raise InvalidRequest(f"{name} coordinated transactions that are still in doubt ({', '.join(blocked)}); "
                                  f"start {name} again so they are decided, then remove it")
-        nameserver = connect_nameserver(ns_host, ns_port, timeout)
+        nameserver = connect_nameserver(ns_host, ns_port, timeout=timeout)
         try:
             nameserver.register(removed_marker(name), REMOVED_MARKER_URI, safe=False)
             nameserver.remove(object_name(name))
@@ -142,7 +143,7 @@ def _answers_as(uri: str, name: str, timeout: float) -> bool:
 
 
 def clear_removed(ns_host: str, ns_port: int, name: str, timeout: float = 3.0) -> None:
-    nameserver = connect_nameserver(ns_host, ns_port, timeout)
+    nameserver = connect_nameserver(ns_host, ns_port, timeout=timeout)
     try:
         nameserver.remove(removed_marker(name))
     finally:

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from rmi_kv import options
-from rmi_kv.config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, Settings, Timeouts, configure_pyro
+from rmi_kv.config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, Settings, Timeouts
 from rmi_kv.errors import NameServerUnavailable, RmiKvError
 from rmi_kv.core.failpoints import Failpoints
 from rmi_kv.wire.hardening import check_bind_address
+from rmi_kv.wire.pyro import configure_pyro
 from rmi_kv.wire.tls import MEMBER, configure_tls
 from rmi_kv.logs import setup_logging
 
@@ -96,13 +97,13 @@ def run_replica(args: argparse.Namespace) -> int:
 
     setup_logging(args.name, args.log_level, args.log_file)
     try:
-        warning = check_bind_address(args.host, args.insecure, tls=bool(args.tls_dir))
+        warning = check_bind_address(args.host, insecure=args.insecure, tls=bool(args.tls_dir))
         if warning:
             log.warning("%s", warning)
         failpoints = Failpoints.from_sources(args.failpoint)
         settings = settings_from(args)
         if args.tls_dir:
-            configure_pyro(server=True, limits=settings.limits, max_connections=settings.max_connections)
+            configure_pyro(limits=settings.limits)  # to reach the name server; the replica configures its serving
             configure_tls(args.tls_dir, MEMBER)
         wait_for_nameserver(args.ns_host, args.ns_port, args.ns_wait)
         server = ReplicaServer(args.name, args.data_dir or Path("data") / args.name, args.ns_host, args.ns_port,
@@ -185,9 +186,6 @@ def run_remove(args: argparse.Namespace) -> int:
     setup_logging("admin", "WARNING")
     try:
         if args.tls_dir:
-            from rmi_kv.config import configure_pyro
-            from rmi_kv.wire.tls import MEMBER, configure_tls
-
             configure_pyro()
             configure_tls(args.tls_dir, MEMBER)
         print(remove_member(args.remove, args.ns_host, args.ns_port))

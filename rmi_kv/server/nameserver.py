@@ -13,10 +13,11 @@ from Pyro5.api import expose
 from Pyro5.nameserver import NameServer, NameServerDaemon
 
 from rmi_kv import options
-from rmi_kv.config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, Timeouts, configure_pyro
+from rmi_kv.config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, Timeouts
 from rmi_kv.errors import RmiKvError
-from rmi_kv.wire.hardening import ConnectionGuard, GuardedDaemonMixin, check_bind_address
+from rmi_kv.wire.hardening import ConnectionGuard, GuardedDaemonMixin, check_bind_address, refuse_unsafe_messages
 from rmi_kv.logs import setup_logging
+from rmi_kv.wire.pyro import configure_pyro
 from rmi_kv.wire.tls import MEMBER, configure_tls, make_certificates, require_member
 
 log = logging.getLogger("rmi_kv.nameserver")
@@ -74,15 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.make_certs:
-        written = make_certificates(args.make_certs, ["127.0.0.1", "localhost", *args.cert_host])
+        written = make_certificates(args.make_certs, hosts=["127.0.0.1", "localhost", *args.cert_host])
         print("created " + ", ".join(str(path) for path in written))
         print(f"copy {args.make_certs} to every machine and start everything with --tls-dir {args.make_certs}; "
               f"ca.key signs certificates: keep it away from the cluster")
         return 0
     setup_logging("nameserver", args.log_level)
+    timeouts = Timeouts()
     try:
-        warning = check_bind_address(args.host, args.insecure, tls=bool(args.tls_dir))
-        configure_pyro(server=True, max_connections=args.max_connections)
+        warning = check_bind_address(args.host, insecure=args.insecure, tls=bool(args.tls_dir))
+        configure_pyro(server=True, max_connections=args.max_connections, idle_timeout=timeouts.idle_connection)
+        refuse_unsafe_messages()
         if args.tls_dir:
             configure_tls(args.tls_dir, MEMBER)
     except RmiKvError as error:
@@ -94,8 +97,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.storage:
         Path(args.storage).parent.mkdir(parents=True, exist_ok=True)
         storage = f"sql:{args.storage}"
-    guard = ConnectionGuard(limit=args.max_connections, handshake_timeout=Timeouts().handshake,
-                            idle_timeout=Timeouts().idle_connection)
+    guard = ConnectionGuard(limit=args.max_connections, handshake_timeout=timeouts.handshake,
+                            idle_timeout=timeouts.idle_connection)
     try:
         daemon = GuardedNameServerDaemon(host=args.host, port=args.port, storage=storage, guard=guard)
     except OSError as error:

@@ -20,8 +20,8 @@ from rmi_kv.server.admin import claim_name, clear_removed
 from rmi_kv.server.catchup import CatchUp
 from rmi_kv.server.datadir import DATABASE_NAME, DataDirectoryLock, set_aside
 from rmi_kv.storage.sqlite import Storage
-from rmi_kv.config import configure_pyro
-from rmi_kv.wire.hardening import ConnectionGuard, GuardedDaemon
+from rmi_kv.wire.pyro import configure_pyro
+from rmi_kv.wire.hardening import ConnectionGuard, GuardedDaemon, refuse_unsafe_messages
 from rmi_kv.wire.naming import object_name
 from rmi_kv.wire.peers import Membership, PeerHandle
 from rmi_kv.wire.servant import KeyValue
@@ -43,7 +43,9 @@ class ReplicaServer:
         """``advertise``: the (host, port) others dial, when not the bound one (port 0: the bound port)."""
         self.name = validation.check_name(name)
         self.settings = settings
-        configure_pyro(server=True, limits=settings.limits, max_connections=settings.max_connections)
+        configure_pyro(server=True, limits=settings.limits, max_connections=settings.max_connections,
+                       idle_timeout=settings.timeouts.idle_connection)
+        refuse_unsafe_messages()
         if tls_dir:
             configure_tls(tls_dir, MEMBER)
         self.ns_host, self.ns_port = ns_host, ns_port

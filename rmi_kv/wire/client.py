@@ -19,9 +19,10 @@ from typing import Any, Optional
 from Pyro5 import errors as pyro_errors
 from Pyro5.api import Proxy
 
-from rmi_kv.config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, configure_pyro
+from rmi_kv.config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, Timeouts
 from rmi_kv.errors import (NameServerUnavailable, OutcomeUnknown, ReplicaUnavailable, RmiKvError)
 from rmi_kv.wire.naming import connect_nameserver, connection_looks_dead, ensure_connected, list_members
+from rmi_kv.wire.pyro import configure_pyro
 
 log = logging.getLogger("rmi_kv.wire.client")
 
@@ -40,9 +41,9 @@ def _short(value: Any, limit: int = 80) -> str:
 class KeyValueClient:
     """Talks to one replica (``replica``), or to any replica when None."""
 
-    def __init__(self, ns_host: str = DEFAULT_NS_HOST, ns_port: int = DEFAULT_NS_PORT,
-                 replica: Optional[str] = None, timeout: float = 10.0, tls_dir: Optional[str] = None) -> None:
-        configure_pyro()
+    def __init__(self, ns_host: str = DEFAULT_NS_HOST, ns_port: int = DEFAULT_NS_PORT, *,
+                 replica: Optional[str] = None, timeout: float = Timeouts.client, tls_dir: Optional[str] = None) -> None:
+        configure_pyro()  # a client's settings only: hardening is for servers
         if tls_dir:
             from rmi_kv.wire.tls import CLIENT, configure_tls
 
@@ -77,13 +78,13 @@ class KeyValueClient:
         self._local = threading.local()
 
     # ------------------------------------------------------------- lookup
-    def replicas(self, refresh: bool = False) -> dict[str, str]:
+    def replicas(self, *, refresh: bool = False) -> dict[str, str]:
         """Replica name -> URI, from the name server (cached)."""
         with self._uris_lock:
             cached = dict(self._uris)
         if cached and not refresh:
             return cached
-        nameserver = connect_nameserver(self.ns_host, self.ns_port, min(self.timeout, 5.0))
+        nameserver = connect_nameserver(self.ns_host, self.ns_port, timeout=min(self.timeout, 5.0))
         try:
             members = list_members(nameserver)
         finally:

@@ -34,7 +34,7 @@ def nameserver_uri(host: str, port: int) -> str:
     return f"PYRO:{NAMESERVER_OBJECT}@{host}:{port}"
 
 
-def connect_nameserver(host: str, port: int, timeout: float = 3.0) -> Proxy:
+def connect_nameserver(host: str, port: int, *, timeout: float = 3.0) -> Proxy:
     """A bound proxy to the name server, or NameServerUnavailable with what to do."""
     proxy = Proxy(nameserver_uri(host, port))
     proxy._pyroTimeout = timeout
@@ -95,7 +95,7 @@ def ensure_connected(proxy: Proxy) -> None:
 class ProxyPool:
     """Idle proxies to one URI, handed to one thread at a time."""
 
-    def __init__(self, uri: str, timeout: float, max_idle: int = 32) -> None:
+    def __init__(self, uri: str, *, timeout: float, max_idle: int = 32) -> None:
         self.uri = uri
         self.timeout = timeout
         self.max_idle = max_idle
@@ -153,7 +153,7 @@ class NameServerLink:
             for attempt in (1, 2):
                 if self._proxy is None:
                     try:
-                        self._proxy = connect_nameserver(self.host, self.port, self.timeout)
+                        self._proxy = connect_nameserver(self.host, self.port, timeout=self.timeout)
                     except NameServerUnavailable:
                         self.reachable = False
                         raise

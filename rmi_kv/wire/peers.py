@@ -49,7 +49,7 @@ class PeerLinks:
                 uri = self._membership.list.uri_of(name)
                 if uri is None:
                     raise ReplicaUnavailable(f"{name} is a member whose address is not known yet", replica=name)
-                pool = self._pools[name] = ProxyPool(uri, self._membership.call_timeout)
+                pool = self._pools[name] = ProxyPool(uri, timeout=self._membership.call_timeout)
             return pool
 
     def batcher(self, name: str) -> MessageBatcher:

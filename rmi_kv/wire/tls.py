@@ -76,7 +76,7 @@ def require_member(operation: str) -> None:
                                f"is for: {role or 'nobody'})")
 
 
-def make_certificates(directory: str | Path, hosts: Iterable[str] = ("127.0.0.1", "localhost"),
+def make_certificates(directory: str | Path, *, hosts: Iterable[str] = ("127.0.0.1", "localhost"),
                       days: int = 365) -> list[Path]:
     """Create a development CA plus member and client certificates in ``directory``."""
     from cryptography import x509

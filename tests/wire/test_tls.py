@@ -18,7 +18,7 @@ CALL_AS = textwrap.dedent("""
     import json, sys
     from Pyro5 import config
     from Pyro5.api import Proxy
-    from rmi_kv.config import configure_pyro
+    from rmi_kv.wire.pyro import configure_pyro
     from rmi_kv.wire.naming import connect_nameserver
     from rmi_kv.wire.tls import configure_tls
     tls_dir, role, ns_port, target, method, args = sys.argv[1:7]
