@@ -217,7 +217,7 @@ class Participant:
             with self._catch_up_lock.shared():
                 if self.storage.catching_up:
                     commit_errors = [self._buffer(record, decision) for _, record in applying]
-                    prepare_errors = self.storage.log_prepared_many(prepares) if prepares else []
+                    prepare_errors = self.storage.commit_and_prepare([], prepares)[1] if prepares else []
                 elif applying or prepares:
                     commit_errors, prepare_errors = self.storage.commit_and_prepare(
                         [(record.txid, record.writes, decision) for _, record in applying], prepares)
@@ -301,7 +301,7 @@ class Participant:
     def _buffer(self, record: PreparedRecord, decision: Optional[Sequence[str]]) -> Optional[BaseException]:
         """Keep a commit that arrives while catching up; the error, or None."""
         try:
-            self.storage.buffer_commit(record.txid, record.writes, decision)
+            self.storage.buffer_commit(record.txid, record.writes, decision=decision)
         except Exception as error:
             return error
         return None
