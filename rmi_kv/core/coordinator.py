@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol
 
 from rmi_kv.errors import MembershipChanged, RmiKvError, TransactionAborted
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
-from rmi_kv.storage.sqlite import ABORT, COMMIT, Storage
+from rmi_kv.storage.interfaces import ABORT, COMMIT, DecisionLog
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Coordinator:
 
     VOTING = "voting"
 
-    def __init__(self, name: str, storage: Storage, failpoints: Failpoints = NO_FAILPOINTS,
+    def __init__(self, name: str, storage: DecisionLog, failpoints: Failpoints = NO_FAILPOINTS,
                  vote_timeout: float = 2.0, decision_timeout: float = 2.0,
                  conflict_retries: int = 12, conflict_backoff: float = 0.002,
                  executor: concurrent.futures.Executor | None = None, early_reply: bool = False) -> None:

@@ -16,7 +16,7 @@ from rmi_kv.errors import InvalidRequest, KeyInDoubt, MembershipChanged, Replica
 from rmi_kv.core.coordinator import txid_priority
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.locks import LockTable, SharedLock
-from rmi_kv.storage.sqlite import ABORT, COMMIT, PreparedRecord, Storage
+from rmi_kv.storage.interfaces import ABORT, COMMIT, ParticipantStorage, PreparedRecord
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def _older_than(txid: str):
 class Participant:
     """Votes on, applies and aborts transactions for one replica."""
 
-    def __init__(self, name: str, storage: Storage, locks: LockTable | None = None,
+    def __init__(self, name: str, storage: ParticipantStorage, locks: LockTable | None = None,
                  failpoints: Failpoints = NO_FAILPOINTS, lock_wait: float = 0.05,
                  read_wait: float = 5.0, members: Optional[Callable[[], Iterable[str]]] = None) -> None:
         self.name = name

@@ -17,7 +17,7 @@ from rmi_kv.core.coordinator import UNKNOWN, Coordinator
 from rmi_kv.errors import RmiKvError
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.participant import Participant
-from rmi_kv.storage.sqlite import ABORT, COMMIT, PreparedRecord
+from rmi_kv.storage.interfaces import ABORT, COMMIT, PreparedRecord
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import pytest
 from rmi_kv.core.coordinator import CONFLICT, UNKNOWN, _timed
 from rmi_kv.errors import MembershipChanged, ReplicaUnavailable, TransactionAborted
 from rmi_kv.core.failpoints import Failpoints, parse_specs
-from rmi_kv.storage.sqlite import ABORT, COMMIT
+from rmi_kv.storage.interfaces import ABORT, COMMIT
 from rmi_kv.core.validation import check_txid
 
 from support.storage_helpers import entries, entry_of

@@ -11,7 +11,7 @@ import pytest
 from rmi_kv.errors import InjectedFault, InvalidRequest, KeyInDoubt, ReplicaUnavailable
 from rmi_kv.core.failpoints import Failpoints, parse_specs
 from rmi_kv.core.participant import UNKNOWN
-from rmi_kv.storage.sqlite import ABORT, COMMIT
+from rmi_kv.storage.interfaces import ABORT, COMMIT
 
 MEMBERS = ["c0", "p1", "p2"]
 
