@@ -9,6 +9,9 @@ from rmi_kv.storage.interfaces import COMMIT
 
 from support.storage_helpers import apply_commit, log_prepared, recompute_digest
 
+pytestmark = pytest.mark.parametrize("make_storage", ["sqlite"], indirect=True)
+
+
 def test_failed_apply_commit_leaves_no_trace(make_storage):
     """A commit that fails half-way (here: its second key cannot be stored) leaves
     neither data, nor counters, nor an outcome behind."""

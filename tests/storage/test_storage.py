@@ -1,4 +1,6 @@
-"""Storage: committed data, versions, tombstones, digest, the 2PC log."""
+"""The storage interfaces' contracts: committed data, versions, tombstones, digest,
+the 2PC log, catch-up, the member list. Each test runs over both engines
+(SQLite, plain dicts: see conftest.py), except the property tests, on SQLite."""
 import tempfile
 import threading
 import time
@@ -8,10 +10,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rmi_kv.storage.interfaces import ABORT, COMMIT, DecisionRecord
+from rmi_kv.storage.interfaces import (
+    ABORT, COMMIT, CatchUp, Data, DecisionLog, DecisionRecord, ParticipantLog, ParticipantStorage, ReplicaStorage)
 from rmi_kv.storage.sqlite import Storage
 
 from support.storage_helpers import apply_commit, entries, entry_of, log_prepared, recompute_digest
+
+
+def test_the_engine_implements_every_interface(make_storage):
+    storage = make_storage()
+    for interface in (Data, ParticipantLog, CatchUp, DecisionLog, ParticipantStorage, ReplicaStorage):
+        assert isinstance(storage, interface), interface.__name__
+    assert callable(storage.members) and callable(storage.save_members)  # wire.peers.MemberStore
 
 
 # ------------------------------------------------------------------ data
@@ -211,7 +221,32 @@ def test_keys_prefix_with_a_nul_character(make_storage):
     assert storage.keys("a\x00") == ["a\x00b", "a\x00c"]
 
 
+def test_read_chunk_pages_cover_every_entry_tombstones_too(make_storage):
+    storage = make_storage()
+    apply_commit(storage, "t1", {f"k{number}": "v" for number in range(5)})
+    apply_commit(storage, "t2", {"k1": None})
+    first = storage.read_chunk(None, 2)
+    assert first == [("k0", "v", 1, "t1"), ("k1", None, 2, "t2")]
+    assert storage.read_chunk("k1", 10) == [(f"k{number}", "v", 1, "t1") for number in range(2, 5)]
+    assert storage.read_chunk("k4", 10) == []
+    assert entries(storage, page=2) == entries(storage) and len(entries(storage)) == 5
+
+
 # ----------------------------------------------------------- participant log
+def test_one_forced_write_for_commits_and_prepares_each_answered(make_storage):
+    storage = make_storage()
+    log_prepared(storage, "t1", {"a": "1"}, "c0", ["c0", "p1"])
+    forced = storage.forced_commits
+    commit_errors, prepare_errors = storage.commit_and_prepare(
+        [("t1", {"a": "1"}, None), ("t2", {"b": "2"}, ["c0", "p1"])], [("t3", {"c": "3"}, "c0", ("c0", "p1"))])
+    assert (commit_errors, prepare_errors) == ([None, None], [None])
+    assert storage.forced_commits == forced + 1
+    assert storage.get("a") == ("1", 1) and storage.get("b") == ("2", 1) and storage.get("c") is None
+    assert [record.txid for record in storage.prepared()] == ["t3"]
+    assert storage.has_decision("t2") and not storage.has_decision("t1")  # a decision goes with its commit
+    assert storage.committed_count == 2
+
+
 def test_prepared_records_survive_close_and_reopen(make_storage):
     storage = make_storage("s")
     log_prepared(storage, "c0:00000000:1", {"a": "1", "gone": None, "ü": "\U0001F600"}, "c0", ["c0", "p1", "p2"])
@@ -273,6 +308,51 @@ def test_outcomes_and_forgetting_them(make_storage):
     assert storage.forget_outcomes(time.time() + 1) == 2
     assert storage.outcome("t1") is None and storage.outcome("t2") is None
     assert storage.get("a") == ("1", 1)  # data stays
+
+
+def test_forgetting_outcomes_moves_what_the_replica_can_vouch_for(make_storage):
+    storage = make_storage()
+    born = storage.knows_nothing_before_us
+    assert storage.forgotten_before_us == 0 and born > 0
+    horizon = time.time() + 1
+    storage.forget_outcomes(horizon)
+    assert storage.forgotten_before_us == int(horizon * 1_000_000) == storage.knows_nothing_before_us
+
+
+# ---------------------------------------------------------------- catch-up
+def test_catch_up_buffers_commits_then_applies_only_what_the_copy_lacks(make_storage):
+    storage = make_storage("s")
+    assert storage.created_now and not storage.catching_up
+    storage.set_catching_up(True)
+    assert storage.catching_up and not storage.created_now
+    log_prepared(storage, "t1", {"a": "1", "b": "1"}, "c0", ["c0", "p1"])
+    storage.buffer_commit("t1", {"a": "1", "b": "1"})
+    storage.buffer_commit("t1", {"a": "1", "b": "1"})  # repeated: kept once
+    storage.buffer_commit("t2", {"a": "2"}, decision=["p1", "c0"])
+    assert storage.outcome("t1") == COMMIT and storage.prepared() == [] and storage.has_decision("t2")
+    assert storage.get("a") is None  # buffered, not applied
+    # the copy holds a as t1 left it (not t2's write yet), and b from before t1
+    storage.install_entries([("a", "1", 1, "t1"), ("b", "0", 1, "old"), ("gone", None, 3, "old")])
+    assert storage.get("b") == ("0", 1) and entry_of(storage, "gone") == (None, 3) and storage.live_keys == 2
+    assert storage.finish_catch_up() == 2  # t2 on a, t1 on b
+    assert not storage.catching_up
+    assert storage.get("a") == ("2", 2) and storage.get("b") == ("1", 2)
+    assert storage.digest == recompute_digest(storage) and storage.committed_count == 2
+    storage.close()
+    reopened = make_storage("s")
+    assert not reopened.catching_up and not reopened.created_now
+    assert reopened.finish_catch_up() == 0 and reopened.get("a") == ("2", 2)
+
+
+# ---------------------------------------------------------------- members
+def test_members_are_kept_and_a_missing_uri_keeps_the_stored_one(make_storage):
+    storage = make_storage("s")
+    assert storage.members() == {}
+    storage.save_members({"r1": ("PYRO:a@h:1", False), "r2": ("PYRO:b@h:2", False)})
+    storage.save_members({"r2": (None, True)})
+    storage.save_members({})
+    storage.close()
+    assert make_storage("s").members() == {"r1": ("PYRO:a@h:1", False), "r2": ("PYRO:b@h:2", True)}
 
 
 # ---------------------------------------------------------- coordinator log
