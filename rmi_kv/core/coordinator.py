@@ -22,7 +22,7 @@ from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.handles import LocalParticipant, ParticipantHandle, timed
 from rmi_kv.core.messages import ABORT, CAN_COMMIT, COMMIT, DO_ABORT, DO_COMMIT, HAVE_COMMITTED, UNKNOWN, Reply
 from rmi_kv.errors import MembershipChanged, RmiKvError, TransactionAborted
-from rmi_kv.storage.sqlite import Storage
+from rmi_kv.storage.interfaces import DecisionLog
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class Coordinator:
 
     VOTING = "voting"
 
-    def __init__(self, name: str, storage: Storage, *, failpoints: Failpoints = NO_FAILPOINTS,
+    def __init__(self, name: str, storage: DecisionLog, *, failpoints: Failpoints = NO_FAILPOINTS,
                  vote_timeout: float = 2.0, decision_timeout: float = 2.0,
                  conflict_retries: int = 12, conflict_backoff: float = 0.002,
                  early_reply: bool = False) -> None:

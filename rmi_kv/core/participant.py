@@ -17,7 +17,7 @@ from rmi_kv.core import txid as txids
 from rmi_kv.core.messages import UNKNOWN, VoteRequest
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.locks import LockTable, SharedLock
-from rmi_kv.storage.sqlite import ABORT, COMMIT, PreparedRecord, Storage
+from rmi_kv.storage.interfaces import ABORT, COMMIT, ParticipantStorage, PreparedRecord
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def _older_than(txid: str):
 class Participant:
     """Votes on, applies and aborts transactions for one replica."""
 
-    def __init__(self, name: str, storage: Storage, *, locks: LockTable | None = None,
+    def __init__(self, name: str, storage: ParticipantStorage, *, locks: LockTable | None = None,
                  failpoints: Failpoints = NO_FAILPOINTS, lock_wait: float = 0.05,
                  read_wait: float = 5.0, members: Optional[Callable[[], Iterable[str]]] = None) -> None:
         self.name = name
@@ -213,7 +213,7 @@ class Participant:
             with self._catch_up_lock.shared():
                 if self.storage.catching_up:
                     commit_errors = [self._buffer(record, decision) for _, record in applying]
-                    prepare_errors = self.storage.log_prepared_many(prepares) if prepares else []
+                    prepare_errors = self.storage.commit_and_prepare([], prepares)[1] if prepares else []
                 elif applying or prepares:
                     commit_errors, prepare_errors = self.storage.commit_and_prepare(
                         [(record.txid, record.writes, decision) for _, record in applying], prepares)
@@ -297,7 +297,7 @@ class Participant:
     def _buffer(self, record: PreparedRecord, decision: Optional[Sequence[str]]) -> Optional[BaseException]:
         """Keep a commit that arrives while catching up; the error, or None."""
         try:
-            self.storage.buffer_commit(record.txid, record.writes, decision)
+            self.storage.buffer_commit(record.txid, record.writes, decision=decision)
         except Exception as error:
             return error
         return None

@@ -19,7 +19,7 @@ from rmi_kv.core.handles import DecisionSource
 from rmi_kv.core.messages import ABORT, COMMIT, UNKNOWN
 from rmi_kv.core.participant import Participant
 from rmi_kv.errors import RmiKvError
-from rmi_kv.storage.sqlite import PreparedRecord
+from rmi_kv.storage.interfaces import PreparedRecord
 
 log = logging.getLogger(__name__)
 

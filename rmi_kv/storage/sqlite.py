@@ -1,10 +1,11 @@
-"""Durable state of one replica in SQLite: committed data and the 2PC log.
+"""The SQLite engine: the durable state of one replica, behind ``rmi_kv.storage.interfaces``.
 
-Committed data is ``kv(key, value, version, txid)``; a delete leaves a
-tombstone (value NULL) so versions keep growing and a newer write can always
-be told from an older one; ``txid`` is the transaction that wrote the entry
-last, which makes applying a transaction twice harmless and lets a replica
-that is catching up tell which of its writes a copied entry already holds. The two-phase commit log has three tables:
+Committed data is ``kv(key, value, version, txid)``; what a write does to an
+entry (versions, tombstones, the digest) is ``rmi_kv.core.ops``; ``txid`` is
+the transaction that wrote the entry last, which makes applying a
+transaction twice harmless and lets a replica that is catching up tell which
+of its writes a copied entry already holds. The two-phase commit log has
+three tables:
 
 - ``prepared``: the participant's PREPARED records (forced before voting YES);
 - ``outcomes``: what this participant learned of finished transactions, so late
@@ -17,23 +18,21 @@ known URI, and the members an operator removed: the name server only says
 where members are, never who they are.
 
 Forced writes of concurrent threads share one SQLite commit, and so one fsync
-(group commit): the first waiting thread commits for everyone queued.
+(``rmi_kv.storage.group_commit``).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Optional, TypeVar
+from typing import Iterable, Mapping, Optional, Sequence, TypeVar
 
-T = TypeVar("T")
-Writes = Mapping[str, Optional[str]]
-
-_DIGEST_MODULUS = 1 << 256
+from rmi_kv.core import ops
+from rmi_kv.storage.group_commit import GroupCommit, Operation
+from rmi_kv.storage.interfaces import (
+    ABORT, COMMIT, Commit, DecisionRecord, Errors, Prepare, PreparedRecord, SnapshotEntry, Writes)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -75,225 +74,131 @@ CREATE TABLE IF NOT EXISTS members (
 ) WITHOUT ROWID;
 """
 
-from rmi_kv.core.messages import ABORT, COMMIT  # noqa: E402  (the log records the protocol's outcomes)
+T = TypeVar("T")
+
 #: the state of a database its replica has not yet decided to catch up or serve from
 NEW = "new"
 
-
-def entry_hash(key: str, value: str, version: int) -> int:
-    """Hash of one live (key, value, version) triple, unambiguous for any strings."""
-    encoded_key = key.encode("utf-8", "surrogatepass")
-    encoded_value = value.encode("utf-8", "surrogatepass")
-    material = b"%d:%s%d:%s%d" % (len(encoded_key), encoded_key, len(encoded_value), encoded_value, version)
-    return int.from_bytes(hashlib.sha256(material).digest(), "big")
+_SET_META = "INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value"
 
 
-def digest_hex(total: int) -> str:
-    return f"{total % _DIGEST_MODULUS:064x}"
+class _Counters:
+    """The counts kept in ``meta`` (digest, transactions committed and aborted,
+    live keys): in memory between commits, written by the commit that changes
+    them (the group commit's ``BatchState``)."""
 
+    digest: int
+    committed: int
+    aborted: int
+    live_keys: int
 
-@dataclass(frozen=True)
-class PreparedRecord:
-    txid: str
-    writes: dict
-    coordinator: str
-    participants: tuple
-    created: float
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.after_rollback(connection)
 
+    def count(self, change: ops.Change) -> None:
+        self.digest = (self.digest + change.digest_delta) % ops.DIGEST_MODULUS
+        self.live_keys += change.live_delta
 
-@dataclass(frozen=True)
-class DecisionRecord:
-    txid: str
-    participants: tuple
-    created: float
+    def snapshot(self) -> tuple[int, int, int, int]:
+        return self.digest, self.committed, self.aborted, self.live_keys
+
+    def restore(self, snapshot: tuple[int, int, int, int]) -> None:
+        self.digest, self.committed, self.aborted, self.live_keys = snapshot
+
+    def before_commit(self, connection: sqlite3.Connection, snapshot: tuple[int, int, int, int]) -> None:
+        if self.snapshot() != snapshot:
+            connection.executemany(_SET_META, [
+                ("digest", ops.digest_hex(self.digest)), ("committed", str(self.committed)),
+                ("aborted", str(self.aborted)), ("live_keys", str(self.live_keys))])
+
+    def after_rollback(self, connection: sqlite3.Connection) -> None:
+        """(Re)load the counts from the database."""
+        meta = dict(connection.execute("SELECT name, value FROM meta"))
+        self.digest = int(meta.get("digest", "0"), 16)
+        self.committed = int(meta.get("committed", "0"))
+        self.aborted = int(meta.get("aborted", "0"))
+        if "live_keys" in meta:
+            self.live_keys = int(meta["live_keys"])
+        else:  # a database from before the count was kept
+            self.live_keys = connection.execute("SELECT COUNT(*) FROM kv WHERE value IS NOT NULL").fetchone()[0]
 
 
 class Storage:
-    """SQLite-backed committed data plus the 2PC log of one replica."""
+    """SQLite-backed committed data, 2PC log and member list of one replica
+    (implements ``interfaces.ReplicaStorage`` and ``wire.peers.MemberStore``)."""
 
-    def __init__(self, path: str | Path, durable: bool = True) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.durable = durable
-        self._writer = self._connect()
+    def __init__(self, path: str | Path, *, durable: bool = True) -> None:
+        """Open (or create) the database at ``path``; ``durable=False`` skips the
+        fsyncs (synchronous=OFF), for tests and benchmarks that need no durability."""
+        self._path = Path(path)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect(durable)
         self._writer.executescript(SCHEMA)
         self._local = threading.local()
-        self._closed = False
-        # group commit: queued operations, and whether a thread is committing
-        self._queue_lock = threading.Lock()
-        self._queue: list[_PendingWrite] = []
-        self._committing = False
-        self._commit_done = threading.Condition(self._queue_lock)
-        #: forced SQLite commits (each one fsync) and the operations they carried
-        self.forced_commits = self.forced_operations = 0
-        self._meta_cache = {row[0]: row[1] for row in self._writer.execute("SELECT name, value FROM meta")}
-        self._digest = int(self._meta_cache.get("digest", "0"), 16)
-        self._committed = int(self._meta_cache.get("committed", "0"))
-        self._aborted = int(self._meta_cache.get("aborted", "0"))
-        self._live_keys = int(self._meta_cache.get("live_keys", "-1"))
-        if self._live_keys < 0:
-            self._live_keys = self._writer.execute("SELECT COUNT(*) FROM kv WHERE value IS NOT NULL").fetchone()[0]
+        self._counters = _Counters(self._writer)
+        self._group_commit = GroupCommit(self._writer, self._counters)
+        self._meta_cache = dict(self._writer.execute("SELECT name, value FROM meta"))
         if "born_us" not in self._meta_cache:
             self._set_metas({"born_us": str(time.time_ns() // 1000), "state": NEW})
         #: a new database whose replica has not yet decided whether it must catch up
         #: (still true after a crash before that decision)
         self.created_now = self._meta_cache.get("state") == NEW
         #: when this database was created: the replica knows nothing from before
-        self.born_us = int(self._meta_cache["born_us"])
+        self._born_us = int(self._meta_cache["born_us"])
 
     # ------------------------------------------------------------------ set-up
-    def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    def _connect(self, durable: bool) -> sqlite3.Connection:
+        connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30.0)
         connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'OFF'}")
+        connection.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         return connection
 
     def _reader(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30.0)
             connection.execute("PRAGMA query_only=1")
             self._local.connection = connection
         return connection
 
     def close(self) -> None:
-        with self._queue_lock:
-            while self._committing:
-                self._commit_done.wait()
-            self._closed = True
+        self._group_commit.close()
         self._writer.close()
 
-    def _set_meta(self, name: str, value: str) -> None:
-        self._set_metas({name: value})
+    @property
+    def forced_commits(self) -> int:
+        return self._group_commit.forced_commits
+
+    @property
+    def forced_operations(self) -> int:
+        return self._group_commit.forced_operations
+
+    def _write(self, operation: Operation[T]) -> T:
+        return self._group_commit.write(operation)
 
     def _set_metas(self, values: Mapping[str, str]) -> None:
         """Force several meta entries in one write."""
-        self._write(lambda c: c.executemany(
-            "INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-            list(values.items())))
+        self._write(lambda c: c.executemany(_SET_META, list(values.items())))
         self._meta_cache.update(values)
 
-    @property
-    def catching_up(self) -> bool:
-        """True while this replica copies committed data from a peer."""
-        return self._meta_cache.get("state") == "catching_up"
+    def _read_all(self, sql: str, parameters: tuple = ()) -> list[tuple]:
+        """All rows of a query, through this thread's read connection."""
+        return self._reader().execute(sql, parameters).fetchall()
 
-    def set_catching_up(self, value: bool) -> None:
-        self._set_meta("state", "catching_up" if value else "serving")
-        self.created_now = False
-
-    # ------------------------------------------------------------ group commit
-    def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``operation`` inside a forced SQLite transaction, sharing the
-        commit (and its fsync) with whatever other threads have queued."""
-        return self._write_many([operation])[0].result()
-
-    def _write_many(self, operations: list[Callable[[sqlite3.Connection], object]]) -> list["_PendingWrite"]:
-        """Run ``operations`` in one forced commit (shared with other threads'
-        queued writes); each one succeeds or fails on its own."""
-        pendings = [_PendingWrite(operation) for operation in operations]
-        if not pendings:
-            return pendings
-        with self._queue_lock:
-            if self._closed:
-                raise RuntimeError("storage is closed")
-            self._queue.extend(pendings)
-            while self._committing and not pendings[-1].done:
-                self._commit_done.wait()
-            if pendings[-1].done:
-                return pendings
-            self._committing = True
-            batch, self._queue = self._queue, []
-        try:
-            self._commit_batch(batch)
-        except Exception:
-            pass  # every operation of the batch holds the error
-        finally:
-            with self._queue_lock:
-                self._committing = False
-                self._commit_done.notify_all()
-        return pendings
-
-    def _commit_batch(self, batch: list["_PendingWrite"]) -> None:
-        connection = self._writer
-        counters_before = self._counters()
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            if len(batch) == 1:  # alone: its failure rolls back the whole (one-operation) transaction
-                batch[0].value = batch[0].operation(connection)
-            else:
-                self._run_isolated(connection, batch)
-            if self._counters() != counters_before:
-                self._flush_meta(connection)
-            connection.execute("COMMIT")
-            self.forced_commits += 1
-            self.forced_operations += len(batch)
-        except BaseException as error:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            self._reload_meta()
-            for pending in batch:
-                pending.error = pending.error or error
-                pending.done = True
-            raise
-        for pending in batch:
-            pending.done = True
-
-    def _run_isolated(self, connection: sqlite3.Connection, batch: list["_PendingWrite"]) -> None:
-        """Run each operation in a savepoint: one bad operation must not sink the batch."""
-        for index, pending in enumerate(batch):
-            savepoint = f"op{index}"
-            connection.execute(f"SAVEPOINT {savepoint}")
-            counters = self._counters()
-            try:
-                pending.value = pending.operation(connection)
-                connection.execute(f"RELEASE {savepoint}")
-            except Exception as error:
-                connection.execute(f"ROLLBACK TO {savepoint}")
-                connection.execute(f"RELEASE {savepoint}")
-                self._digest, self._committed, self._aborted, self._live_keys = counters
-                pending.error = error
-
-    def _counters(self) -> tuple[int, int, int, int]:
-        return self._digest, self._committed, self._aborted, self._live_keys
-
-    def _flush_meta(self, connection: sqlite3.Connection) -> None:
-        connection.executemany(
-            "INSERT INTO meta(name, value) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-            [("digest", digest_hex(self._digest)), ("committed", str(self._committed)),
-             ("aborted", str(self._aborted)), ("live_keys", str(self._live_keys))],
-        )
-
-    def _reload_meta(self) -> None:
-        meta = {row[0]: row[1] for row in self._writer.execute("SELECT name, value FROM meta")}
-        self._digest = int(meta.get("digest", "0"), 16)
-        self._committed = int(meta.get("committed", "0"))
-        self._aborted = int(meta.get("aborted", "0"))
-        self._live_keys = int(meta.get("live_keys", "0"))
-
-    # ------------------------------------------------------------------- reads
+    # ------------------------------------------------------------------- data
     def get(self, key: str) -> Optional[tuple[str, int]]:
-        """The live (value, version) of ``key``, or None when absent or deleted."""
         row = self._reader().execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
         if row is None or row[0] is None:
             return None
         return row[0], row[1]
 
-    def get_entry(self, key: str) -> Optional[tuple[Optional[str], int]]:
-        """(value, version) including tombstones (value None)."""
-        row = self._reader().execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
-        return None if row is None else (row[0], row[1])
-
-    def keys(self, prefix: str = "", limit: int = 1000, *, after: Optional[str] = None) -> list[str]:
-        """Live keys starting with ``prefix``, sorted, at most ``limit``; with ``after``, only
-        those after it (a cursor: the last key of the page before)."""
+    def keys(self, prefix: str = "", *, limit: int = 1000, after: Optional[str] = None) -> list[str]:
         # keys sharing a prefix are contiguous in key order: start at the later bound, stop at
         # the first key without the prefix
         operator, start = (">", after) if after is not None and after >= prefix else (">=", prefix)
         rows = self._reader().execute(
             f"SELECT key FROM kv WHERE key {operator} ? AND value IS NOT NULL ORDER BY key", (start,))
-        found = []
+        found: list[str] = []
         for (key,) in rows:
             if not key.startswith(prefix) or len(found) >= limit:
                 break
@@ -301,53 +206,54 @@ class Storage:
         rows.close()
         return found
 
-    def entries(self) -> Iterable[tuple[str, Optional[str], int]]:
-        """Every (key, value, version), tombstones included, in key order."""
-        return self._reader().execute("SELECT key, value, version FROM kv ORDER BY key")
+    def read_chunk(self, after_key: Optional[str], limit: int) -> list[SnapshotEntry]:
+        if after_key is None:
+            rows = self._reader().execute(
+                "SELECT key, value, version, txid FROM kv ORDER BY key LIMIT ?", (limit,))
+        else:
+            rows = self._reader().execute(
+                "SELECT key, value, version, txid FROM kv WHERE key > ? ORDER BY key LIMIT ?", (after_key, limit))
+        return [tuple(row) for row in rows]
 
     @property
     def digest(self) -> str:
-        return digest_hex(self._digest)
+        return ops.digest_hex(self._counters.digest)
 
     @property
     def live_keys(self) -> int:
-        return self._live_keys
+        return self._counters.live_keys
 
-    @property
-    def committed_count(self) -> int:
-        return self._committed
+    def _apply_writes(self, connection: sqlite3.Connection, writes: Writes, txid: str) -> None:
+        for key, value in writes.items():
+            row = connection.execute("SELECT value, version, txid FROM kv WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[2] == txid:
+                continue  # applied already
+            change = ops.write(key, None if row is None else (row[0], row[1]), value)
+            if change is not None:
+                self._store(connection, key, change, txid)
 
-    @property
-    def aborted_count(self) -> int:
-        return self._aborted
-
-    def recompute_digest(self) -> str:
-        """The digest computed from scratch (for checks; the kept one is incremental)."""
-        total = 0
-        for key, value, version in self.entries():
-            if value is not None:
-                total += entry_hash(key, value, version)
-        return digest_hex(total)
+    def _store(self, connection: sqlite3.Connection, key: str, change: ops.Change, txid: Optional[str]) -> None:
+        """Write one entry, keeping the digest and the live key count in step."""
+        value, version = change.entry
+        connection.execute(
+            "INSERT INTO kv(key, value, version, txid) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version, "
+            "txid = excluded.txid", (key, value, version, txid))
+        self._counters.count(change)
 
     # -------------------------------------------------------- participant log
-    def log_prepared(self, txid: str, writes: Writes, coordinator: str, participants: Iterable[str]) -> None:
-        """Force PREPARED(txid, writes, coordinator): after this the vote may be YES."""
-        error = self.log_prepared_many([(txid, writes, coordinator, participants)])[0]
-        if error is not None:
-            raise error
+    def prepared(self) -> list[PreparedRecord]:
+        rows = self._read_all("SELECT txid, writes, coordinator, participants, created FROM prepared ORDER BY created")
+        return [PreparedRecord(r[0], json.loads(r[1]), r[2], tuple(json.loads(r[3])), r[4]) for r in rows]
 
-    def log_prepared_many(self, records: list[tuple]) -> list[Optional[BaseException]]:
-        """Force several PREPARED records (txid, writes, coordinator,
-        participants) in one commit; the error of each, or None."""
-        return self.commit_and_prepare([], records)[1]
+    def outcome(self, txid: str) -> Optional[str]:
+        row = self._read_all("SELECT outcome FROM outcomes WHERE txid = ?", (txid,))
+        return row[0][0] if row else None
 
-    def commit_and_prepare(self, commits: list[tuple], records: list[tuple]) -> tuple[list, list]:
-        """``apply_commit`` for each of ``commits`` (txid, writes, decision),
-        then force the PREPARED ``records`` (txid, writes, coordinator,
-        participants), all in one forced commit; the error of each, or None."""
+    def commit_and_prepare(self, commits: Sequence[Commit], records: Sequence[Prepare]) -> tuple[Errors, Errors]:
         now = time.time()
 
-        def insert(txid: str, writes: Writes, coordinator: str, participants: Iterable[str]):
+        def insert(txid: str, writes: Writes, coordinator: str, participants: Iterable[str]) -> Operation:
             row = (txid, json.dumps(dict(writes), ensure_ascii=False), coordinator,
                    json.dumps(list(participants)), now)
             return lambda c: c.execute(
@@ -355,33 +261,14 @@ class Storage:
                 "VALUES (?, ?, ?, ?, ?)", row)
 
         operations = [self._committer(*commit) for commit in commits] + [insert(*record) for record in records]
-        errors = [pending.error for pending in self._write_many(operations)]
+        errors = [pending.error for pending in self._group_commit.write_many(operations)]
         return errors[:len(commits)], errors[len(commits):]
 
-    def prepared(self) -> list[PreparedRecord]:
-        rows = self._read_all("SELECT txid, writes, coordinator, participants, created FROM prepared ORDER BY created")
-        return [PreparedRecord(r[0], json.loads(r[1]), r[2], tuple(json.loads(r[3])), r[4]) for r in rows]
-
-    def apply_commit(self, txid: str, writes: Writes, decision: Optional[Iterable[str]] = None) -> None:
-        """Force: apply ``writes``, bump versions, mark txid committed, drop its PREPARED record.
-
-        With ``decision`` (the participants), the coordinator's COMMIT record
-        is forced in the same write: the commit point and the local apply at once.
-        """
-        error = self.apply_commits([(txid, writes, decision)])[0]
-        if error is not None:
-            raise error
-
-    def apply_commits(self, commits: list[tuple]) -> list[Optional[BaseException]]:
-        """``apply_commit`` for several (txid, writes, decision) in one forced
-        commit; the error of each, or None."""
-        return self.commit_and_prepare(commits, [])[0]
-
-    def _committer(self, txid: str, writes: Writes, decision: Optional[Iterable[str]]):
+    def _committer(self, txid: str, writes: Writes, decision: Optional[Iterable[str]]) -> Operation:
         def operation(connection: sqlite3.Connection) -> None:
             if decision is not None:
                 _insert_decision(connection, txid, decision)
-            if connection.execute("SELECT 1 FROM outcomes WHERE txid = ?", (txid,)).fetchone():
+            if _has_outcome(connection, txid):
                 return  # already applied: a repeated doCommit changes nothing
             self._apply_writes(connection, writes, txid)
             self._finish_commit(connection, txid)
@@ -392,143 +279,25 @@ class Storage:
         connection.execute("DELETE FROM prepared WHERE txid = ?", (txid,))
         connection.execute("INSERT INTO outcomes(txid, outcome, decided) VALUES (?, ?, ?)",
                            (txid, COMMIT, time.time()))
-        self._committed += 1
+        self._counters.committed += 1
 
-    def _apply_writes(self, connection: sqlite3.Connection, writes: Writes, txid: str) -> None:
-        for key, value in writes.items():
-            row = connection.execute("SELECT value, version, txid FROM kv WHERE key = ?", (key,)).fetchone()
-            old_value, old_version, old_txid = (row if row is not None else (None, 0, None))
-            if old_txid == txid or (value is None and old_value is None):
-                continue  # applied already, or deleting an absent key: nothing changes
-            self._put_entry(connection, key, value, old_version + 1, txid, old_value, old_version)
-        self._digest %= _DIGEST_MODULUS
-
-    def _put_entry(self, connection: sqlite3.Connection, key: str, value: Optional[str], version: int,
-                   txid: Optional[str], old_value: Optional[str], old_version: int) -> None:
-        """Write one entry, keeping the digest and the live key count in step."""
-        if old_value is not None:
-            self._digest -= entry_hash(key, old_value, old_version)
-            self._live_keys -= 1
-        connection.execute(
-            "INSERT INTO kv(key, value, version, txid) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version, "
-            "txid = excluded.txid", (key, value, version, txid))
-        if value is not None:
-            self._digest += entry_hash(key, value, version)
-            self._live_keys += 1
-
-    # ---------------------------------------------------------------- catch-up
-    def buffer_commit(self, txid: str, writes: Writes, decision: Optional[Iterable[str]] = None) -> None:
-        """Force: a commit that arrives while catching up waits in a buffer,
-        durable and acknowledged, until the copied data is complete (with
-        ``decision``, the coordinator's COMMIT record goes in the same write)."""
+    def record_abort(self, txid: str, *, prepared: bool = False) -> None:
         def operation(connection: sqlite3.Connection) -> None:
-            if decision is not None:
-                _insert_decision(connection, txid, decision)
-            if connection.execute("SELECT 1 FROM outcomes WHERE txid = ?", (txid,)).fetchone():
-                return
-            connection.execute("INSERT OR IGNORE INTO catchup_buffer(txid, writes) VALUES (?, ?)",
-                               (txid, json.dumps(dict(writes), ensure_ascii=False)))
-            self._finish_commit(connection, txid)
-
-        self._write(operation)
-
-    def read_chunk(self, after_key: Optional[str], limit: int) -> list[tuple]:
-        """Up to ``limit`` entries (key, value, version, txid), tombstones too, after ``after_key``."""
-        if after_key is None:
-            rows = self._reader().execute(
-                "SELECT key, value, version, txid FROM kv ORDER BY key LIMIT ?", (limit,))
-        else:
-            rows = self._reader().execute(
-                "SELECT key, value, version, txid FROM kv WHERE key > ? ORDER BY key LIMIT ?", (after_key, limit))
-        return [tuple(row) for row in rows]
-
-    def install_entries(self, entries: Iterable[tuple]) -> None:
-        """Force: store entries copied from a peer, replacing what is here."""
-        batch = list(entries)
-
-        def operation(connection: sqlite3.Connection) -> None:
-            for key, value, version, txid in batch:
-                row = connection.execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
-                old_value, old_version = row if row is not None else (None, 0)
-                self._put_entry(connection, key, value, version, txid, old_value, old_version)
-            self._digest %= _DIGEST_MODULUS
-
-        self._write(operation)
-
-    def finish_catch_up(self) -> int:
-        """Force: apply the buffered commits the copied data does not hold yet.
-
-        Per key, commits happen in the same order on every replica. If the
-        copied entry was last written by one of the buffered transactions,
-        that one and the ones before it are already in the copy; the rest
-        are applied on top. Returns how many writes were applied.
-        """
-
-        def operation(connection: sqlite3.Connection) -> int:
-            buffered = [(txid, json.loads(writes)) for txid, writes in connection.execute(
-                "SELECT txid, writes FROM catchup_buffer ORDER BY seq")]
-            txids_by_key: dict[str, set] = {}
-            for txid, writes in buffered:
-                for key in writes:
-                    txids_by_key.setdefault(key, set()).add(txid)
-            copied_up_to: dict[str, str] = {}
-            for key, txids in txids_by_key.items():
-                row = connection.execute("SELECT txid FROM kv WHERE key = ?", (key,)).fetchone()
-                if row is not None and row[0] in txids:
-                    copied_up_to[key] = row[0]
-            applied = 0
-            for txid, writes in buffered:
-                for key, value in writes.items():
-                    if key in copied_up_to:
-                        if copied_up_to[key] == txid:
-                            del copied_up_to[key]  # later writes to this key are not in the copy
-                        continue
-                    self._apply_writes(connection, {key: value}, txid)
-                    applied += 1
-            connection.execute("DELETE FROM catchup_buffer")
-            connection.execute("INSERT INTO meta(name, value) VALUES ('state', 'serving') "
-                               "ON CONFLICT(name) DO UPDATE SET value = excluded.value")
-            return applied
-
-        applied = self._write(operation)
-        self._meta_cache["state"] = "serving"
-        return applied
-
-    def record_abort(self, txid: str, prepared: bool = False) -> None:
-        """Mark txid aborted (dropping any PREPARED record); a later canCommit for it votes NO.
-
-        It counts as an aborted transaction when it had a PREPARED record, or
-        ``prepared`` says it was prepared (a coordinator's own vote has no record).
-        """
-
-        def operation(connection: sqlite3.Connection) -> None:
-            if connection.execute("SELECT 1 FROM outcomes WHERE txid = ?", (txid,)).fetchone():
+            if _has_outcome(connection, txid):
                 return
             had_prepared = connection.execute("DELETE FROM prepared WHERE txid = ?", (txid,)).rowcount
             connection.execute("INSERT INTO outcomes(txid, outcome, decided) VALUES (?, ?, ?)",
                                (txid, ABORT, time.time()))
             if had_prepared or prepared:
-                self._aborted += 1
+                self._counters.aborted += 1
 
         self._write(operation)
 
-    def outcome(self, txid: str) -> Optional[str]:
-        """"commit" or "abort" if this participant knows the outcome, else None."""
-        row = self._read_all("SELECT outcome FROM outcomes WHERE txid = ?", (txid,))
-        return row[0][0] if row else None
-
     def forget_outcomes(self, older_than: float) -> int:
-        """Drop outcome records decided before ``older_than`` (epoch seconds).
-
-        From then on, the absence of a record says nothing about transactions
-        started before that time (see ``knows_nothing_before_us``).
-        """
         horizon_us = str(int(older_than * 1_000_000))
 
         def operation(connection: sqlite3.Connection) -> int:
-            connection.execute("INSERT INTO meta(name, value) VALUES ('forgotten_before_us', ?) "
-                               "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (horizon_us,))
+            connection.execute(_SET_META, ("forgotten_before_us", horizon_us))
             return connection.execute("DELETE FROM outcomes WHERE decided < ?", (older_than,)).rowcount
 
         removed = self._write(operation)
@@ -541,13 +310,68 @@ class Storage:
 
     @property
     def knows_nothing_before_us(self) -> int:
-        """Transactions started before this time (epoch µs) may have been decided
-        here without a record left: this database did not exist, or forgot them."""
-        return max(self.born_us, self.forgotten_before_us)
+        return max(self._born_us, self.forgotten_before_us)
+
+    @property
+    def committed_count(self) -> int:
+        return self._counters.committed
+
+    @property
+    def aborted_count(self) -> int:
+        return self._counters.aborted
+
+    # ---------------------------------------------------------------- catch-up
+    @property
+    def catching_up(self) -> bool:
+        return self._meta_cache.get("state") == "catching_up"
+
+    def set_catching_up(self, value: bool) -> None:
+        self._set_metas({"state": "catching_up" if value else "serving"})
+        self.created_now = False
+
+    def install_entries(self, entries: Iterable[SnapshotEntry]) -> None:
+        batch = list(entries)
+
+        def operation(connection: sqlite3.Connection) -> None:
+            for key, value, version, txid in batch:
+                row = connection.execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
+                self._store(connection, key, ops.replace(key, row, (value, version)), txid)
+
+        self._write(operation)
+
+    def buffer_commit(self, txid: str, writes: Writes, *, decision: Optional[Sequence[str]] = None) -> None:
+        def operation(connection: sqlite3.Connection) -> None:
+            if decision is not None:
+                _insert_decision(connection, txid, decision)
+            if _has_outcome(connection, txid):
+                return
+            connection.execute("INSERT OR IGNORE INTO catchup_buffer(txid, writes) VALUES (?, ?)",
+                               (txid, json.dumps(dict(writes), ensure_ascii=False)))
+            self._finish_commit(connection, txid)
+
+        self._write(operation)
+
+    def finish_catch_up(self) -> int:
+        def operation(connection: sqlite3.Connection) -> int:
+            def last_writer(key: str) -> Optional[str]:
+                row = connection.execute("SELECT txid FROM kv WHERE key = ?", (key,)).fetchone()
+                return None if row is None else row[0]
+
+            buffered = [(txid, json.loads(writes)) for txid, writes in connection.execute(
+                "SELECT txid, writes FROM catchup_buffer ORDER BY seq")]
+            missing = ops.missing_from_copy(buffered, last_writer)
+            for txid, key, value in missing:
+                self._apply_writes(connection, {key: value}, txid)
+            connection.execute("DELETE FROM catchup_buffer")
+            connection.execute(_SET_META, ("state", "serving"))
+            return len(missing)
+
+        applied = self._write(operation)
+        self._meta_cache["state"] = "serving"
+        return applied
 
     # -------------------------------------------------------- coordinator log
     def log_decision(self, txid: str, participants: Iterable[str]) -> None:
-        """Force COMMIT(txid, participants): the commit point of the transaction."""
         participants = list(participants)
         self._write(lambda connection: _insert_decision(connection, txid, participants))
 
@@ -559,7 +383,6 @@ class Storage:
         return bool(self._read_all("SELECT 1 FROM decisions WHERE txid = ?", (txid,)))
 
     def forget_decisions(self, txids: Iterable[str]) -> None:
-        """Drop COMMIT records every participant has acknowledged."""
         batch = [(txid,) for txid in txids]
         if batch:
             self._write(lambda c: c.executemany("DELETE FROM decisions WHERE txid = ?", batch))
@@ -578,26 +401,11 @@ class Storage:
                 "INSERT INTO members(name, uri, removed) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
                 "uri = COALESCE(excluded.uri, members.uri), removed = excluded.removed", rows))
 
-    def _read_all(self, sql: str, parameters: tuple = ()) -> list[tuple]:
-        """All rows of a query, through this thread's read connection."""
-        return self._reader().execute(sql, parameters).fetchall()
+
+def _has_outcome(connection: sqlite3.Connection, txid: str) -> bool:
+    return connection.execute("SELECT 1 FROM outcomes WHERE txid = ?", (txid,)).fetchone() is not None
 
 
 def _insert_decision(connection: sqlite3.Connection, txid: str, participants: Iterable[str]) -> None:
     connection.execute("INSERT OR IGNORE INTO decisions(txid, participants, created) VALUES (?, ?, ?)",
                        (txid, json.dumps(list(participants)), time.time()))
-
-
-class _PendingWrite:
-    __slots__ = ("operation", "value", "error", "done")
-
-    def __init__(self, operation: Callable[[sqlite3.Connection], object]) -> None:
-        self.operation = operation
-        self.value: object = None
-        self.error: Optional[BaseException] = None
-        self.done = False
-
-    def result(self):
-        if self.error is not None:
-            raise self.error
-        return self.value

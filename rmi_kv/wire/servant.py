@@ -202,7 +202,7 @@ class KeyValue:
         if after is not None:
             validation.check_key(after, self.limits)
         self._serving()
-        return self.participant.storage.keys(prefix, limit, after=after)
+        return self.storage.keys(prefix, limit=limit, after=after)
 
     @remote_boundary
     def ping(self) -> str:

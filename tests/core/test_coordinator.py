@@ -10,9 +10,11 @@ from rmi_kv.core.handles import LocalHandle, timed
 from rmi_kv.core.messages import UNKNOWN, Reply
 from rmi_kv.errors import MembershipChanged, ReplicaUnavailable, TransactionAborted
 from rmi_kv.core.failpoints import Failpoints, parse_specs
-from rmi_kv.storage.sqlite import ABORT, COMMIT
+from rmi_kv.storage.interfaces import ABORT, COMMIT
 from rmi_kv.core.validation import check_txid
 from support.handles import ByMessage, SendsInBackground
+
+from support.storage_helpers import entries, entry_of
 
 WRITES = {"k": "v"}
 
@@ -424,7 +426,7 @@ def test_real_participants_end_up_identical(make_participant, make_coordinator):
     digests = {participant.storage.digest for participant in participants.values()}
     assert len(digests) == 1
     for participant in participants.values():
-        assert participant.storage.get_entry("a") == (None, 2)
+        assert entry_of(participant.storage, "a") == (None, 2)
         assert participant.storage.get("c") == ("3", 1)
         assert participant.locks.held() == {}
         assert participant.in_doubt() == []
@@ -448,8 +450,8 @@ def test_concurrent_writes_to_one_key_all_commit_in_the_same_order(make_particip
     for thread in threads:
         thread.join(30)
     assert errors == []
-    entries = {name: list(p.storage.entries()) for name, p in participants.items()}
-    assert entries["c0"] == entries["p1"] == entries["p2"]
+    copies = {name: entries(p.storage) for name, p in participants.items()}
+    assert copies["c0"] == copies["p1"] == copies["p2"]
     assert participants["c0"].storage.get("hot")[1] == 16
     assert all(p.locks.held() == {} and p.in_doubt() == [] for p in participants.values())
 

@@ -10,8 +10,7 @@ import pytest
 
 from rmi_kv.errors import InjectedFault, InvalidRequest, KeyInDoubt, ReplicaUnavailable
 from rmi_kv.core.failpoints import Failpoints, parse_specs
-from rmi_kv.core.messages import UNKNOWN
-from rmi_kv.storage.sqlite import ABORT, COMMIT
+from rmi_kv.core.messages import ABORT, COMMIT, UNKNOWN
 
 MEMBERS = ["c0", "p1", "p2"]
 

@@ -1,4 +1,6 @@
-"""Storage: committed data, versions, tombstones, digest, the 2PC log, group commit."""
+"""The storage interfaces' contracts: committed data, versions, tombstones, digest,
+the 2PC log, catch-up, the member list. Each test runs over both engines
+(SQLite, plain dicts: see conftest.py), except the property tests, on SQLite."""
 import tempfile
 import threading
 import time
@@ -8,16 +10,27 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rmi_kv.storage.sqlite import ABORT, COMMIT, DecisionRecord, Storage
+from rmi_kv.storage.interfaces import (
+    ABORT, COMMIT, CatchUp, Data, DecisionLog, DecisionRecord, ParticipantLog, ParticipantStorage, ReplicaStorage)
+from rmi_kv.storage.sqlite import Storage
+
+from support.storage_helpers import apply_commit, entries, entry_of, log_prepared, recompute_digest
+
+
+def test_the_engine_implements_every_interface(make_storage):
+    storage = make_storage()
+    for interface in (Data, ParticipantLog, CatchUp, DecisionLog, ParticipantStorage, ReplicaStorage):
+        assert isinstance(storage, interface), interface.__name__
+    assert callable(storage.members) and callable(storage.save_members)  # wire.peers.MemberStore
 
 
 # ------------------------------------------------------------------ data
 def test_apply_commit_writes_values_and_bumps_versions(make_storage):
     storage = make_storage()
-    storage.apply_commit("t1", {"a": "1", "b": "2"})
+    apply_commit(storage, "t1", {"a": "1", "b": "2"})
     assert storage.get("a") == ("1", 1)
     assert storage.get("b") == ("2", 1)
-    storage.apply_commit("t2", {"a": "one"})
+    apply_commit(storage, "t2", {"a": "one"})
     assert storage.get("a") == ("one", 2)
     assert storage.get("b") == ("2", 1)
     assert storage.get("missing") is None
@@ -27,10 +40,10 @@ def test_apply_commit_writes_values_and_bumps_versions(make_storage):
 
 def test_repeated_apply_commit_changes_nothing(make_storage):
     storage = make_storage()
-    storage.apply_commit("t1", {"a": "1"})
+    apply_commit(storage, "t1", {"a": "1"})
     digest = storage.digest
-    storage.apply_commit("t1", {"a": "1"})
-    storage.apply_commit("t1", {"a": "something else"})
+    apply_commit(storage, "t1", {"a": "1"})
+    apply_commit(storage, "t1", {"a": "something else"})
     assert storage.get("a") == ("1", 1)
     assert storage.committed_count == 1
     assert storage.digest == digest
@@ -38,51 +51,51 @@ def test_repeated_apply_commit_changes_nothing(make_storage):
 
 def test_delete_leaves_a_tombstone_and_versions_keep_growing(make_storage):
     storage = make_storage()
-    storage.apply_commit("t1", {"a": "1"})
-    storage.apply_commit("t2", {"a": None})
+    apply_commit(storage, "t1", {"a": "1"})
+    apply_commit(storage, "t2", {"a": None})
     assert storage.get("a") is None
-    assert storage.get_entry("a") == (None, 2)
+    assert entry_of(storage, "a") == (None, 2)
     assert storage.keys() == []
     assert storage.live_keys == 0
     # deleting what is already deleted (or was never there) changes nothing
-    storage.apply_commit("t3", {"a": None, "never": None})
-    assert storage.get_entry("a") == (None, 2)
-    assert storage.get_entry("never") is None
-    storage.apply_commit("t4", {"a": "again"})
+    apply_commit(storage, "t3", {"a": None, "never": None})
+    assert entry_of(storage, "a") == (None, 2)
+    assert entry_of(storage, "never") is None
+    apply_commit(storage, "t4", {"a": "again"})
     assert storage.get("a") == ("again", 3)
-    assert list(storage.entries()) == [("a", "again", 3)]
+    assert entries(storage) == [("a", "again", 3)]
 
 
 def test_values_keep_any_unicode(make_storage):
     storage = make_storage()
     value = "ünïcödé \U0001F600 'quotes' \"double\" \\ \n\x00end"
-    storage.apply_commit("t1", {"clé \U0001F511": value})
+    apply_commit(storage, "t1", {"clé \U0001F511": value})
     assert storage.get("clé \U0001F511") == (value, 1)
 
 
 def test_digest_is_equal_for_equal_data_whatever_the_write_order(make_storage):
     first, second = make_storage("first"), make_storage("second")
     for txid, writes in [("t1", {"a": "1"}), ("t2", {"b": "2"}), ("t3", {"c": "3", "a": "1b"})]:
-        first.apply_commit(txid, writes)
+        apply_commit(first, txid, writes)
     for txid, writes in [("u1", {"c": "3"}), ("u2", {"a": "1"}), ("u3", {"b": "2"}), ("u4", {"a": "1b"})]:
-        second.apply_commit(txid, writes)
-    assert list(first.entries()) == list(second.entries())
+        apply_commit(second, txid, writes)
+    assert entries(first) == entries(second)
     assert first.digest == second.digest
-    assert first.digest == first.recompute_digest() == second.recompute_digest()
+    assert first.digest == recompute_digest(first) == recompute_digest(second)
     # different data (same values, other versions) gives another digest
     third = make_storage("third")
-    third.apply_commit("v1", {"a": "1b", "b": "2", "c": "3"})
+    apply_commit(third, "v1", {"a": "1b", "b": "2", "c": "3"})
     assert third.digest != first.digest
 
 
 def test_digest_of_empty_store_and_after_deleting_everything(make_storage):
     storage = make_storage()
     empty = storage.digest
-    assert empty == storage.recompute_digest() == "0" * 64
-    storage.apply_commit("t1", {"a": "1", "b": "2"})
+    assert empty == recompute_digest(storage) == "0" * 64
+    apply_commit(storage, "t1", {"a": "1", "b": "2"})
     assert storage.digest != empty
-    storage.apply_commit("t2", {"a": None, "b": None})
-    assert storage.digest == empty == storage.recompute_digest()
+    apply_commit(storage, "t2", {"a": None, "b": None})
+    assert storage.digest == empty == recompute_digest(storage)
 
 
 KEYS = st.sampled_from(["a", "b", "c", "d", "é", "\U0001F600"])
@@ -100,11 +113,11 @@ def test_digest_property_any_interleaving_keeping_per_key_order(writes, order):
         second = Storage(Path(directory) / "second.sqlite3", durable=False)
         try:
             for index, (key, value) in enumerate(writes):
-                first.apply_commit(f"t{index}", {key: value})
+                apply_commit(first, f"t{index}", {key: value})
             for index, (key, value) in enumerate(shuffled):
-                second.apply_commit(f"t{index}", {key: value})
-            assert list(first.entries()) == list(second.entries())
-            assert first.digest == second.digest == first.recompute_digest()
+                apply_commit(second, f"t{index}", {key: value})
+            assert entries(first) == entries(second)
+            assert first.digest == second.digest == recompute_digest(first)
             assert first.live_keys == second.live_keys == len(first.keys())
         finally:
             first.close()
@@ -113,15 +126,15 @@ def test_digest_property_any_interleaving_keeping_per_key_order(writes, order):
 
 def test_digest_and_counts_survive_reopen(make_storage):
     storage = make_storage("s")
-    storage.apply_commit("t1", {"a": "1", "b": "2", "c": "3"})
-    storage.apply_commit("t2", {"b": None, "c": "3b"})
-    storage.log_prepared("t3", {"x": "1"}, "c0", ["c0"])
+    apply_commit(storage, "t1", {"a": "1", "b": "2", "c": "3"})
+    apply_commit(storage, "t2", {"b": None, "c": "3b"})
+    log_prepared(storage, "t3", {"x": "1"}, "c0", ["c0"])
     storage.record_abort("t3")
     digest, live = storage.digest, storage.live_keys
-    assert digest == storage.recompute_digest()
+    assert digest == recompute_digest(storage)
     storage.close()
     reopened = make_storage("s")
-    assert reopened.digest == digest == reopened.recompute_digest()
+    assert reopened.digest == digest == recompute_digest(reopened)
     assert reopened.live_keys == live == 2
     assert reopened.committed_count == 2
     assert reopened.aborted_count == 1
@@ -130,22 +143,22 @@ def test_digest_and_counts_survive_reopen(make_storage):
 def test_live_key_count(make_storage):
     storage = make_storage()
     assert storage.live_keys == 0
-    storage.apply_commit("t1", {"a": "1", "b": "2", "c": "3"})
+    apply_commit(storage, "t1", {"a": "1", "b": "2", "c": "3"})
     assert storage.live_keys == 3
-    storage.apply_commit("t2", {"a": "1b"})  # an update is not a new key
+    apply_commit(storage, "t2", {"a": "1b"})  # an update is not a new key
     assert storage.live_keys == 3
-    storage.apply_commit("t3", {"b": None, "nothing": None})
+    apply_commit(storage, "t3", {"b": None, "nothing": None})
     assert storage.live_keys == 2
-    storage.apply_commit("t4", {"b": "back"})
+    apply_commit(storage, "t4", {"b": "back"})
     assert storage.live_keys == 3 == len(storage.keys())
 
 
 def test_keys_with_prefix_and_limit(make_storage):
     storage = make_storage()
-    storage.apply_commit("t1", {key: "v" for key in [
+    apply_commit(storage, "t1", {key: "v" for key in [
         "user:1", "user:2", "user:10", "user:3", "usr", "user_x", "userX", "a%b", "a%c", "ab",
         "ünï:1", "ünï:2", "\U0001F600:1", "z"]})
-    storage.apply_commit("t2", {"user:3": None})
+    apply_commit(storage, "t2", {"user:3": None})
     assert storage.keys() == sorted(storage.keys())
     assert "user:3" not in storage.keys()
     assert len(storage.keys()) == 13
@@ -173,10 +186,10 @@ def test_keys_property_matches_a_plain_filter(keys, prefix, limit, after):
         storage = Storage(Path(directory) / "s.sqlite3", durable=False)
         try:
             if keys:
-                storage.apply_commit("put", {key: "v" for key in keys})
-                storage.apply_commit("delete", {key: None for key, live in keys.items() if not live})
+                apply_commit(storage, "put", {key: "v" for key in keys})
+                apply_commit(storage, "delete", {key: None for key, live in keys.items() if not live})
             live = sorted(key for key, alive in keys.items() if alive)
-            assert storage.keys(prefix, limit, after=after) == [
+            assert storage.keys(prefix, limit=limit, after=after) == [
                 key for key in live if key.startswith(prefix) and (after is None or key > after)][:limit]
         finally:
             storage.close()
@@ -185,33 +198,59 @@ def test_keys_property_matches_a_plain_filter(keys, prefix, limit, after):
 def test_keys_after_a_cursor_walk_every_key_once(make_storage):
     """Pages of keys(prefix, limit, after=last key of the page before) cover the prefix exactly."""
     storage = make_storage()
-    storage.apply_commit("t1", {f"k{number:03d}": "v" for number in range(172)} | {"j": "v", "l": "v"})
+    apply_commit(storage, "t1", {f"k{number:03d}": "v" for number in range(172)} | {"j": "v", "l": "v"})
     pages, after = [], None
     while True:
-        page = storage.keys("k", 50, after=after)
+        page = storage.keys("k", limit=50, after=after)
         if not page:
             break
         pages.append(page)
         after = page[-1]
     assert [len(page) for page in pages] == [50, 50, 50, 22]
     assert sum(pages, []) == [f"k{number:03d}" for number in range(172)]
-    assert storage.keys("k", 5, after="a") == storage.keys("k", 5), "a cursor before the prefix starts at it"
+    assert storage.keys("k", limit=5, after="a") == storage.keys("k", limit=5), \
+        "a cursor before the prefix starts at it"
 
 
 def test_keys_prefix_with_a_nul_character(make_storage):
     """Keys may hold U+0000 (validation allows it); a prefix holding it must still match."""
     storage = make_storage()
-    storage.apply_commit("t1", {"a\x00b": "1", "a\x00c": "2", "ab": "3"})
+    apply_commit(storage, "t1", {"a\x00b": "1", "a\x00c": "2", "ab": "3"})
     assert storage.get("a\x00b") == ("1", 1)
     assert storage.keys("a") == ["a\x00b", "a\x00c", "ab"]
     assert storage.keys("a\x00") == ["a\x00b", "a\x00c"]
 
 
+def test_read_chunk_pages_cover_every_entry_tombstones_too(make_storage):
+    storage = make_storage()
+    apply_commit(storage, "t1", {f"k{number}": "v" for number in range(5)})
+    apply_commit(storage, "t2", {"k1": None})
+    first = storage.read_chunk(None, 2)
+    assert first == [("k0", "v", 1, "t1"), ("k1", None, 2, "t2")]
+    assert storage.read_chunk("k1", 10) == [(f"k{number}", "v", 1, "t1") for number in range(2, 5)]
+    assert storage.read_chunk("k4", 10) == []
+    assert entries(storage, page=2) == entries(storage) and len(entries(storage)) == 5
+
+
 # ----------------------------------------------------------- participant log
+def test_one_forced_write_for_commits_and_prepares_each_answered(make_storage):
+    storage = make_storage()
+    log_prepared(storage, "t1", {"a": "1"}, "c0", ["c0", "p1"])
+    forced = storage.forced_commits
+    commit_errors, prepare_errors = storage.commit_and_prepare(
+        [("t1", {"a": "1"}, None), ("t2", {"b": "2"}, ["c0", "p1"])], [("t3", {"c": "3"}, "c0", ("c0", "p1"))])
+    assert (commit_errors, prepare_errors) == ([None, None], [None])
+    assert storage.forced_commits == forced + 1
+    assert storage.get("a") == ("1", 1) and storage.get("b") == ("2", 1) and storage.get("c") is None
+    assert [record.txid for record in storage.prepared()] == ["t3"]
+    assert storage.has_decision("t2") and not storage.has_decision("t1")  # a decision goes with its commit
+    assert storage.committed_count == 2
+
+
 def test_prepared_records_survive_close_and_reopen(make_storage):
     storage = make_storage("s")
-    storage.log_prepared("c0:00000000:1", {"a": "1", "gone": None, "ü": "\U0001F600"}, "c0", ["c0", "p1", "p2"])
-    storage.log_prepared("c0:00000000:2", {"b": "2"}, "c0", ("c0", "p1"))
+    log_prepared(storage, "c0:00000000:1", {"a": "1", "gone": None, "ü": "\U0001F600"}, "c0", ["c0", "p1", "p2"])
+    log_prepared(storage, "c0:00000000:2", {"b": "2"}, "c0", ("c0", "p1"))
     storage.close()
     reopened = make_storage("s")
     records = {record.txid: record for record in reopened.prepared()}
@@ -227,16 +266,16 @@ def test_prepared_records_survive_close_and_reopen(make_storage):
 
 def test_apply_commit_drops_the_prepared_record(make_storage):
     storage = make_storage()
-    storage.log_prepared("t1", {"a": "1"}, "c0", ["c0"])
-    storage.log_prepared("t2", {"b": "2"}, "c0", ["c0"])
-    storage.apply_commit("t1", {"a": "1"})
+    log_prepared(storage, "t1", {"a": "1"}, "c0", ["c0"])
+    log_prepared(storage, "t2", {"b": "2"}, "c0", ["c0"])
+    apply_commit(storage, "t1", {"a": "1"})
     assert [record.txid for record in storage.prepared()] == ["t2"]
     assert storage.get("a") == ("1", 1)
 
 
 def test_record_abort_drops_the_prepared_record(make_storage):
     storage = make_storage()
-    storage.log_prepared("t1", {"a": "1"}, "c0", ["c0"])
+    log_prepared(storage, "t1", {"a": "1"}, "c0", ["c0"])
     storage.record_abort("t1")
     assert storage.prepared() == []
     assert storage.outcome("t1") == ABORT
@@ -251,7 +290,7 @@ def test_record_abort_drops_the_prepared_record(make_storage):
 
 def test_record_abort_after_commit_keeps_the_commit(make_storage):
     storage = make_storage()
-    storage.apply_commit("t1", {"a": "1"})
+    apply_commit(storage, "t1", {"a": "1"})
     storage.record_abort("t1")
     assert storage.outcome("t1") == COMMIT
     assert storage.get("a") == ("1", 1)
@@ -261,7 +300,7 @@ def test_record_abort_after_commit_keeps_the_commit(make_storage):
 def test_outcomes_and_forgetting_them(make_storage):
     storage = make_storage()
     assert storage.outcome("t1") is None
-    storage.apply_commit("t1", {"a": "1"})
+    apply_commit(storage, "t1", {"a": "1"})
     storage.record_abort("t2")
     assert (storage.outcome("t1"), storage.outcome("t2"), storage.outcome("t3")) == (COMMIT, ABORT, None)
     assert storage.forget_outcomes(time.time() - 3600) == 0
@@ -269,6 +308,51 @@ def test_outcomes_and_forgetting_them(make_storage):
     assert storage.forget_outcomes(time.time() + 1) == 2
     assert storage.outcome("t1") is None and storage.outcome("t2") is None
     assert storage.get("a") == ("1", 1)  # data stays
+
+
+def test_forgetting_outcomes_moves_what_the_replica_can_vouch_for(make_storage):
+    storage = make_storage()
+    born = storage.knows_nothing_before_us
+    assert storage.forgotten_before_us == 0 and born > 0
+    horizon = time.time() + 1
+    storage.forget_outcomes(horizon)
+    assert storage.forgotten_before_us == int(horizon * 1_000_000) == storage.knows_nothing_before_us
+
+
+# ---------------------------------------------------------------- catch-up
+def test_catch_up_buffers_commits_then_applies_only_what_the_copy_lacks(make_storage):
+    storage = make_storage("s")
+    assert storage.created_now and not storage.catching_up
+    storage.set_catching_up(True)
+    assert storage.catching_up and not storage.created_now
+    log_prepared(storage, "t1", {"a": "1", "b": "1"}, "c0", ["c0", "p1"])
+    storage.buffer_commit("t1", {"a": "1", "b": "1"})
+    storage.buffer_commit("t1", {"a": "1", "b": "1"})  # repeated: kept once
+    storage.buffer_commit("t2", {"a": "2"}, decision=["p1", "c0"])
+    assert storage.outcome("t1") == COMMIT and storage.prepared() == [] and storage.has_decision("t2")
+    assert storage.get("a") is None  # buffered, not applied
+    # the copy holds a as t1 left it (not t2's write yet), and b from before t1
+    storage.install_entries([("a", "1", 1, "t1"), ("b", "0", 1, "old"), ("gone", None, 3, "old")])
+    assert storage.get("b") == ("0", 1) and entry_of(storage, "gone") == (None, 3) and storage.live_keys == 2
+    assert storage.finish_catch_up() == 2  # t2 on a, t1 on b
+    assert not storage.catching_up
+    assert storage.get("a") == ("2", 2) and storage.get("b") == ("1", 2)
+    assert storage.digest == recompute_digest(storage) and storage.committed_count == 2
+    storage.close()
+    reopened = make_storage("s")
+    assert not reopened.catching_up and not reopened.created_now
+    assert reopened.finish_catch_up() == 0 and reopened.get("a") == ("2", 2)
+
+
+# ---------------------------------------------------------------- members
+def test_members_are_kept_and_a_missing_uri_keeps_the_stored_one(make_storage):
+    storage = make_storage("s")
+    assert storage.members() == {}
+    storage.save_members({"r1": ("PYRO:a@h:1", False), "r2": ("PYRO:b@h:2", False)})
+    storage.save_members({"r2": (None, True)})
+    storage.save_members({})
+    storage.close()
+    assert make_storage("s").members() == {"r1": ("PYRO:a@h:1", False), "r2": ("PYRO:b@h:2", True)}
 
 
 # ---------------------------------------------------------- coordinator log
@@ -290,31 +374,14 @@ def test_decisions_log_and_forget(make_storage):
     assert [d.txid for d in reopened.decisions()] == ["t2"]
 
 
-def test_failed_apply_commit_leaves_no_trace(make_storage):
-    """A commit that fails half-way (here: its second key cannot be stored) leaves
-    neither data, nor counters, nor an outcome behind."""
-    storage = make_storage()
-    storage.apply_commit("t0", {"keep": "1"})
-    writes = {"a": "1", "keep": None, "bad\ud800": "x"}
-    storage.log_prepared("t1", {"a": "1", "keep": None}, "c0", ["c0"])
-    digest, live, committed = storage.digest, storage.live_keys, storage.committed_count
-    with pytest.raises(UnicodeEncodeError):
-        storage.apply_commit("t1", writes)
-    assert storage.get("a") is None and storage.get("keep") == ("1", 1)
-    assert (storage.digest, storage.live_keys, storage.committed_count) == (digest, live, committed)
-    assert storage.digest == storage.recompute_digest()
-    assert storage.outcome("t1") is None
-    assert [record.txid for record in storage.prepared()] == ["t1"]
-
-
 def test_closed_storage_refuses_writes(make_storage):
     storage = make_storage()
     storage.close()
     with pytest.raises(RuntimeError, match="closed"):
-        storage.log_prepared("t1", {"a": "1"}, "c0", ["c0"])
+        log_prepared(storage, "t1", {"a": "1"}, "c0", ["c0"])
 
 
-# ------------------------------------------------------------- group commit
+# ---------------------------------------------------------- concurrency
 def test_concurrent_log_prepared_all_succeed_and_are_durable(make_storage):
     storage = make_storage("s")
     threads_count = 32
@@ -325,7 +392,7 @@ def test_concurrent_log_prepared_all_succeed_and_are_durable(make_storage):
         try:
             barrier.wait(timeout=5)
             for round_ in range(3):
-                storage.log_prepared(f"t{index}-{round_}", {f"k{index}": f"v{round_}", "shared": None},
+                log_prepared(storage, f"t{index}-{round_}", {f"k{index}": f"v{round_}", "shared": None},
                                      "c0", ["c0", "p1"])
         except BaseException as error:  # collected and asserted below
             errors.append(error)
@@ -342,123 +409,3 @@ def test_concurrent_log_prepared_all_succeed_and_are_durable(make_storage):
     records = {record.txid: record for record in reopened.prepared()}
     assert set(records) == {f"t{i}-{r}" for i in range(threads_count) for r in range(3)}
     assert records["t7-2"].writes == {"k7": "v2", "shared": None}
-
-
-class _BatchRecorder:
-    """Wraps a storage's _commit_batch to record the size of every batch."""
-
-    def __init__(self, storage):
-        self.sizes = []
-        original = storage._commit_batch
-
-        def commit_batch(batch):
-            self.sizes.append(len(batch))
-            return original(batch)
-
-        storage._commit_batch = commit_batch
-
-
-def _queue_behind_blocked_commit(storage, wait_until, calls):
-    """Start a write that blocks inside its commit, run each of ``calls`` (each
-    makes exactly one storage write) in its own thread so they queue up behind
-    it, then let the commit go. Returns label -> (result, error)."""
-    entered, release = threading.Event(), threading.Event()
-    results = {}
-
-    def blocking(connection):
-        entered.set()
-        assert release.wait(10), "the test never released the blocked commit"
-        connection.execute("INSERT INTO meta(name, value) VALUES ('blocker', 'done')")
-        return "blocker"
-
-    def run(label, call):
-        try:
-            results[label] = (call(), None)
-        except Exception as error:
-            results[label] = (None, error)
-
-    blocker = threading.Thread(target=run, args=("blocker", lambda: storage._write(blocking)))
-    blocker.start()
-    threads = []
-    try:
-        assert entered.wait(5)
-        for label, call in calls.items():
-            thread = threading.Thread(target=run, args=(label, call))
-            thread.start()
-            threads.append(thread)
-        assert wait_until(lambda: len(storage._queue) == len(calls)), "writes did not queue up"
-    finally:
-        release.set()
-        blocker.join(10)
-        for thread in threads:
-            thread.join(10)
-    assert not blocker.is_alive() and not any(thread.is_alive() for thread in threads)
-    return results
-
-
-def _insert_meta(storage, name, value):
-    return lambda: storage._write(lambda connection: connection.execute(
-        "INSERT INTO meta(name, value) VALUES (?, ?)", (name, value)).rowcount)
-
-
-def test_queued_writes_share_one_commit(make_storage, wait_until):
-    storage = make_storage()
-    recorder = _BatchRecorder(storage)
-    calls = {f"good{index}": _insert_meta(storage, f"n{index}", str(index)) for index in range(10)}
-    results = _queue_behind_blocked_commit(storage, wait_until, calls)
-    assert results["blocker"] == ("blocker", None)
-    assert all(results[f"good{index}"] == (1, None) for index in range(10))
-    assert recorder.sizes == [1, 10]
-    stored = dict(storage._read_all("SELECT name, value FROM meta WHERE name LIKE 'n%'"))
-    assert stored == {f"n{index}": str(index) for index in range(10)}
-
-
-def test_a_failing_operation_does_not_sink_its_batch(make_storage, wait_until):
-    storage = make_storage()
-    storage.apply_commit("seed", {"counted": "1"})
-    recorder = _BatchRecorder(storage)
-
-    def bad(index):
-        def operation(connection):
-            connection.execute("INSERT INTO meta(name, value) VALUES (?, 'partial')", (f"bad{index}",))
-            raise ValueError(f"bad operation {index}")
-        return lambda: storage._write(operation)
-
-    calls = {}
-    for index in range(4):
-        calls[f"good{index}"] = _insert_meta(storage, f"good{index}", "ok")
-        calls[f"bad{index}"] = bad(index)
-    # a commit that changes data and counters, then fails on a key SQLite cannot store
-    calls["bad_commit"] = lambda: storage.apply_commit("t-bad", {"counted": None, "phantom": "x", "\udc80": "y"})
-    calls["good_commit"] = lambda: storage.apply_commit("t-good", {"real": "1"})
-    calls["good_prepare"] = lambda: storage.log_prepared("t-next", {"n": "1"}, "c0", ["c0"])
-    digest_before_batch = storage.digest
-
-    results = _queue_behind_blocked_commit(storage, wait_until, calls)
-
-    assert recorder.sizes == [1, len(calls)]  # they really shared one commit
-    for index in range(4):
-        assert results[f"good{index}"] == (1, None)
-        value, error = results[f"bad{index}"]
-        assert isinstance(error, ValueError) and str(error) == f"bad operation {index}"
-    assert isinstance(results["bad_commit"][1], UnicodeEncodeError)
-    assert results["good_commit"] == (None, None)
-    assert results["good_prepare"] == (None, None)
-    names = {row[0] for row in storage._read_all("SELECT name FROM meta")}
-    assert {f"good{index}" for index in range(4)} <= names
-    assert not any(name.startswith("bad") for name in names)  # partial writes rolled back
-    assert storage.get("counted") == ("1", 1)
-    assert storage.get("phantom") is None
-    assert storage.outcome("t-bad") is None
-    assert storage.get("real") == ("1", 1)
-    assert storage.outcome("t-good") == COMMIT
-    assert [record.txid for record in storage.prepared()] == ["t-next"]
-    assert storage.digest != digest_before_batch
-    assert storage.digest == storage.recompute_digest()
-    assert storage.live_keys == 2
-    assert storage.committed_count == 2
-    storage.close()  # and all of it is durable
-    reopened = make_storage()
-    assert reopened.get("real") == ("1", 1) and reopened.get("phantom") is None
-    assert reopened.digest == reopened.recompute_digest() == storage.digest
-    assert reopened.committed_count == 2

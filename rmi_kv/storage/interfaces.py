@@ -1,0 +1,206 @@
+"""What the protocol core and the replica need of a replica's durable state.
+
+Each interface lists exactly the members its users call, so another engine
+can implement them; ``rmi_kv.storage.sqlite.Storage`` implements them all.
+
+- ``Data``: the committed entries, as reads and a catching-up peer see them;
+- ``ParticipantLog``: the participant's PREPARED records and the outcomes it
+  knows (``Participant``);
+- ``CatchUp``: copying a peer's data while taking part in every write;
+- ``DecisionLog``: the coordinator's COMMIT records (``Coordinator``);
+- ``ParticipantStorage``: what one ``Participant`` runs over;
+- ``ReplicaStorage``: everything a replica process runs over.
+
+Words used in the contracts: *forced* means durable before the call returns
+(a crash right after it loses nothing); *atomic* means all of it is kept or,
+when the call raises (or reports an error for it), none of it. What a write
+does to a key (versions, tombstones, the digest) is ``rmi_kv.core.ops``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
+
+from rmi_kv.core.messages import ABORT, COMMIT  # noqa: F401  (the outcomes the log records are the protocol's)
+
+#: key -> new value, or None for a delete
+Writes = Mapping[str, Optional[str]]
+#: a commit to apply: (txid, writes, decision); a decision (the participants)
+#: when this replica coordinates the transaction, else None
+Commit = Tuple[str, Writes, Optional[Sequence[str]]]
+#: a PREPARED record to force: (txid, writes, coordinator, participants)
+Prepare = Tuple[str, Writes, str, Sequence[str]]
+#: an entry as a snapshot copies it: (key, value or None, version, txid of its last writer)
+SnapshotEntry = Tuple[str, Optional[str], int, Optional[str]]
+#: the error of each operation of a forced write, or None where it succeeded
+Errors = list[Optional[BaseException]]
+
+
+@dataclass(frozen=True)
+class PreparedRecord:
+    """A participant's PREPARED record: it voted YES and holds the keys."""
+
+    txid: str
+    writes: dict
+    coordinator: str
+    participants: tuple
+    #: wall time (epoch seconds) the record was forced
+    created: float
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """A coordinator's COMMIT record: the commit point of its transaction."""
+
+    txid: str
+    participants: tuple
+    created: float
+
+
+@runtime_checkable
+class Data(Protocol):
+    """The committed entries. Reads see only what a forced commit applied."""
+
+    def get(self, key: str) -> Optional[tuple[str, int]]:
+        """The live (value, version) of ``key``; None when absent or deleted."""
+
+    def keys(self, prefix: str = "", *, limit: int = 1000, after: Optional[str] = None) -> list[str]:
+        """Live keys starting with ``prefix``, sorted, at most ``limit``; with
+        ``after`` (a cursor: the last key of the page before), only later ones."""
+
+    def read_chunk(self, after_key: Optional[str], limit: int) -> list[SnapshotEntry]:
+        """Up to ``limit`` entries in key order after ``after_key`` (None: from
+        the first), tombstones too: the pages a catching-up peer copies."""
+
+    @property
+    def digest(self) -> str:
+        """``ops.digest_hex`` of the sum of ``ops.entry_hash`` over the live entries."""
+
+    @property
+    def live_keys(self) -> int:
+        """How many keys hold a value (tombstones do not count)."""
+
+
+@runtime_checkable
+class ParticipantLog(Protocol):
+    """The participant's 2PC log: PREPARED records and the outcomes it knows."""
+
+    def prepared(self) -> list[PreparedRecord]:
+        """Every PREPARED record without an outcome, oldest first (recovery)."""
+
+    def outcome(self, txid: str) -> Optional[str]:
+        """COMMIT or ABORT when this replica knows how ``txid`` ended, else None."""
+
+    def commit_and_prepare(self, commits: Sequence[Commit], records: Sequence[Prepare]) -> tuple[Errors, Errors]:
+        """One forced write for several transactions: apply each of ``commits``,
+        then force each PREPARED record of ``records``; returns the error of
+        each commit and of each record (None: done).
+
+        Each one is atomic on its own: a failing one leaves no trace and does
+        not stop the others. Applying a commit writes its keys (``ops.write``),
+        records the outcome COMMIT, counts it in ``committed_count``, drops
+        its PREPARED record and, with a decision, forces the COMMIT record of
+        the ``DecisionLog`` too (the commit point and the local apply at
+        once). Idempotent: a transaction with an outcome is not applied again
+        (its decision is still recorded), and a PREPARED record forced twice
+        keeps the first.
+        """
+
+    def record_abort(self, txid: str, *, prepared: bool = False) -> None:
+        """Force the outcome ABORT, dropping any PREPARED record; a later vote
+        for ``txid`` is NO. It counts in ``aborted_count`` when it had a record
+        or ``prepared`` says it was prepared (a coordinator's own vote has no
+        record). Idempotent; a known outcome (even COMMIT) is kept as it is."""
+
+    def forget_outcomes(self, older_than: float) -> int:
+        """Force: drop the outcomes decided before ``older_than`` (epoch
+        seconds) and move ``forgotten_before_us`` up to it; returns how many."""
+
+    @property
+    def forgotten_before_us(self) -> int:
+        """Outcomes decided before this time (epoch µs) may have been forgotten."""
+
+    @property
+    def knows_nothing_before_us(self) -> int:
+        """Transactions started before this time (epoch µs) may have been decided
+        here without a record left: the data did not exist yet, or forgot them."""
+
+    @property
+    def committed_count(self) -> int:
+        """Transactions applied here (durable, kept across restarts)."""
+
+    @property
+    def aborted_count(self) -> int:
+        """Prepared transactions aborted here (durable, kept across restarts)."""
+
+
+@runtime_checkable
+class CatchUp(Protocol):
+    """A new or emptied replica copying a peer's data while it takes part in every write."""
+
+    @property
+    def catching_up(self) -> bool:
+        """True from ``set_catching_up(True)`` until ``finish_catch_up`` (durable)."""
+
+    @property
+    def created_now(self) -> bool:
+        """A new database whose replica has not called ``set_catching_up`` yet
+        (still true after a crash before that decision)."""
+
+    def set_catching_up(self, value: bool) -> None:
+        """Force the decision: copy a peer's data first (True), or serve (False)."""
+
+    def install_entries(self, entries: Iterable[SnapshotEntry]) -> None:
+        """Force, atomically: store entries copied from a peer as they are,
+        replacing what is here. Idempotent."""
+
+    def buffer_commit(self, txid: str, writes: Writes, *, decision: Optional[Sequence[str]] = None) -> None:
+        """Force, atomically: a commit that arrives while catching up, kept (and
+        its outcome COMMIT recorded, its PREPARED record dropped, as
+        ``commit_and_prepare`` does) until ``finish_catch_up`` applies it;
+        with ``decision``, the COMMIT record too. Idempotent."""
+
+    def finish_catch_up(self) -> int:
+        """Force, atomically: apply the buffered writes the copied data does not
+        hold yet (``ops.missing_from_copy``), empty the buffer, stop catching
+        up. Returns how many writes were applied."""
+
+
+@runtime_checkable
+class DecisionLog(Protocol):
+    """The coordinator's COMMIT records, kept until every participant acknowledged."""
+
+    def log_decision(self, txid: str, participants: Iterable[str]) -> None:
+        """Force COMMIT(txid, participants): the commit point. Idempotent: a
+        second record for ``txid`` keeps the first."""
+
+    def decisions(self) -> list[DecisionRecord]:
+        """Every COMMIT record not forgotten, oldest first (recovery)."""
+
+    def has_decision(self, txid: str) -> bool:
+        """True while a COMMIT record of ``txid`` is kept (none: presumed abort)."""
+
+    def forget_decisions(self, txids: Iterable[str]) -> None:
+        """Force: drop the COMMIT records of ``txids`` (unknown ones are ignored)."""
+
+
+@runtime_checkable
+class ParticipantStorage(Data, ParticipantLog, CatchUp, Protocol):
+    """What a ``Participant`` runs over (the replica reads keys through it too)."""
+
+
+@runtime_checkable
+class ReplicaStorage(ParticipantStorage, DecisionLog, Protocol):
+    """Everything a replica process runs over; it keeps the member list too
+    (``members``/``save_members``: ``rmi_kv.wire.peers.MemberStore``)."""
+
+    @property
+    def forced_commits(self) -> int:
+        """Forced writes since opening (each one fsync): group commit shares them."""
+
+    @property
+    def forced_operations(self) -> int:
+        """Operations those forced writes carried."""
+
+    def close(self) -> None:
+        """Wait for the forced write under way, then refuse any more."""
