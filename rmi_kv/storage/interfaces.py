@@ -192,7 +192,7 @@ class ParticipantStorage(Data, ParticipantLog, CatchUp, Protocol):
 @runtime_checkable
 class ReplicaStorage(ParticipantStorage, DecisionLog, Protocol):
     """Everything a replica process runs over; it keeps the member list too
-    (``members``/``save_members``: ``rmi_kv.wire.peers.MemberStore``)."""
+    (``members``/``save_members``: ``rmi_kv.core.members.MemberStore``)."""
 
     @property
     def forced_commits(self) -> int:
