@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from rmi_kv.demo import walkthrough as demo
+from rmi_kv import demo
 
 ROOT = Path(__file__).resolve().parents[2]
 
