@@ -51,7 +51,7 @@ class MessageBatcher:
     ``send_batch(messages)`` returns one ``(ok, value_or_error)`` pair per
     message, in order, or raises when the whole call failed (then every
     message of the batch fails with that error). A future resolves to
-    ``(value, error, elapsed_ms)``, the shape the coordinator records.
+    ``messages.Reply`` (value, error, elapsed_ms), the shape the coordinator records.
     """
 
     def __init__(self, name: str, send_batch: Callable[[list[tuple]], Sequence[Any]], *,
@@ -88,7 +88,7 @@ class MessageBatcher:
         queued = _Queued(message, size, expires, lazy)
         with self._ready:
             if self._closed:
-                queued.future.set_result((None, RuntimeError(f"messages to {self.name} are closed"), 0.0))
+                queued.future.set_result(Reply(None, RuntimeError(f"messages to {self.name} are closed"), 0.0))
                 return queued.future
             self._queue.append(queued)
             self._urgent += not lazy
@@ -108,7 +108,7 @@ class MessageBatcher:
             self._urgent = 0
             self._ready.notify_all()
         for queued in left:
-            queued.future.set_result((None, RuntimeError(f"messages to {self.name} are closed"), 0.0))
+            queued.future.set_result(Reply(None, RuntimeError(f"messages to {self.name} are closed"), 0.0))
 
     def _take(self) -> list[_Queued]:
         """Wait for messages; take as many as one call may carry."""
@@ -127,7 +127,7 @@ class MessageBatcher:
                 if self._queue[0].expires is not None and self._queue[0].expires <= now:
                     late = self._queue.popleft()
                     self._urgent -= not late.lazy
-                    late.future.set_result((None, TimeoutError(f"{self.name} was busy: not sent in time"),
+                    late.future.set_result(Reply(None, TimeoutError(f"{self.name} was busy: not sent in time"),
                                             (time.perf_counter() - late.queued_at) * 1000.0))
                     continue
                 cost = self._queue[0].size + MESSAGE_OVERHEAD
