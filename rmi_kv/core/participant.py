@@ -17,7 +17,8 @@ from rmi_kv.core import txid as txids
 from rmi_kv.core.messages import UNKNOWN, VoteRequest
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.locks import LockTable, SharedLock
-from rmi_kv.storage.interfaces import ABORT, COMMIT, ParticipantStorage, PreparedRecord
+from rmi_kv.core.messages import ABORT, COMMIT
+from rmi_kv.storage.interfaces import ParticipantStorage, PreparedRecord
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import threading
 from rmi_kv.core.failpoints import Failpoints
 from rmi_kv.core.participant import Participant
 from rmi_kv.errors import NameServerUnavailable, RmiKvError
-from rmi_kv.storage.sqlite import Storage
+from rmi_kv.storage.interfaces import ReplicaStorage
 from rmi_kv.wire.peers import Membership, PeerHandle
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ RETRY_PAUSE = 0.1
 class CatchUp:
     """Copies the committed data of one member into this replica's storage."""
 
-    def __init__(self, name: str, storage: Storage, participant: Participant, membership: Membership,
+    def __init__(self, name: str, storage: ReplicaStorage, participant: Participant, membership: Membership,
                  failpoints: Failpoints) -> None:
         self.name = name
         self.storage = storage

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
-from rmi_kv.core.messages import ABORT, COMMIT  # noqa: F401  (the outcomes the log records are the protocol's)
 
 #: key -> new value, or None for a delete
 Writes = Mapping[str, Optional[str]]

@@ -31,8 +31,9 @@ from typing import Iterable, Mapping, Optional, Sequence, TypeVar
 
 from rmi_kv.core import ops
 from rmi_kv.storage.group_commit import GroupCommit, Operation
+from rmi_kv.core.messages import ABORT, COMMIT
 from rmi_kv.storage.interfaces import (
-    ABORT, COMMIT, Commit, DecisionRecord, Errors, Prepare, PreparedRecord, SnapshotEntry, Writes)
+    Commit, DecisionRecord, Errors, Prepare, PreparedRecord, SnapshotEntry, Writes)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (

@@ -25,7 +25,7 @@ from rmi_kv.core.handles import LocalHandle
 from rmi_kv.core.messages import CAN_COMMIT, DO_ABORT, DO_COMMIT, GET_DECISION, HAVE_COMMITTED, VoteRequest
 from rmi_kv.core.participant import Participant
 from rmi_kv.errors import InvalidRequest, NameServerUnavailable, ReplicaUnavailable, RmiKvError
-from rmi_kv.storage.sqlite import Storage
+from rmi_kv.storage.interfaces import ReplicaStorage
 from rmi_kv.wire.codec import decode_batch, encode_answers, protocol_message
 from rmi_kv.wire.peers import Membership, PeerHandle
 from rmi_kv.wire.tls import require_member
@@ -80,7 +80,7 @@ def _answer_of(function: Callable, *args: Any) -> Any:
 class KeyValue:
     """The remote key-value object of one replica (participant and coordinator)."""
 
-    def __init__(self, name: str, *, storage: Storage, participant: Participant, coordinator: Coordinator,
+    def __init__(self, name: str, *, storage: ReplicaStorage, participant: Participant, coordinator: Coordinator,
                  membership: Membership, settings: Settings = Settings(), failpoints: Failpoints = NO_FAILPOINTS,
                  connections: Callable[[], dict] = dict) -> None:
         self.name = name

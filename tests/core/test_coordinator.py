@@ -10,7 +10,7 @@ from rmi_kv.core.handles import LocalHandle, timed
 from rmi_kv.core.messages import UNKNOWN, Reply
 from rmi_kv.errors import MembershipChanged, ReplicaUnavailable, TransactionAborted
 from rmi_kv.core.failpoints import Failpoints, parse_specs
-from rmi_kv.storage.interfaces import ABORT, COMMIT
+from rmi_kv.core.messages import ABORT, COMMIT
 from rmi_kv.core.validation import check_txid
 from support.handles import ByMessage, SendsInBackground
 

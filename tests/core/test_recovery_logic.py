@@ -5,7 +5,7 @@ from rmi_kv.core.messages import UNKNOWN
 from rmi_kv.errors import InjectedFault, ReplicaUnavailable
 from rmi_kv.core.failpoints import Failpoints, parse_specs
 from rmi_kv.core.recovery import ask_for_decision, resolve_in_doubt
-from rmi_kv.storage.interfaces import ABORT, COMMIT
+from rmi_kv.core.messages import ABORT, COMMIT
 
 MEMBERS = ["c0", "p1", "p2", "p3"]
 

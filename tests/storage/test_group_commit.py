@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from rmi_kv.storage.interfaces import COMMIT
+from rmi_kv.core.messages import COMMIT
 
 from support.storage_helpers import apply_commit, log_prepared, recompute_digest
 

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rmi_kv.core.messages import ABORT, COMMIT
 from rmi_kv.storage.interfaces import (
-    ABORT, COMMIT, CatchUp, Data, DecisionLog, DecisionRecord, ParticipantLog, ParticipantStorage, ReplicaStorage)
+    CatchUp, Data, DecisionLog, DecisionRecord, ParticipantLog, ParticipantStorage, ReplicaStorage)
 from rmi_kv.storage.sqlite import Storage
 
 from support.storage_helpers import apply_commit, entries, entry_of, log_prepared, recompute_digest

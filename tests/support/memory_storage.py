@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 from rmi_kv.core import ops
+from rmi_kv.core.messages import ABORT, COMMIT
 from rmi_kv.storage.interfaces import (
-    ABORT, COMMIT, Commit, DecisionRecord, Errors, Prepare, PreparedRecord, SnapshotEntry, Writes)
+    Commit, DecisionRecord, Errors, Prepare, PreparedRecord, SnapshotEntry, Writes)
 
 NEW, CATCHING_UP, SERVING = "new", "catching_up", "serving"
 
