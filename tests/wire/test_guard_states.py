@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from typing import Callable, Iterator
 
 import pytest
@@ -19,6 +18,7 @@ from Pyro5.serializers import serializers
 from Pyro5.socketutil import SocketConnection
 
 from rmi_kv.wire.hardening import ConnectionGuard, GuardedDaemon
+from support import checks
 
 IDLE, BUSY = ConnectionGuard.IDLE, ConnectionGuard.BUSY
 SERPENT = serializers["serpent"]
@@ -26,11 +26,7 @@ OBJECT = "gate"
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
+    checks.wait_until(condition, timeout, what, interval=0.005)
 
 
 @expose
