@@ -136,7 +136,7 @@ def _answers_as(uri: str, name: str, timeout: float) -> bool:
     proxy._pyroTimeout = timeout
     try:
         return proxy.ping() == name
-    except (pyro_errors.CommunicationError, RmiKvError):
+    except (pyro_errors.PyroError, RmiKvError):  # unreachable, or another object at that address now
         return False
     finally:
         proxy._pyroRelease()
