@@ -1,26 +1,13 @@
 """The one-shot client's output and exit codes, through real processes."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_client(cluster_or_port, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
-    port = cluster_or_port if isinstance(cluster_or_port, int) else cluster_or_port.ns_port
-    command = [sys.executable, str(ROOT / "run_client.py"), "--ns-port", str(port), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from support.cli import ROOT, free_port, run_client
 
 
 def test_success_and_not_found(shared_cluster, tmp_path):
