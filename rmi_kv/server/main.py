@@ -235,9 +235,9 @@ def replica_options(args: argparse.Namespace) -> list[str]:
     parser = build_parser()
     options = ["--early-reply"] if args.early_reply else []
     for dest in _FORWARDED_OPTIONS:
-        value = getattr(args, dest)
-        if value == parser.get_default(dest):
+        if not _given(parser, args, dest):
             continue
+        value = getattr(args, dest)
         for one in value if isinstance(value, list) else [value]:
             options += [_flag(dest), str(one)]
     return options
