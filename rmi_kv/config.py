@@ -63,6 +63,11 @@ class Settings:
     conflict_backoff: float = 0.002
     #: answer a write once its COMMIT decision is forced, before every replica applied it
     early_reply: bool = False
+    #: writes go on without replicas that are down, in a new epoch of a majority (False: every
+    #: member must vote, the textbook's strict protocol)
+    failover: bool = True
+    #: seconds a read lease lasts; about how long writes wait for a replica that died
+    lease: float = 1.0
     #: durable writes really reach the disk (fsync); only tests of speed turn it off
     durable: bool = True
     #: connections a replica holds at most; past it, the one idle the longest is closed

@@ -101,6 +101,11 @@ class MembershipChanged(RmiKvError):
     exit_code = 3
 
 
+class EpochChanged(MembershipChanged):
+    """A participant is in another epoch than the coordinator's transaction
+    (or is changing epochs): the coordinator tries again in the current one."""
+
+
 class AlreadyRunning(RmiKvError):
     """A replica would start on a data directory or under a name that a
     running replica holds; it refuses, and the running one is unharmed."""
@@ -126,6 +131,7 @@ ALL_ERRORS: tuple[type[RmiKvError], ...] = (
     ClusterUnhealthy,
     InjectedFault,
     MembershipChanged,
+    EpochChanged,
     PermissionDenied,
     AlreadyRunning,
 )

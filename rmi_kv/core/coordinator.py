@@ -102,7 +102,8 @@ class Coordinator:
     def __init__(self, name: str, storage: DecisionLog, *, failpoints: Failpoints = NO_FAILPOINTS,
                  vote_timeout: float = 2.0, decision_timeout: float = 2.0,
                  conflict_retries: int = 12, conflict_backoff: float = 0.002,
-                 early_reply: bool = False) -> None:
+                 early_reply: bool = False, epoch: Callable[[], Optional[int]] = lambda: None) -> None:
+        """``epoch``: the epoch every canCommit carries (None: failover off, no epoch)."""
         self.name = name
         self.storage = storage
         self.failpoints = failpoints
@@ -112,6 +113,7 @@ class Coordinator:
         self.conflict_backoff = conflict_backoff
         #: answer the client once the decision is forced; phase 2 finishes in the background
         self.early_reply = early_reply
+        self.epoch = epoch
         self._boot = os.urandom(4).hex()
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
@@ -282,12 +284,13 @@ class Coordinator:
         deadline = time.monotonic() + self.vote_timeout
         futures = {}
         sent_at: dict[str, float] = {}
+        epoch = self.epoch()
+        arguments = (txid, writes, self.name, participants) + (() if epoch is None else (epoch,))
         for name in participants:
             if name != self.name:
                 round_.note(CAN_COMMIT, name, "sent")
                 sent_at[name] = round_.now_ms()
-                futures[handles[name].send(CAN_COMMIT, txid, writes, self.name, participants,
-                                           expires=deadline)] = name
+                futures[handles[name].send(CAN_COMMIT, *arguments, expires=deadline)] = name
         refusals: dict[str, str] = {}
         voted_yes: list[str] = []
         state = {"retryable": True, "membership_changed": False}
@@ -311,7 +314,7 @@ class Coordinator:
 
         if self.name in handles:
             round_.note(CAN_COMMIT, self.name, "local")
-            count(self.name, timed(handles[self.name].canCommit, txid, writes, self.name, participants))
+            count(self.name, timed(handles[self.name].canCommit, *arguments))
         # one wake-up when every vote is in (not one per vote); each is noted at the time it arrived
         done, _ = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
         for future in done:

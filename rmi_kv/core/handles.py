@@ -30,7 +30,8 @@ class ParticipantHandle(Protocol):
 class LocalParticipant(Protocol):
     """The coordinator's own participant, called directly."""
 
-    def canCommit(self, txid: str, writes: dict, coordinator: str, participants: list) -> bool: ...
+    def canCommit(self, txid: str, writes: dict, coordinator: str, participants: list,
+                  epoch: Optional[int] = None) -> bool: ...
 
     def doCommit(self, txid: str) -> bool: ...
 
@@ -63,8 +64,9 @@ class LocalHandle:
     def __init__(self, participant: Any) -> None:
         self.participant = participant
 
-    def canCommit(self, txid: str, writes: dict, coordinator: str, participants: list) -> bool:
-        return self.participant.can_commit(txid, writes, coordinator, participants)
+    def canCommit(self, txid: str, writes: dict, coordinator: str, participants: list,
+                  epoch: Optional[int] = None) -> bool:
+        return self.participant.can_commit(txid, writes, coordinator, participants, epoch)
 
     def doCommit(self, txid: str) -> bool:
         return self.participant.do_commit(txid)

@@ -18,8 +18,9 @@ HAVE_COMMITTED = "haveCommitted"
 #: participant -> coordinator or peer: what was decided?
 GET_DECISION = "getDecision"
 
-#: the messages a coordinator may send in one batch, with how many arguments each takes
-BATCHED = {CAN_COMMIT: 4, DO_COMMIT: 1, DO_ABORT: 1}
+#: the messages a coordinator may send in one batch, with how many arguments each may take
+#: (canCommit's fifth is the transaction's epoch, with failover on)
+BATCHED = {CAN_COMMIT: (4, 5), DO_COMMIT: (1,), DO_ABORT: (1,)}
 
 #: outcomes, as recorded in the log and answered to getDecision
 COMMIT = "commit"
@@ -35,6 +36,8 @@ class VoteRequest(NamedTuple):
     writes: Mapping[str, Optional[str]]
     coordinator: str
     participants: Sequence[str] = ()
+    #: the coordinator's epoch (None: failover off, epoch 0 for ever)
+    epoch: Optional[int] = None
 
 
 class Reply(NamedTuple):

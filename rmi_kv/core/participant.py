@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
-from rmi_kv.errors import InvalidRequest, KeyInDoubt, MembershipChanged, ReplicaUnavailable
+from rmi_kv.errors import EpochChanged, InvalidRequest, KeyInDoubt, MembershipChanged, ReplicaUnavailable
 from rmi_kv.core import txid as txids
 from rmi_kv.core.messages import UNKNOWN, VoteRequest
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
@@ -43,7 +43,10 @@ class Participant:
 
     def __init__(self, name: str, storage: ParticipantStorage, *, locks: LockTable | None = None,
                  failpoints: Failpoints = NO_FAILPOINTS, lock_wait: float = 0.05,
-                 read_wait: float = 5.0, members: Optional[Callable[[], Iterable[str]]] = None) -> None:
+                 read_wait: float = 5.0, members: Optional[Callable[[], Iterable[str]]] = None,
+                 admits: Optional[Callable[[Optional[int]], Optional[str]]] = None) -> None:
+        """``members``: whom every transaction must include; ``admits``: why a
+        transaction of an epoch is refused (None: it is not), with failover on."""
         self.name = name
         self.storage = storage
         self.locks = locks or LockTable()
@@ -60,6 +63,7 @@ class Participant:
         self._guards_lock = threading.Lock()
         #: the members this replica knows of (None: no membership check)
         self.members = members
+        self.admits = admits
         #: txid -> participants, for canCommit calls still being handled
         self._voting: dict[str, tuple] = {}
         #: shared by commits; exclusive while the catch-up buffer is applied
@@ -100,14 +104,16 @@ class Participant:
 
     # -------------------------------------------------------------- protocol
     def can_commit(self, txid: str, writes: Mapping[str, Optional[str]], coordinator: str,
-                   participants: Sequence[str] = ()) -> bool:
+                   participants: Sequence[str] = (), epoch: Optional[int] = None) -> bool:
         """Phase 1: lock the keys, force PREPARED, vote YES; NO on a lock conflict.
 
         A repeated or late canCommit gets the answer the transaction already
         has. A coordinator that left out a member this replica knows of gets
-        MembershipChanged (it reloads its member list and tries again).
+        MembershipChanged (it reloads its member list and tries again); one
+        of another epoch, EpochChanged.
         """
-        return _raise_or_return(self.can_commit_many([VoteRequest(txid, writes, coordinator, participants)])[0])
+        return _raise_or_return(self.can_commit_many([VoteRequest(txid, writes, coordinator, participants,
+                                                                  epoch)])[0])
 
     def can_commit_many(self, requests: Sequence[VoteRequest]) -> list:
         """Phase 1 for several transactions (txid, writes, coordinator,
@@ -164,7 +170,7 @@ class Participant:
         """Check and lock each vote's keys; the (index, record) of those to prepare."""
         staged: list[tuple[int, PreparedRecord]] = []
         seen: set[str] = set()
-        for index, (txid, writes, coordinator, participants) in enumerate(votes):
+        for index, (txid, writes, coordinator, participants, epoch) in enumerate(votes):
             if txid in seen:
                 answers[index] = InvalidRequest(f"transaction {txid} appears twice in one batch")
                 continue
@@ -173,7 +179,7 @@ class Participant:
             self._voting[txid] = participants  # visible to a catching-up peer's drain
             voting.append(txid)
             try:
-                answers[index] = self._lock_for_vote(txid, writes, coordinator, participants)
+                answers[index] = self._lock_for_vote(txid, writes, coordinator, participants, epoch)
             except Exception as error:
                 answers[index] = error
             if answers[index] is None:
@@ -242,7 +248,7 @@ class Participant:
                 [record.txid for index, record in staged if vote_answers[index] is True])
 
     def _lock_for_vote(self, txid: str, writes: Mapping[str, Optional[str]], coordinator: str,
-                       participants: tuple) -> Optional[bool]:
+                       participants: tuple, epoch: Optional[int] = None) -> Optional[bool]:
         """The checks of phase 1 and the key locks: the vote when it is already
         decided, or None when the transaction may be prepared."""
         log.debug("canCommit %s from %s keys=%d", txid, coordinator, len(writes))
@@ -254,6 +260,10 @@ class Participant:
             return known == COMMIT
         if self.refusal is not None:
             raise ReplicaUnavailable(f"{self.name} takes no new transactions: {self.refusal}", replica=self.name)
+        if self.admits is not None:
+            refusal = self.admits(epoch)
+            if refusal is not None:
+                raise EpochChanged(f"{self.name} votes no: {refusal}", replica=self.name)
         if participants and self.members is not None:
             left_out = set(self.members()) - set(participants)
             if left_out:
@@ -368,10 +378,19 @@ class Participant:
         with self._progress:
             self._progress.notify_all()
 
-    def finish_catch_up(self) -> int:
-        """Apply the commits buffered while catching up; serve normally from now on."""
+    def finish_catch_up(self, still: Callable[[], bool] = lambda: True) -> Optional[int]:
+        """Apply the commits buffered while catching up; serve normally from
+        now on. None, and nothing done, when ``still()`` says the copy is stale."""
         with self._catch_up_lock.exclusive():
+            if not still():
+                return None
             return self.storage.finish_catch_up()
+
+    def start_catch_up(self) -> None:
+        """Empty the data and catch up from now on (a newcomer to an epoch);
+        the prepared transactions keep their keys."""
+        with self._catch_up_lock.exclusive():
+            self.storage.reset_for_catch_up()
 
     # ---------------------------------------------------------------- reads
     def read(self, key: str) -> Optional[str]:

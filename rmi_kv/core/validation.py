@@ -92,6 +92,23 @@ def check_participants(participants: Any) -> list[str]:
     return [check_name(name, "participant name") for name in participants]
 
 
+def check_epoch_number(number: Any, what: str = "epoch") -> int:
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < 2 ** 62:
+        raise InvalidRequest(f"{what} must be a whole number from 0, not {str(number)[:40]!r}")
+    return number
+
+
+def check_plan(plan: Any) -> dict:
+    """An epoch plan as ``installEpoch`` carries it (``core.failover.plan_as_dict``)."""
+    if not isinstance(plan, dict):
+        raise InvalidRequest("an epoch plan must be a dict")
+    source = plan.get("source")
+    return {"number": check_epoch_number(plan.get("number")),
+            "members": check_participants(plan.get("members")),
+            "newcomers": check_participants(plan.get("newcomers")),
+            "source": None if source is None else check_name(source, "source name")}
+
+
 def check_limit(limit: Any, most: int = MAX_LIMIT) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= most:
         raise InvalidRequest(f"limit must be a whole number from 1 to {most}")

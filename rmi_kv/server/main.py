@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--early-reply", action="store_true",
                         help="answer a write once its COMMIT decision is forced; the replicas apply it right "
                              "after (a read there waits for it), but status() may briefly differ")
+    parser.add_argument("--failover", choices=("on", "off"), default="on",
+                        help="on: writes go on while a majority is up, after the lease of the replicas that "
+                             "are down runs out; off: every member must vote, one down stops writes "
+                             "(default %(default)s)")
+    parser.add_argument("--lease", type=options.seconds(), default=Settings().lease, metavar="S",
+                        help="read lease, and about how long writes wait for a replica that is gone "
+                             "(0.2 to 60; default %(default)s)")
     parser.add_argument("--ns-wait", type=options.seconds(allow_zero=True), default=15.0, metavar="S",
                         help="wait up to S seconds for the name server to come up (default %(default)s)")
     parser.add_argument("--failpoint", action="append", default=[], metavar="NAME=ACTION",
@@ -89,7 +96,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     (their ranges were checked when it was parsed)."""
     timeouts = dataclasses.replace(Timeouts(), vote=args.vote_timeout, decision=args.vote_timeout,
                                    read_wait=args.read_wait)
-    return Settings(timeouts=timeouts, max_connections=args.max_connections, early_reply=args.early_reply)
+    return Settings(timeouts=timeouts, max_connections=args.max_connections, early_reply=args.early_reply,
+                    failover=args.failover == "on", lease=args.lease)
 
 
 def run_replica(args: argparse.Namespace) -> int:
@@ -198,7 +206,7 @@ def run_remove(args: argparse.Namespace) -> int:
 #: options that set up one replica, and so mean nothing with --replicas N (each child gets its own)
 _ONE_REPLICA_OPTIONS = ("name", "port", "advertise", "log_file", "host", "insecure")
 #: replica options that --replicas N passes on to every child it starts
-_FORWARDED_OPTIONS = ("vote_timeout", "read_wait", "max_connections", "ns_wait", "failpoint")
+_FORWARDED_OPTIONS = ("vote_timeout", "read_wait", "max_connections", "ns_wait", "failpoint", "failover", "lease")
 
 
 def _given(parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str) -> bool:
@@ -212,6 +220,8 @@ def _flag(dest: str) -> str:
 
 def contradictions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Optional[str]:
     """Why the options given contradict each other (None: they do not)."""
+    if not 0.2 <= args.lease <= 60:
+        return f"--lease must be from 0.2 to 60 seconds, not {args.lease:g}"
     if args.ns_port == 0 and not args.with_nameserver:
         return "--ns-port 0 (let the OS choose) goes with --with-nameserver: a replica needs the name server's port"
     if args.remove is not None:

@@ -11,6 +11,7 @@ from typing import Mapping, Optional
 from rmi_kv.config import Settings
 from rmi_kv.core import validation
 from rmi_kv.core.coordinator import Coordinator
+from rmi_kv.core.failover import Failover
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.locks import LockTable
 from rmi_kv.core.participant import Participant
@@ -23,7 +24,7 @@ from rmi_kv.storage.sqlite import Storage
 from rmi_kv.wire.pyro import configure_pyro
 from rmi_kv.wire.hardening import ConnectionGuard, GuardedDaemon, refuse_unsafe_messages
 from rmi_kv.wire.naming import object_name
-from rmi_kv.wire.peers import Membership, PeerHandle
+from rmi_kv.wire.peers import Membership, PeerCalls, PeerHandle
 from rmi_kv.wire.servant import KeyValue
 from rmi_kv.wire.tls import MEMBER, configure_tls
 
@@ -72,20 +73,33 @@ class ReplicaServer:
                                 idle_timeout=settings.timeouts.idle_connection)
         self.daemon = GuardedDaemon(host=host, port=port, nathost=nathost, natport=natport, guard=guard)
         timeouts = settings.timeouts
+        self.failover = Failover(name, store=self.storage, configured=self.membership.names,
+                                 complete=lambda: not self.storage.catching_up, lease=settings.lease,
+                                 enabled=settings.failover, reset_data=self._empty_for_copy,
+                                 catch_up=self._start_catch_up)
         self.participant = Participant(name, self.storage, locks=LockTable(), failpoints=failpoints,
                                        lock_wait=timeouts.lock_wait, read_wait=timeouts.read_wait,
-                                       members=self.membership.names)
+                                       members=self.failover.members,
+                                       admits=self.failover.transaction_refusal if settings.failover else None)
         self.coordinator = Coordinator(name, self.storage, failpoints=failpoints, vote_timeout=timeouts.vote,
                                        decision_timeout=timeouts.decision, conflict_retries=settings.conflict_retries,
-                                       conflict_backoff=settings.conflict_backoff, early_reply=settings.early_reply)
+                                       conflict_backoff=settings.conflict_backoff, early_reply=settings.early_reply,
+                                       epoch=(lambda: self.failover.epoch.number) if settings.failover
+                                       else (lambda: None))
         self.kv = KeyValue(name, storage=self.storage, participant=self.participant, coordinator=self.coordinator,
-                           membership=self.membership, settings=settings, failpoints=failpoints,
+                           membership=self.membership, failover=self.failover, settings=settings,
+                           failpoints=failpoints,
                            connections=lambda: {"open": guard.count(), "limit": guard.limit,
                                                 "evicted": guard.evicted, "denied": guard.denied})
         self.uri = str(self.daemon.register(self.kv, objectId=object_name(name)))
         self._stopping = threading.Event()
         self._stop_requested = threading.Event()
         self._maintenance = threading.Thread(target=self._maintain, name=f"{name}-maintenance", daemon=True)
+        self._peer_calls = PeerCalls(self.membership)
+        self._epoch_keeper = threading.Thread(target=self._keep_epoch, name=f"{name}-epoch", daemon=True)
+        self._copier: Optional[threading.Thread] = None
+        self._copy_wanted = False
+        self._copier_guard = threading.Lock()
 
     # ------------------------------------------------------------ start-up
     def start(self) -> None:
@@ -110,12 +124,63 @@ class ReplicaServer:
         if self.rejoining:
             clear_removed(self.ns_host, self.ns_port, self.name)
         self._announce(self.membership.refresh())
+        if self.settings.failover:
+            self._epoch_keeper.start()
         if self.storage.catching_up:
-            catch_up = CatchUp(self.name, self.storage, self.participant, self.membership, self.failpoints)
+            self._start_catch_up()
+            copier = self._copier
+            if copier is not None:
+                copier.join()
+        self._maintenance.start()
+        if self.settings.failover:
+            self._wait_for_lease(10 * self.settings.lease)
+        log.info("%s serving at %s", self.name, self.uri)
+
+    # ------------------------------------------------------------- failover
+    def _keep_epoch(self) -> None:
+        """Renew the lease, follow and change epochs (``core.failover``), every quarter lease."""
+        while not self._stopping.wait(self.settings.lease / 4):
+            try:
+                self.failover.tick(self._peer_calls)
+            except Exception:  # keep going; the next tick tries again
+                log.exception("epoch round failed")
+
+    def _wait_for_lease(self, patience: float) -> None:
+        """Give a starting replica the moment it takes to be a serving member of its epoch."""
+        deadline = time.monotonic() + patience
+        while self.failover.read_refusal() is not None and time.monotonic() < deadline:
+            if self._stop_requested.wait(0.05):
+                return
+        refusal = self.failover.read_refusal()
+        if refusal is not None:
+            log.info("not serving reads yet: %s", refusal)
+
+    def _empty_for_copy(self) -> None:
+        """A newcomer to an epoch: refuse clients, empty the data, catch up from now on."""
+        self.kv.stop_serving("catching up: copying the data of the current epoch from a member")
+        self.participant.start_catch_up()
+
+    def _start_catch_up(self) -> None:
+        """Copy the data from a member in the background (once at a time; again when asked meanwhile)."""
+        with self._copier_guard:
+            self._copy_wanted = True
+            if self._copier is None or not self._copier.is_alive():
+                self._copier = threading.Thread(target=self._copy, name=f"{self.name}-catch-up", daemon=True)
+                self._copier.start()
+
+    def _copy(self) -> None:
+        failover = self.failover
+        while True:
+            with self._copier_guard:
+                if not self._copy_wanted or self._stop_requested.is_set():
+                    return
+                self._copy_wanted = False
+            catch_up = CatchUp(self.name, self.storage, self.participant, self.membership, self.failpoints,
+                               sources=failover.members,
+                               epoch=(lambda: failover.epoch.number) if failover.enabled else (lambda: None),
+                               generation=lambda: failover.generation)
             if catch_up.run(self._stop_requested):
                 self.kv.serve()
-        self._maintenance.start()
-        log.info("%s serving at %s", self.name, self.uri)
 
     def _announce(self, members: Mapping[str, Optional[str]]) -> None:
         """Tell every other member we are here (so none leaves us out of a
@@ -186,13 +251,15 @@ class ReplicaServer:
         if not self.kv.wait_idle(grace):
             log.warning("shutdown: writes still in flight after %.1f s", grace)
         self._stopping.set()
-        if self._maintenance.is_alive():
-            self._maintenance.join(timeout=grace)
+        for thread in (self._maintenance, self._epoch_keeper):
+            if thread.is_alive():
+                thread.join(timeout=grace)
         self.daemon.guard.close_all()
         self.daemon.shutdown()
         if self._daemon_thread.is_alive():
             self._daemon_thread.join(timeout=grace)
         self.coordinator.close()
+        self._peer_calls.close()
         self.membership.close()
         self.storage.close()
         self.data_lock.release()

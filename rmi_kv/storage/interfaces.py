@@ -165,6 +165,24 @@ class CatchUp(Protocol):
         up. Returns how many writes were applied."""
 
 
+    def reset_for_catch_up(self) -> None:
+        """Force, atomically: empty the committed data and the buffer, and
+        start catching up (a newcomer to an epoch replaces its data, it never
+        merges by version). The 2PC log stays: in-doubt transactions keep
+        their keys."""
+
+
+@runtime_checkable
+class EpochStore(Protocol):
+    """The epoch state of ``rmi_kv.core.failover``, kept durably."""
+
+    def epoch_state(self) -> Optional[dict]:
+        """What ``save_epoch_state`` forced last (None: never)."""
+
+    def save_epoch_state(self, state: Mapping) -> None:
+        """Force ``state`` (plain JSON values) before the vote or install it records is answered."""
+
+
 @runtime_checkable
 class DecisionLog(Protocol):
     """The coordinator's COMMIT records, kept until every participant acknowledged."""
@@ -189,7 +207,7 @@ class ParticipantStorage(Data, ParticipantLog, CatchUp, Protocol):
 
 
 @runtime_checkable
-class ReplicaStorage(ParticipantStorage, DecisionLog, Protocol):
+class ReplicaStorage(ParticipantStorage, DecisionLog, EpochStore, Protocol):
     """Everything a replica process runs over; it keeps the member list too
     (``members``/``save_members``: ``rmi_kv.core.members.MemberStore``)."""
 

@@ -13,7 +13,9 @@ three tables:
 - ``decisions``: the coordinator's COMMIT records (forced: the commit point),
   kept until every participant has acknowledged.
 
-``members`` is the member list this replica knows, with each member's last
+``meta`` holds the counts, the catch-up state and the epoch state
+(``rmi_kv.core.failover``: the epoch installed here and the highest one voted
+for). ``members`` is the member list this replica knows, with each member's last
 known URI, and the members an operator removed: the name server only says
 where members are, never who they are.
 
@@ -370,6 +372,25 @@ class Storage:
         applied = self._write(operation)
         self._meta_cache["state"] = "serving"
         return applied
+
+    def reset_for_catch_up(self) -> None:
+        def operation(connection: sqlite3.Connection) -> None:
+            connection.execute("DELETE FROM kv")
+            connection.execute("DELETE FROM catchup_buffer")
+            connection.execute(_SET_META, ("state", "catching_up"))
+            self._counters.digest, self._counters.live_keys = 0, 0
+
+        self._write(operation)
+        self._meta_cache["state"] = "catching_up"
+        self.created_now = False
+
+    # ------------------------------------------------------------------ epochs
+    def epoch_state(self) -> Optional[dict]:
+        text = self._meta_cache.get("epoch_state")
+        return None if text is None else json.loads(text)
+
+    def save_epoch_state(self, state: Mapping) -> None:
+        self._set_metas({"epoch_state": json.dumps(dict(state), sort_keys=True)})
 
     # -------------------------------------------------------- coordinator log
     def log_decision(self, txid: str, participants: Iterable[str]) -> None:

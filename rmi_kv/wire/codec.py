@@ -63,8 +63,10 @@ def protocol_message(message: Any) -> tuple[str, tuple]:
     """(name, arguments) of one message of a batch, or InvalidRequest."""
     if not isinstance(message, (list, tuple)) or not message or message[0] not in BATCHED:
         raise InvalidRequest(f"a batch message must start with one of {', '.join(BATCHED)}")
-    if len(message) - 1 != BATCHED[message[0]]:
-        raise InvalidRequest(f"{message[0]} takes {BATCHED[message[0]]} argument(s), not {len(message) - 1}")
+    allowed = BATCHED[message[0]]
+    if len(message) - 1 not in allowed:
+        raise InvalidRequest(f"{message[0]} takes {' or '.join(map(str, allowed))} argument(s), "
+                             f"not {len(message) - 1}")
     return message[0], tuple(message[1:])
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from Pyro5 import errors as pyro_errors
 from Pyro5.api import Proxy
@@ -216,6 +216,29 @@ class PeerHandle:
 
     def haveCommitted(self, txid: str, participant: str) -> None:
         return self.call(HAVE_COMMITTED, txid, participant)
+
+
+class PeerCalls:
+    """One method called on several members at once, each answer on its own
+    (``core.failover.Call``: lease renewals, epoch votes and installs)."""
+
+    def __init__(self, membership: Membership, workers: int = 8) -> None:
+        self.membership = membership
+        self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="peer-call")
+
+    def __call__(self, names: Iterable[str], method: str, *args: Any, timeout: float) -> dict:
+        futures = {name: self._executor.submit(PeerHandle(name, self.membership).call, method, *args, timeout=timeout)
+                   for name in names}
+        answers: dict[str, tuple[Any, Optional[BaseException]]] = {}
+        for name, future in futures.items():
+            try:
+                answers[name] = (future.result(), None)
+            except Exception as error:  # a member that did not answer is an answer too
+                answers[name] = (None, error)
+        return answers
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 class _BatchLink:

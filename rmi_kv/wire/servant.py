@@ -11,7 +11,7 @@ import functools
 import logging
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from Pyro5.api import expose
 
@@ -20,6 +20,7 @@ from rmi_kv.config import Settings
 from rmi_kv.core import txid as txids
 from rmi_kv.core import validation
 from rmi_kv.core.coordinator import Coordinator
+from rmi_kv.core.failover import MEMBER, Failover
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.handles import LocalHandle
 from rmi_kv.core.messages import CAN_COMMIT, DO_ABORT, DO_COMMIT, GET_DECISION, HAVE_COMMITTED, VoteRequest
@@ -31,6 +32,8 @@ from rmi_kv.wire.peers import Membership, PeerHandle
 from rmi_kv.wire.tls import require_member
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: about how much committed data one catch-up call carries
 CHUNK_BYTES = 1024 * 1024
@@ -81,13 +84,14 @@ class KeyValue:
     """The remote key-value object of one replica (participant and coordinator)."""
 
     def __init__(self, name: str, *, storage: ReplicaStorage, participant: Participant, coordinator: Coordinator,
-                 membership: Membership, settings: Settings = Settings(), failpoints: Failpoints = NO_FAILPOINTS,
-                 connections: Callable[[], dict] = dict) -> None:
+                 membership: Membership, failover: Failover, settings: Settings = Settings(),
+                 failpoints: Failpoints = NO_FAILPOINTS, connections: Callable[[], dict] = dict) -> None:
         self.name = name
         self.settings = settings
         self.limits = settings.limits
         self.storage = storage
         self.membership = membership
+        self.failover = failover
         self.failpoints = failpoints
         self.participant = participant
         self.coordinator = coordinator
@@ -125,7 +129,7 @@ class KeyValue:
             except NameServerUnavailable as error:
                 log.warning("cannot reload the member list: %s", error)
         handles: dict[str, Any] = {name: PeerHandle(name, self.membership)
-                                   for name in self.membership.names() if name != self.name}
+                                   for name in self.failover.members() if name != self.name}
         handles[self.name] = self._local
         return handles
 
@@ -134,8 +138,24 @@ class KeyValue:
             return self._local
         return PeerHandle(name, self.membership) if name in self.membership.members() else None
 
+    def _read(self, read: Callable[[], T]) -> T:
+        """``read()``, refused unless this replica may serve reads both before
+        and after it (a member of its epoch with complete data and a valid lease)."""
+        self._serving()
+        generation = self.failover.generation
+        value = read()
+        refusal = self.failover.read_refusal()
+        if refusal is None and generation != self.failover.generation:
+            refusal = f"{self.name} emptied its data to copy it again"
+        if refusal is not None:
+            raise ReplicaUnavailable(f"{refusal}; ask another replica", replica=self.name)
+        return value
+
     def _write(self, writes: dict, observe=None):
         self._serving()
+        refusal = self.failover.coordinate_refusal()
+        if refusal is not None:
+            raise ReplicaUnavailable(f"{refusal}; ask another replica", replica=self.name)
         with self._inflight_changed:
             self._inflight += 1
         try:
@@ -161,8 +181,7 @@ class KeyValue:
     def get(self, key: str) -> Optional[str]:
         """The value of ``key`` or None; waits while an undecided write holds it."""
         validation.check_key(key, self.limits)
-        self._serving()
-        return self.participant.read(key)
+        return self._read(lambda: self.participant.read(key))
 
     @remote_boundary
     def put(self, key: str, value: str) -> None:
@@ -175,8 +194,7 @@ class KeyValue:
     def delete(self, key: str) -> bool:
         """Delete ``key`` everywhere; True when it had a value."""
         validation.check_key(key, self.limits)
-        self._serving()
-        if self.participant.read(key) is None:
+        if self._read(lambda: self.participant.read(key)) is None:
             return False  # nothing to delete: as a read, linearizable
         outcome = self._write({key: None}, observe=lambda writes: self.participant.read_own(key) is not None)
         return bool(outcome.observed)
@@ -201,8 +219,7 @@ class KeyValue:
         validation.check_limit(limit)
         if after is not None:
             validation.check_key(after, self.limits)
-        self._serving()
-        return self.storage.keys(prefix, limit=limit, after=after)
+        return self._read(lambda: self.storage.keys(prefix, limit=limit, after=after))
 
     @remote_boundary
     def ping(self) -> str:
@@ -238,6 +255,7 @@ class KeyValue:
             "member_uris": self.membership.members(),
             "removed_members": self.membership.removed(),
             "nameserver_reachable": self.membership.nameserver_reachable,
+            "failover": self.failover.describe(),
             "failpoints": self.failpoints.describe(),
             "connections": self.connections(),
             "uptime": round(time.time() - self.started, 3),
@@ -245,12 +263,14 @@ class KeyValue:
 
     # ----------------------------------------------------- participant API
     @remote_boundary
-    def canCommit(self, txid: str, writes: dict, coordinator: str, participants: Optional[list] = None) -> bool:
-        """Phase 1 (from a coordinator): vote on ``writes``."""
+    def canCommit(self, txid: str, writes: dict, coordinator: str, participants: Optional[list] = None,
+                  epoch: Optional[int] = None) -> bool:
+        """Phase 1 (from a coordinator): vote on ``writes`` (of ``epoch``, with failover on)."""
         require_member(CAN_COMMIT)
-        return self.participant.can_commit(*self._checked_vote(txid, writes, coordinator, participants))
+        return self.participant.can_commit(*self._checked_vote(txid, writes, coordinator, participants, epoch))
 
-    def _checked_vote(self, txid: Any, writes: Any, coordinator: Any, participants: Any = None) -> VoteRequest:
+    def _checked_vote(self, txid: Any, writes: Any, coordinator: Any, participants: Any = None,
+                      epoch: Any = None) -> VoteRequest:
         """A canCommit's arguments, validated."""
         validation.check_txid(txid)
         validation.check_name(coordinator, "coordinator name")
@@ -264,7 +284,9 @@ class KeyValue:
             raise InvalidRequest(f"{coordinator} is not a member: {self.name} takes no transaction from it")
         if not {self.name, coordinator} <= set(participants):
             raise InvalidRequest("canCommit needs the list of participants, with the coordinator and this replica")
-        return VoteRequest(txid, writes, coordinator, participants)
+        if epoch is not None:
+            validation.check_epoch_number(epoch)
+        return VoteRequest(txid, writes, coordinator, participants, epoch)
 
     @remote_boundary
     def doCommit(self, txid: str) -> bool:
@@ -312,9 +334,12 @@ class KeyValue:
                                if isinstance(answer, BaseException) else (True, answer) for answer in answers])
 
     @remote_boundary
-    def snapshotChunk(self, requester: str, after_key: Optional[str] = None, limit: int = 2000) -> dict:
+    def snapshotChunk(self, requester: str, after_key: Optional[str] = None, limit: int = 2000,
+                      epoch: Optional[int] = None) -> dict:
         """Committed entries (key, value, version, txid), tombstones too, for a
-        replica that is catching up; waits until no transaction here leaves it out."""
+        replica that is catching up; waits until no transaction here leaves it
+        out. With failover on, only a member of the requester's ``epoch`` with
+        complete data hands them out."""
         require_member("snapshotChunk")
         validation.check_name(requester)
         if after_key is not None:
@@ -324,6 +349,13 @@ class KeyValue:
             raise ReplicaUnavailable(f"{self.name} is catching up itself", replica=self.name)
         if not self.membership.knows(requester):
             raise ReplicaUnavailable(f"{self.name} does not know member {requester} yet", replica=self.name)
+        if self.failover.enabled:
+            current = self.failover.epoch
+            if epoch is not None:
+                validation.check_epoch_number(epoch)
+            if self.failover.role() != MEMBER or epoch != current.number or requester not in current.members:
+                raise ReplicaUnavailable(f"{self.name} (epoch {current.number}, {self.failover.role()}) holds no "
+                                         f"copy for {requester} of epoch {epoch}", replica=self.name)
         if self.participant.wait_unfinished_without(requester, SNAPSHOT_DRAIN):
             raise ReplicaUnavailable(f"{self.name} still has transactions that leave {requester} out; "
                                      f"try again", replica=self.name)
@@ -353,6 +385,26 @@ class KeyValue:
             except NameServerUnavailable as error:
                 log.warning("cannot reload the member list: %s", error)
         return {"members": self.membership.members(), "removed": self.membership.removed()}
+
+    @remote_boundary
+    def grantLease(self, holder: str, epoch: int) -> dict:
+        """A member renews its read lease in ``epoch``; the answer carries this replica's epoch."""
+        require_member("grantLease")
+        return self.failover.grant(validation.check_name(holder), validation.check_epoch_number(epoch))
+
+    @remote_boundary
+    def voteEpoch(self, number: int, members: list, proposer: str) -> dict:
+        """A proposer asks for this replica's vote on epoch ``number`` with ``members``."""
+        require_member("voteEpoch")
+        validation.check_epoch_number(number)
+        members = validation.check_participants(members)
+        return self.failover.vote(number, members, validation.check_name(proposer))
+
+    @remote_boundary
+    def installEpoch(self, plan: dict) -> bool:
+        """A majority voted for ``plan``'s epoch: take it (a newcomer empties its data and copies)."""
+        require_member("installEpoch")
+        return self.failover.install(validation.check_plan(plan))
 
     @remote_boundary
     def forgetMember(self, name: str) -> None:

@@ -76,12 +76,31 @@ def test_a_clock_at_half_speed_is_outside_the_assumption_and_reads_would_go_stal
     assert holder.valid(holder_clock_then)  # why README states the clock-rate bound
 
 
-def test_no_lease_is_granted_to_a_non_member_or_while_an_epoch_change_is_under_way():
+def test_no_lease_is_granted_to_a_non_member_nor_to_one_a_vote_left_out():
     voter = EpochVoter(Epoch.of(3, ["r1", "r2", "r3"]), LEASE)
     assert not voter.grant("r4", 3, now=1.0)
     assert not voter.grant("r1", 2, now=1.0)
-    assert isinstance(voter.vote(Epoch.of(4, ["r1", "r2", "r3"]), now=1.0), Vote)
-    assert not voter.grant("r1", 3, now=1.1)
+    assert isinstance(voter.vote(Epoch.of(4, ["r1", "r2", "r4"]), now=1.0), Vote)
+    assert voter.grant("r1", 3, now=1.1)  # still a member after the change: its reads go on
+    assert not voter.grant("r3", 3, now=1.1)  # left out of the epoch voted for: no new lease
+
+
+def test_a_restarted_voter_waits_a_full_lease_before_leaving_anyone_out():
+    voter = EpochVoter(Epoch.of(3, FIVE), LEASE)
+    voter.restarted(FIVE, now=10.0)  # it forgot whom it granted what before the crash
+    owed = 10.0 + LEASE * (1 + CLOCK_RATE) + MARGIN
+    assert isinstance(voter.vote(Epoch.of(4, FIVE[:3]), now=owed - 0.01), Refusal)
+    assert isinstance(voter.vote(Epoch.of(4, FIVE), now=10.0), Vote)  # leaving nobody out needs no wait
+
+
+def test_a_vote_fences_the_current_epoch():
+    voter = EpochVoter(Epoch.of(3, FIVE), LEASE)
+    assert voter.takes_transaction("r1", 3)
+    voter.vote(Epoch.of(4, FIVE[:4]), now=0.0)
+    assert not voter.takes_transaction("r1", 3)  # F: the epoch voted for may be installed without this write
+    assert not voter.takes_transaction("r1", 4)  # not installed here yet
+    voter.install(Epoch.of(4, FIVE[:4]))
+    assert voter.takes_transaction("r1", 4) and not voter.takes_transaction("r5", 4)
 
 
 # ------------------------------------------------------------------ epochs
@@ -130,5 +149,31 @@ def test_an_epoch_needs_a_majority_of_the_configured_replicas_not_of_its_members
 def test_a_late_install_of_an_older_epoch_changes_nothing():
     voter = EpochVoter(Epoch.of(2, FIVE), LEASE)
     voter.vote(Epoch.of(4, FIVE[:4]), now=0.0)
+    assert voter.install(Epoch.of(3, FIVE[:3]))  # installed elsewhere: the truth, though this one voted on
+    assert voter.fenced and not voter.takes_transaction("r1", 3)
+    assert voter.install(Epoch.of(4, FIVE[:4])) and voter.current.number == 4 and not voter.fenced
     assert not voter.install(Epoch.of(3, FIVE[:3]))
-    assert voter.install(Epoch.of(4, FIVE[:4])) and voter.current.number == 4
+
+
+def test_every_member_of_a_new_epoch_must_have_voted_for_it():
+    latest = Epoch.of(3, FIVE)
+    votes = {name: Vote(latest) for name in FIVE[:3]}
+    assert plan_epoch(Epoch.of(4, FIVE[:4]), votes, FIVE) is None  # r4 did not say what it holds
+    assert plan_epoch(Epoch.of(4, FIVE[:3]), votes, FIVE).newcomers == frozenset()
+
+
+def test_a_member_reporting_an_older_epoch_or_incomplete_data_copies_again():
+    """r3 missed epoch 4's install, r2 never finished copying: both empty their
+    data and copy from a complete member of epoch 4."""
+    latest = Epoch.of(4, FIVE[:4])
+    votes = {"r1": Vote(latest), "r2": Vote(latest, complete=False), "r3": Vote(Epoch.of(3, FIVE)),
+             "r4": Vote(latest)}
+    plan = plan_epoch(Epoch.of(5, FIVE[:4]), votes, FIVE)
+    assert plan.source == "r1" and plan.newcomers == {"r2", "r3"}
+
+
+def test_epoch_zero_is_the_whole_member_list_and_its_complete_members_keep_their_data():
+    view = Epoch.of(0, FIVE)  # each replica reports its own member list as epoch 0
+    votes = {"r1": Vote(view), "r2": Vote(view), "r3": Vote(view, complete=False)}
+    plan = plan_epoch(Epoch.of(1, FIVE[:3]), votes, FIVE)
+    assert plan.source == "r1" and plan.newcomers == {"r3"}

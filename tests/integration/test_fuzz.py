@@ -109,7 +109,8 @@ def test_forged_votes_are_resolved_and_nothing_stays_in_doubt(shared_cluster, ta
     import time
 
     txid = f"replica1:deadbeef:1:{time.time_ns() // 1000}"
-    assert target.canCommit(txid, {"forged": "x"}, "replica1", shared_cluster.names) is True
+    epoch = target.status()["failover"]["epoch"]["number"]
+    assert target.canCommit(txid, {"forged": "x"}, "replica1", shared_cluster.names, epoch) is True
     with shared_cluster.client("replica2") as kv:
         assert txid in next(s for s in kv.status() if s["name"] == "replica2")["in_doubt"]
 

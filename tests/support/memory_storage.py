@@ -36,6 +36,7 @@ class MemoryImage:
     buffer: dict = field(default_factory=dict)
     members: dict = field(default_factory=dict)
     state: str = NEW
+    epoch_state: Optional[dict] = None
     born_us: int = field(default_factory=lambda: time.time_ns() // 1000)
     forgotten_before_us: int = 0
     digest: int = 0
@@ -204,6 +205,23 @@ class MemoryStorage:
             image.buffer.clear()
             image.state = SERVING
             return len(missing)
+
+    def reset_for_catch_up(self) -> None:
+        with self._forced() as image:
+            image.kv.clear()
+            image.buffer.clear()
+            image.state = CATCHING_UP
+            image.digest = image.live_keys = 0
+        self.created_now = False
+
+    # ------------------------------------------------------------------ epochs
+    def epoch_state(self) -> Optional[dict]:
+        with self._lock:
+            return None if self._image.epoch_state is None else dict(self._image.epoch_state)
+
+    def save_epoch_state(self, state: Mapping) -> None:
+        with self._forced() as image:
+            image.epoch_state = dict(state)
 
     # -------------------------------------------------------- coordinator log
     def log_decision(self, txid: str, participants: Iterable[str]) -> None:

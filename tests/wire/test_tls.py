@@ -98,9 +98,9 @@ def test_a_forged_vote_with_a_client_certificate_is_refused(tls_cluster):
         assert call_as(tls_cluster, "client", "rmi_kv.replica.replica3", method, *args)["error"] == "PermissionDenied"
     # clients may use the key-value API and status
     assert "ok" in call_as(tls_cluster, "client", "rmi_kv.replica.replica3", "status")
-    # and members may vote (a harmless vote on a fresh key, aborted right after)
+    # and members may vote (a harmless vote on a fresh key of epoch 0, aborted right after)
     voted = call_as(tls_cluster, "member", "rmi_kv.replica.replica3", "canCommit",
-                    f"replica1:deadbeef:2:{now}", {"vote-test": "x"}, "replica1", tls_cluster.names)
+                    f"replica1:deadbeef:2:{now}", {"vote-test": "x"}, "replica1", tls_cluster.names, 0)
     assert voted == {"ok": "True"}
     assert call_as(tls_cluster, "member", "rmi_kv.replica.replica3", "doAbort", f"replica1:deadbeef:2:{now}") == \
         {"ok": "True"}

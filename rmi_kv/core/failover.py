@@ -1,0 +1,384 @@
+"""Failover: one replica's epochs and read lease, by the rules of ``core.epochs``.
+
+No network code. The replica's background task calls ``tick`` with a
+``Call`` that reaches the other replicas in parallel; the remote methods
+``grantLease``, ``voteEpoch`` and ``installEpoch`` call ``grant``, ``vote``
+and ``install``; unit tests wire several ``Failover`` objects together with
+plain functions and a fake clock (``tests/core/test_failover.py``).
+
+Every ``lease / 4`` seconds a tick
+
+1. **renews** this replica's read lease: it asks every configured replica for
+   a grant in its epoch. The answers are the failure detector too (who
+   answered), and tell of later epochs and of replicas outside the epoch;
+2. **learns** a later epoch an answer reports, installing it here;
+3. **proposes** a new epoch, when this replica is the first (by name) of the
+   members it hears, its data is complete, and a member went unheard for
+   ``suspect_after`` (left out) or a configured replica outside the epoch
+   answers (taken in, as a newcomer that copies its data). Any replica
+   proposes when a vote fenced it for longer than half a lease with no install
+   (a proposer that died midway): the same members, a higher number.
+
+A replica serves reads while it is a member of its epoch, holds complete
+data and a valid lease (``read_refusal``); it coordinates writes while it is a
+member and not fenced (``coordinate_refusal``); it votes YES only on its own
+epoch's transactions (``transaction_refusal``). With failover off it stays in
+epoch 0, the whole member list, and none of this applies: today's strict
+protocol.
+
+Durable (``EpochStore``, forced before the answer it backs): the epoch
+installed here with its plan, and the highest number voted for with its
+members. In memory: the lease, the grants (a restart waits one lease,
+``EpochVoter.restarted``) and who was heard when.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import Any, Callable, Iterable, Mapping, Optional, Protocol
+
+from rmi_kv.core.epochs import Epoch, EpochVoter, Lease, Plan, Refusal, Vote, majority, plan_epoch
+from rmi_kv.storage.interfaces import EpochStore
+
+log = logging.getLogger(__name__)
+
+#: answers of a parallel call: name -> (value, error); a name that did not answer has an error
+Answers = Mapping[str, tuple[Any, Optional[BaseException]]]
+
+#: remote method names (the replica exposes them; the tick calls them on peers)
+GRANT_LEASE, VOTE_EPOCH, INSTALL_EPOCH = "grantLease", "voteEpoch", "installEpoch"
+
+#: roles a replica reports
+MEMBER, CATCHING_UP, OUTSIDE, REMOVED = "member", "catching up", "outside the epoch", "removed"
+
+
+class Call(Protocol):
+    """Call ``method(*args)`` on each of ``names`` in parallel, within ``timeout`` seconds."""
+
+    def __call__(self, names: Iterable[str], method: str, *args: Any, timeout: float) -> Answers: ...
+
+
+def plan_as_dict(plan: Plan) -> dict:
+    """A plan as plain values, for the wire and the disk."""
+    return {"number": plan.epoch.number, "members": sorted(plan.epoch.members),
+            "newcomers": sorted(plan.newcomers), "source": plan.source}
+
+
+class Failover:
+    """One replica's epoch, promise, lease and failure detector."""
+
+    def __init__(self, name: str, *, store: EpochStore, configured: Callable[[], Iterable[str]],
+                 complete: Callable[[], bool], lease: float = 1.0, enabled: bool = True,
+                 clock: Callable[[], float] = time.monotonic,
+                 reset_data: Callable[[], None] = lambda: None,
+                 catch_up: Callable[[], None] = lambda: None) -> None:
+        """``configured``: the member list (majorities are counted of it);
+        ``complete``: False while this replica's data is being copied;
+        ``reset_data`` empties the data before this replica installs an epoch
+        as a newcomer, ``catch_up`` starts the copy once it did."""
+        self.name = name
+        self.enabled = enabled
+        self.lease_seconds = lease
+        self.suspect_after = lease / 2
+        self._store = store
+        self._configured = configured
+        self._complete = complete
+        self._clock = clock
+        self._reset_data = reset_data
+        self._catch_up = catch_up
+        state = store.epoch_state() or {}
+        number = int(state.get("number", 0))
+        self._plan = {"number": number, "members": list(state.get("members", [])),
+                      "newcomers": list(state.get("newcomers", [])), "source": state.get("source")}
+        promised_members = state.get("promised_members")
+        self.voter = EpochVoter(Epoch.of(number, self._plan["members"]), lease,
+                                promised=int(state.get("promised", number)),
+                                promised_members=None if promised_members is None else frozenset(promised_members))
+        self.started = clock()
+        self.voter.restarted(self._configured_set(), self.started)
+        self.lease = Lease(lease)
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        #: peer -> when (this clock) it last answered a renewal
+        self.heard: dict[str, float] = {}
+        self._answered: set[str] = set()
+        self._fenced_since: Optional[float] = now_if(self.voter.fenced, self.started)
+        self._retry_at = 0.0
+        #: the highest epoch number any answer mentioned (a proposal goes above it)
+        self._highest_seen = 0
+        #: bumped each time the data is emptied for a copy (a read that spans one is refused)
+        self.generation = 0
+        #: why the last proposal could not be made (for status), or None
+        self.stalled: Optional[str] = None
+
+    # ---------------------------------------------------------------- views
+    def _configured_set(self) -> frozenset:
+        return frozenset(self._configured())
+
+    def _sync(self) -> None:
+        """Epoch 0's members are the member list as it is now (E0)."""
+        if self.voter.current.number == 0:
+            self.voter.current = Epoch(0, self._configured_set())
+
+    @property
+    def epoch(self) -> Epoch:
+        with self._lock:
+            self._sync()
+            return self.voter.current
+
+    def members(self) -> frozenset:
+        """The members every write of this replica's epoch must reach."""
+        return self.epoch.members
+
+    def plan(self) -> dict:
+        """The epoch installed here, with its newcomers and source (plain values)."""
+        with self._lock:
+            epoch = self.epoch
+            return {**self._plan, "number": epoch.number, "members": sorted(epoch.members)}
+
+    def role(self) -> str:
+        epoch = self.epoch
+        if self.name not in self._configured_set():
+            return REMOVED
+        if self.name not in epoch.members:
+            return OUTSIDE
+        return MEMBER if self._complete() else CATCHING_UP
+
+    def describe(self) -> dict:
+        """Status fields: epoch, promise, lease, role, who is heard."""
+        now = self._clock()
+        with self._lock:
+            plan = self.plan()
+            return {"failover": self.enabled, "epoch": plan, "role": self.role(),
+                    "promised": self.voter.promised, "fenced": self.voter.fenced,
+                    "lease": {"seconds": self.lease_seconds, "valid": self.lease.valid(now) if self.enabled else None,
+                              "remaining": round(max(0.0, self.lease.expires - now), 3) if self.enabled else None},
+                    "heard": {peer: round(now - at, 3) for peer, at in sorted(self.heard.items())},
+                    "stalled": self.stalled}
+
+    # ------------------------------------------------------------- refusals
+    def read_refusal(self) -> Optional[str]:
+        """Why this replica may not serve a read now (None: it may)."""
+        if not self.enabled:
+            return None
+        epoch = self.epoch
+        if self.name not in epoch.members:
+            return (f"{self.name} is not a member of epoch {epoch.number} (members: {', '.join(sorted(epoch.members))}) "
+                    f"and may have missed writes; it rejoins by itself")
+        if not self._complete():
+            return f"{self.name} is copying the data of epoch {epoch.number} from a member"
+        if not self.lease.valid(self._clock()):
+            return (f"{self.name} holds no read lease: no majority of the replicas renewed it within "
+                    f"{self.lease_seconds:g} s")
+        return None
+
+    def coordinate_refusal(self) -> Optional[str]:
+        """Why this replica may not coordinate a write now (None: it may)."""
+        if not self.enabled:
+            return None
+        epoch = self.epoch
+        if self.name not in epoch.members:
+            return f"{self.name} is not a member of epoch {epoch.number}; it rejoins by itself"
+        if not self._complete():
+            return f"{self.name} is copying the data of epoch {epoch.number} from a member"
+        members = self._configured_set()
+        if len(epoch.members & members) < majority(members):
+            return f"epoch {epoch.number} holds no majority of the {len(members)} replicas"
+        answering = self._answered & members
+        if self._answered and len(answering) < majority(members):
+            return (f"no majority: {len(answering)} of the {len(members)} replicas answer "
+                    f"({', '.join(sorted(answering))}); writes wait until {majority(members)} do")
+        return None
+
+    def transaction_refusal(self, epoch_number: Optional[int]) -> Optional[str]:
+        """E2 and F: why this replica votes NO on a transaction of ``epoch_number`` (None: it may vote YES)."""
+        if not self.enabled:
+            return None
+        with self._lock:
+            self._sync()
+            if epoch_number is not None and self.voter.takes_transaction(self.name, epoch_number):
+                return None
+            current = self.voter.current
+            if self.voter.fenced:
+                return f"{self.name} voted for epoch {self.voter.promised}: epoch {current.number} takes no more writes"
+            if epoch_number is None:
+                return f"{self.name} runs with failover on and the coordinator without: every write needs an epoch"
+            if epoch_number != current.number:
+                return f"the transaction is of epoch {epoch_number} and {self.name} is in epoch {current.number}"
+            return f"{self.name} is not a member of epoch {current.number}"
+
+    def wait_for_change(self, number: int, timeout: float) -> bool:
+        """Wait until the epoch installed here is not ``number`` any more; True when it changed."""
+        deadline = self._clock() + timeout
+        with self._changed:
+            while self.voter.current.number == number:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+        return True
+
+    # ------------------------------------------------------ remote handlers
+    def grant(self, holder: str, epoch_number: int) -> dict:
+        """grantLease: grant ``holder`` a read lease if the rules allow; always
+        answer with this replica's epoch (a lagging holder learns it so)."""
+        with self._lock:
+            self._sync()
+            granted = self.enabled and self.voter.grant(holder, epoch_number, self._clock())
+            return {"granted": granted, "epoch": self.plan(), "complete": self._complete(),
+                    "member": self.name in self.voter.current.members, "promised": self.voter.promised}
+
+    def vote(self, number: int, members: Iterable[str], proposer: str) -> dict:
+        """voteEpoch: vote for epoch ``number`` with ``members`` (the promise is
+        forced first), or say why not."""
+        proposal = Epoch.of(number, members)
+        with self._lock:
+            self._sync()
+            answer = self.voter.vote(proposal, self._clock(), complete=self._complete())
+            if isinstance(answer, Refusal):
+                log.debug("voteEpoch %d from %s refused: %s", number, proposer, answer.reason)
+                return {"vote": False, "reason": answer.reason, "retry_after": answer.retry_after,
+                        "promised": max(self.voter.promised, self.voter.current.number)}
+            self._save()
+            if self._fenced_since is None:
+                self._fenced_since = self._clock()
+            log.debug("voteEpoch %d from %s: yes (members %s)", number, proposer, ", ".join(sorted(proposal.members)))
+            return {"vote": True, "epoch": {"number": answer.epoch.number, "members": sorted(answer.epoch.members)},
+                    "complete": answer.complete}
+
+    def install(self, plan: Mapping) -> bool:
+        """installEpoch: take the epoch a majority voted for; a newcomer to it
+        empties its data first, and starts copying once it is installed."""
+        epoch = Epoch.of(int(plan["number"]), plan["members"])
+        newcomer = self.name in set(plan.get("newcomers", ()))
+        with self._lock:
+            if epoch.number <= self.voter.current.number:
+                return False
+            if newcomer:
+                self.generation += 1  # first: a copy finishing now must see it is stale
+                self._reset_data()
+            self.voter.install(epoch)
+            self._plan = {"number": epoch.number, "members": sorted(epoch.members),
+                          "newcomers": sorted(plan.get("newcomers", ())), "source": plan.get("source")}
+            self._save()
+            self._fenced_since = now_if(self.voter.fenced, self._clock())
+            self._changed.notify_all()
+        log.info("installed epoch %d: members %s%s", epoch.number, ", ".join(sorted(epoch.members)),
+                 f"; {self.name} copies its data from {plan.get('source')}" if newcomer else "")
+        if newcomer:
+            self._catch_up()
+        return True
+
+    def _save(self) -> None:
+        self._store.save_epoch_state({**self._plan, "promised": self.voter.promised,
+                                      "promised_members": None if self.voter.promised_members is None
+                                      else sorted(self.voter.promised_members)})
+
+    # ----------------------------------------------------------------- tick
+    def tick(self, call: Call) -> None:
+        """One round: renew the lease, learn a later epoch, propose one if needed."""
+        if not self.enabled:
+            return
+        sent_at = self._clock()
+        epoch = self.epoch
+        configured = self._configured_set()
+        others = sorted(configured - {self.name})
+        answers = dict(call(others, GRANT_LEASE, self.name, epoch.number, timeout=self.lease_seconds / 4))
+        answers[self.name] = (self.grant(self.name, epoch.number), None)
+        grants, later, answered = set(), None, set()
+        for peer, (answer, error) in answers.items():
+            if error is not None or not isinstance(answer, dict):
+                continue
+            answered.add(peer)
+            if answer.get("granted"):
+                grants.add(peer)
+            reported = answer.get("epoch") or {}
+            number = int(reported.get("number", 0))
+            if number > epoch.number and (later is None or number > int(later["number"])):
+                later = reported
+            self._highest_seen = max(self._highest_seen, int(answer.get("promised", 0)))
+        with self._lock:
+            for peer in answered - {self.name}:
+                self.heard[peer] = sent_at
+            self._answered = answered
+            if self.name in epoch.members and self._complete():
+                self.lease.renewed(sent_at, grants, configured)
+        if later is not None and int(later["number"]) > epoch.number:
+            self.install(later)
+            return
+        self._maybe_propose(call, epoch, configured, answered)
+
+    def _maybe_propose(self, call: Call, epoch: Epoch, configured: frozenset, answered: set) -> None:
+        now = self._clock()
+        if now < self._retry_at:
+            return
+        alive = answered | {self.name}
+        suspects = {member for member in epoch.members - {self.name}
+                    if now - self.heard.get(member, self.started) > self.suspect_after}
+        joiners = (alive & configured) - epoch.members
+        with self._lock:
+            stale_fence = self._fenced_since is not None and now - self._fenced_since > self.lease_seconds / 2
+        if stale_fence:
+            if random.random() < 0.5:  # two replicas finishing a dead proposer's change rarely collide twice
+                self._retry_at = now + random.uniform(0, self.lease_seconds / 4)
+                return
+        elif not (suspects or joiners):
+            self.stalled = None
+            return
+        elif not (self.name in epoch.members and self._complete()):
+            return
+        else:
+            heard_members = (epoch.members - suspects) & alive
+            if min(heard_members) != self.name:
+                return  # the first of the members heard proposes
+        members = ((epoch.members - suspects) | joiners) & alive
+        if len(members & configured) < majority(configured):
+            self.stalled = (f"no majority: {len(members)} of {len(configured)} replicas answer "
+                            f"({', '.join(sorted(members))}); writes wait for {majority(configured)}")
+            self._retry_at = now + self.lease_seconds / 4
+            return
+        self._propose(call, members, configured)
+
+    def _propose(self, call: Call, members: frozenset, configured: frozenset) -> Optional[Plan]:
+        """Ask for votes on a new epoch of ``members``; install it everywhere when a majority agrees."""
+        with self._lock:
+            number = max(self.voter.promised, self.voter.current.number, self._highest_seen) + 1
+        others = sorted(configured - {self.name})
+        answers = dict(call(others, VOTE_EPOCH, number, sorted(members), self.name, timeout=self.lease_seconds / 2))
+        answers[self.name] = (self.vote(number, sorted(members), self.name), None)
+        votes: dict[str, Vote] = {}
+        waits, refusals = [], {}
+        for peer, (answer, error) in answers.items():
+            if error is not None or not isinstance(answer, dict):
+                refusals[peer] = str(error) if error is not None else "no answer"
+            elif answer.get("vote"):
+                reported = answer.get("epoch") or {}
+                votes[peer] = Vote(Epoch.of(int(reported.get("number", 0)), reported.get("members", ())),
+                                   bool(answer.get("complete")))
+            else:
+                refusals[peer] = str(answer.get("reason"))
+                self._highest_seen = max(self._highest_seen, int(answer.get("promised", 0)))
+                if answer.get("retry_after"):
+                    waits.append(float(answer["retry_after"]))
+        plan = plan_epoch(Epoch.of(number, members), votes, configured)
+        if plan is None:
+            self.stalled = (f"epoch {number} of {', '.join(sorted(members))} not installed: "
+                            + ("; ".join(f"{peer}: {reason}" for peer, reason in sorted(refusals.items()))
+                               or "no member of the latest epoch holds complete data"))
+            log.info("%s", self.stalled)
+            self._retry_at = self._clock() + (max(waits) if waits else self.lease_seconds / 4) * random.uniform(1.0, 1.3)
+            return None
+        self.stalled = None
+        as_dict = plan_as_dict(plan)
+        log.info("epoch %d agreed by %s: members %s, newcomers %s", number, ", ".join(sorted(votes)),
+                 ", ".join(as_dict["members"]), ", ".join(as_dict["newcomers"]) or "none")
+        self.install(as_dict)
+        call(sorted(set(others)), INSTALL_EPOCH, as_dict, timeout=self.lease_seconds / 2)
+        return plan
+
+
+def now_if(condition: bool, now: float) -> Optional[float]:
+    """``now`` when ``condition`` holds, else None."""
+    return now if condition else None
