@@ -39,6 +39,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Mapping, Optional, Protocol
 
+from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.epochs import Epoch, EpochVoter, Lease, Plan, Refusal, Vote, majority, plan_epoch
 from rmi_kv.storage.interfaces import EpochStore
 
@@ -73,7 +74,7 @@ class Failover:
                  complete: Callable[[], bool], lease: float = 1.0, enabled: bool = True,
                  clock: Callable[[], float] = time.monotonic,
                  reset_data: Callable[[], None] = lambda: None,
-                 catch_up: Callable[[], None] = lambda: None) -> None:
+                 catch_up: Callable[[], None] = lambda: None, failpoints: Failpoints = NO_FAILPOINTS) -> None:
         """``configured``: the member list (majorities are counted of it);
         ``complete``: False while this replica's data is being copied;
         ``reset_data`` empties the data before this replica installs an epoch
@@ -88,6 +89,7 @@ class Failover:
         self._clock = clock
         self._reset_data = reset_data
         self._catch_up = catch_up
+        self.failpoints = failpoints
         state = store.epoch_state() or {}
         number = int(state.get("number", 0))
         self._plan = {"number": number, "members": list(state.get("members", [])),
@@ -371,6 +373,7 @@ class Failover:
             self._retry_at = self._clock() + (max(waits) if waits else self.lease_seconds / 4) * random.uniform(1.0, 1.3)
             return None
         self.stalled = None
+        self.failpoints.hit("failover.after_votes")  # the votes are in; no member has installed it
         as_dict = plan_as_dict(plan)
         log.info("epoch %d agreed by %s: members %s, newcomers %s", number, ", ".join(sorted(votes)),
                  ", ".join(as_dict["members"]), ", ".join(as_dict["newcomers"]) or "none")

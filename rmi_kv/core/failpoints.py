@@ -31,6 +31,7 @@ NAMES = (
     "coordinator.mid_commit",
     "recovery.mid_recovery",
     "recovery.catch_up_chunk",
+    "failover.after_votes",
 )
 
 

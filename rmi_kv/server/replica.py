@@ -76,7 +76,7 @@ class ReplicaServer:
         self.failover = Failover(name, store=self.storage, configured=self.membership.names,
                                  complete=lambda: not self.storage.catching_up, lease=settings.lease,
                                  enabled=settings.failover, reset_data=self._empty_for_copy,
-                                 catch_up=self._start_catch_up)
+                                 catch_up=self._start_catch_up, failpoints=failpoints)
         self.participant = Participant(name, self.storage, locks=LockTable(), failpoints=failpoints,
                                        lock_wait=timeouts.lock_wait, read_wait=timeouts.read_wait,
                                        members=self.failover.members,
