@@ -44,6 +44,13 @@ def cluster(make_cluster) -> LocalCluster:
     return make_cluster(5)
 
 
+@pytest.fixture
+def strict_cluster(make_cluster) -> LocalCluster:
+    """A running five-replica cluster with failover off (the course setting: a
+    member down stops every write until it is back)."""
+    return make_cluster(5, replica_args=["--failover", "off"])
+
+
 @pytest.fixture(scope="module")
 def shared_cluster(tmp_path_factory) -> LocalCluster:
     """One five-replica cluster for a module's tests that leave every replica running."""

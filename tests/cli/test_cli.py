@@ -54,7 +54,8 @@ def test_unknown_replica_exits_4(shared_cluster):
     assert result.returncode == 4 and "replica9" in result.stderr
 
 
-def test_aborted_exits_3(cluster):
+def test_aborted_exits_3(strict_cluster):
+    cluster = strict_cluster
     cluster.stop_replica("replica2")
     result = run_client(cluster, "--replica", "replica1", "put", "k", "v")
     assert result.returncode == 3

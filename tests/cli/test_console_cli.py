@@ -185,7 +185,8 @@ def check_trace(trace: str, names: list[str]) -> None:
     assert re.search(r"decision +replica2 +COMMIT forced to the log", trace)
 
 
-def test_a_console_session_against_a_real_cluster(cluster, tmp_path):
+def test_a_console_session_against_a_real_cluster(strict_cluster, tmp_path):
+    cluster = strict_cluster
     buffer = io.StringIO()
     console = Console(file=buffer, width=100, color_system=None, highlight=False)
     steps = ['put color "blue sky"', "get color", "get nothing", "txn put a 1, put b 2", "keys", "status",
