@@ -82,8 +82,10 @@ class KeyInDoubt(RmiKvError):
 class ClusterUnhealthy(RmiKvError):
     """Every member was asked and at least one is not healthy: unreachable,
     not serving, catching up, holding a transaction in doubt for longer than
-    a moment, or holding different data (``rmi_kv.cli.health``). ``status`` and
-    ``health`` exit with this code; their output names each member and why."""
+    a moment, or holding different data; with failover on, also outside the
+    epoch, without a read lease, or removed; or fewer than a majority of the
+    replicas answer (``rmi_kv.cli.health``). ``status`` and ``health`` exit
+    with this code; their output names each member and why."""
 
     exit_code = 6
 

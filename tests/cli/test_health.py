@@ -3,7 +3,8 @@ and how ``KeyValueClient.status()`` finds members the name server does not list.
 from __future__ import annotations
 
 from rmi_kv.wire.client import KeyValueClient
-from rmi_kv.cli.health import IN_DOUBT_MOMENT, member_list, problem_sentence, role_of, summary, verdict
+from rmi_kv.cli.health import (IN_DOUBT_MOMENT, epoch_view, member_health, member_list, problem_sentence, role_of,
+                               summary, verdict)
 
 DIGEST = "ab" * 32
 
@@ -29,7 +30,7 @@ def kinds(found: dict) -> list[tuple[str, str]]:
 def test_all_members_serving_with_equal_digests_is_healthy():
     statuses = [serving("r1"), serving("r2"), serving("r3")]
     found = verdict(statuses)
-    assert found == {"healthy": True, "in_sync": True, "problems": []}
+    assert found == {"healthy": True, "in_sync": True, "problems": [], "epoch": None}, "no member reports an epoch"
     assert summary(statuses, found) == "healthy: all 3 members reachable, serving and in sync"
 
 
@@ -136,3 +137,117 @@ def test_status_asks_members_the_name_server_lost_at_the_address_a_member_knows(
 def test_status_shows_a_registered_name_no_member_counts():
     client = Survey(registered={"r1": "PYRO:x@h:1", "old": "PYRO:x@h:9"}, members={"r1": {"members": ["r1"]}})
     assert [(s["name"], s["reachable"]) for s in client.status()] == [("old", False), ("r1", True)]
+
+
+# ------------------------------------------------------------------ failover
+FIVE = ["r1", "r2", "r3", "r4", "r5"]
+
+
+def failover(number: int, members, *, role: str = "member", valid: bool = True, remaining: float = 0.84,
+             newcomers=(), source=None, on: bool = True, stalled=None) -> dict:
+    """``status()["failover"]`` as a replica gives it."""
+    return {"failover": on, "epoch": {"number": number, "members": sorted(members), "newcomers": sorted(newcomers),
+                                      "source": source},
+            "role": role, "promised": number, "fenced": False,
+            "lease": {"seconds": 1.0, "valid": valid if on else None, "remaining": remaining if on else None},
+            "heard": {}, "stalled": stalled}
+
+
+def in_epoch(name: str, number: int, members, **changes) -> dict:
+    """A serving member of five that reports ``failover(number, members)`` (``changes`` go to the status,
+    those of ``failover()`` to its failover fields)."""
+    own = {key: changes.pop(key) for key in ("role", "valid", "remaining", "newcomers", "source", "on", "stalled")
+           if key in changes}
+    return serving(name, members=FIVE, failover=failover(number, members, **own), **changes)
+
+
+def test_every_member_of_the_epoch_with_a_lease_is_healthy_and_the_epoch_is_described():
+    statuses = [in_epoch(name, 2, FIVE) for name in FIVE]
+    found = verdict(statuses)
+    assert (found["healthy"], found["in_sync"], found["problems"]) == (True, True, [])
+    assert found["epoch"] == {"failover": True, "number": 2, "members": FIVE, "newcomers": [], "source": None,
+                              "configured": 5, "majority": 3, "answering": FIVE, "has_majority": True}
+    entry = member_health(statuses, found)[0]
+    assert entry["failover"] == statuses[0]["failover"], "health keeps the raw failover fields"
+
+
+def test_a_member_down_and_left_out_of_the_epoch_is_only_unreachable():
+    four = ["r1", "r2", "r3", "r5"]
+    statuses = [in_epoch(name, 1, four) for name in four[:3]] + [down("r4"), in_epoch("r5", 1, four)]
+    found = verdict(statuses)
+    assert kinds(found) == [("r4", "unreachable")]
+    assert (found["epoch"]["number"], found["epoch"]["members"], found["epoch"]["has_majority"]) == (1, four, True)
+    assert summary(statuses, found) == "unhealthy: 1 of 5 members has a problem: r4 (unreachable)"
+
+
+def test_a_returning_member_behind_the_epoch_or_outside_it_is_named_and_its_data_not_compared():
+    four = ["r1", "r2", "r3", "r5"]
+    behind = in_epoch("r4", 0, FIVE, valid=False, digest="cd" * 32)  # it still knows the epoch it died in
+    statuses = [in_epoch(name, 1, four) for name in ("r1", "r2", "r3")] + [behind, in_epoch("r5", 1, four)]
+    found = verdict(statuses)
+    assert kinds(found) == [("r4", "outside the epoch")], "its stale digest is not a second problem"
+    [outside] = found["problems"]
+    assert outside["detail"] == "still in epoch 0; the others are in epoch 1: it refuses reads until it rejoins"
+    assert problem_sentence(outside) == (
+        "r4 is outside the epoch (still in epoch 0; the others are in epoch 1: it refuses reads until it "
+        "rejoins); the members take it into a new epoch once they hear it: ask again in a moment")
+    assert found["in_sync"] is False
+    assert summary(statuses, found) == "unhealthy: 1 of 5 members has a problem: r4 (outside the epoch)"
+    assert [e["role"] for e in member_list(statuses)] == ["member", "member", "member", "outside the epoch",
+                                                          "member"]
+
+    learned = in_epoch("r4", 1, four, role="outside the epoch", valid=False)  # it learned the epoch, not in it
+    found = verdict(statuses[:3] + [learned, statuses[4]])
+    assert found["problems"][0]["detail"] == ("not a member of epoch 1 (r1, r2, r3, r5): it may have missed writes, "
+                                              "so it refuses reads")
+    assert role_of(learned) == "outside the epoch"
+
+
+def test_a_newcomer_copying_its_data_is_catching_up_from_its_source():
+    statuses = [in_epoch(name, 2, FIVE, newcomers=["r4"], source="r1") for name in FIVE]
+    statuses[3] = in_epoch("r4", 2, FIVE, role="catching up", valid=False, newcomers=["r4"], source="r1",
+                           catching_up=True, serving=False, digest="00" * 32,
+                           refusal="catching up: copying the data of the current epoch from a member")
+    found = verdict(statuses)
+    assert kinds(found) == [("r4", "catching up")]
+    assert found["problems"][0]["detail"] == "a newcomer to epoch 2: copying its data from r1"
+    assert found["in_sync"] is False
+    assert role_of(statuses[3]) == "catching up"
+
+
+def test_fewer_than_a_majority_answering_is_a_problem_of_the_whole_cluster():
+    four = ["r1", "r2", "r3", "r5"]
+    statuses = [down("r1"), down("r2"), in_epoch("r3", 1, four, valid=False), down("r4"),
+                in_epoch("r5", 1, four, valid=False)]
+    found = verdict(statuses)
+    assert kinds(found) == [(None, "no majority"), ("r1", "unreachable"), ("r2", "unreachable"),
+                            ("r3", "no read lease"), ("r4", "unreachable"), ("r5", "no read lease")]
+    cluster = found["problems"][0]
+    assert problem_sentence(cluster) == (
+        "no majority (only r3, r5 answer, 2 of the 5 replicas: writes stop, and reads once the leases run out, "
+        "until 3 do); start the replicas that are down ('python run_server.py --name NAME'): r1, r2, r4")
+    assert found["problems"][3]["detail"] == "no majority of the replicas renewed it within 1 s: it refuses reads"
+    assert (found["epoch"]["answering"], found["epoch"]["has_majority"]) == (["r3", "r5"], False)
+    assert summary(statuses, found) == (
+        "unhealthy: no majority (2 of 5 replicas answer, 3 needed); 5 of 5 members have problems: r1 (unreachable), "
+        "r2 (unreachable), r3 (no read lease), r4 (unreachable), r5 (no read lease)")
+    assert all(entry["problems"] != [cluster] for entry in member_health(statuses, found)), "it is nobody's"
+
+
+def test_a_removed_replica_still_running_is_named():
+    statuses = [in_epoch(name, 3, FIVE) for name in FIVE] + [
+        serving("r6", members=FIVE, failover=failover(3, FIVE, role="removed", valid=False))]
+    found = verdict(statuses)
+    assert kinds(found) == [("r6", "removed")]
+    assert problem_sentence(found["problems"][0]) == (
+        "r6 was removed from the members (it runs, but is no longer in the member list); stop it; started again, "
+        "it sets its old data aside and rejoins")
+    assert role_of(statuses[5]) == "removed"
+
+
+def test_failover_off_is_the_strict_protocol_without_epoch_problems():
+    statuses = [in_epoch(name, 0, FIVE, on=False) for name in FIVE[:4]] + [down("r5")]
+    found = verdict(statuses)
+    assert kinds(found) == [("r5", "unreachable")], "no lease, no majority: every member must vote"
+    assert (found["epoch"]["failover"], found["epoch"]["number"], found["epoch"]["members"]) == (False, 0, FIVE)
+    assert epoch_view([down("r1")]) is None
