@@ -1,10 +1,11 @@
 """How results look on a terminal: one set of renderers for the console, one-shot, script mode and the demo.
 
 Values, latencies, error lines with their hints, the status, health and
-member tables, and a two-phase commit trace are built here from the same
-pieces everywhere, so the demo's teaching tables and the console's compact
-ones differ only where they mean to (which columns, how much room), never in
-what a cell says.
+member tables, the epoch and each replica's role and lease, and a two-phase
+commit trace are built here from the same pieces everywhere, so the demo's
+teaching tables and the console's compact ones differ only where they mean
+to (which columns, how much room), never in what a cell says. The console's
+tables fit in 80 columns.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from rich.text import Text
 from rmi_kv.cli.commands import HELP, UsageError, next_page
 from rmi_kv.cli.execute import Result
 from rmi_kv.cli.failures import describe
-from rmi_kv.cli.health import NO_ADDRESS, UNREACHABLE, problem_sentence, summary
+from rmi_kv.cli.health import (NO_ADDRESS, OUTSIDE_EPOCH, UNREACHABLE, epoch_view, failover_of, problem_sentence,
+                               summary)
 from rmi_kv.errors import KeyNotFound, RmiKvError
 from rmi_kv.core import txid as txids
 
@@ -85,11 +87,13 @@ def make_table(headings: Iterable[str], *, right: Collection[str] = (), compact:
 # ------------------------------------------------------------ the status table
 @dataclass(frozen=True)
 class Column:
-    """One column of a table with a row per replica: its heading, and the cell a status gives."""
+    """One column of a table with a row per replica: its heading, and the cell a status gives
+    (``down_too``: an unreachable replica's too, where others show '-')."""
 
     heading: str
     cell: Callable[[dict], Cell]
     right: bool = False
+    down_too: bool = False
 
 
 def _reachable(status: dict) -> Text:
@@ -125,15 +129,160 @@ IN_DOUBT_LISTED = Column("in doubt", _in_doubt_listed)
 
 def status_table(statuses: Iterable[dict], *, columns: Sequence[Column] = tuple(STATUS_COLUMNS.values()),
                  down: str = "no", compact: bool = True) -> Table:
-    """A row per replica; an unreachable one shows ``down`` in its second column and '-' after it."""
+    """A row per replica; an unreachable one shows ``down`` in its second column and '-' after it
+    (but in the columns that say something of it even so)."""
     table = make_table([column.heading for column in columns], right={c.heading for c in columns if c.right},
                        compact=compact, no_wrap=compact)
     for status in statuses:
         if status.get("reachable"):
             table.add_row(*[column.cell(status) for column in columns])
         else:
-            table.add_row(Text(status["name"]), Text(down, style="bold red"), *["-"] * (len(columns) - 2))
+            table.add_row(Text(status["name"]), Text(down, style="bold red"),
+                          *[column.cell(status) if column.down_too else "-" for column in columns[2:]])
     return table
+
+
+# ------------------------------------------------------- epochs and leases
+_ROLE_STYLES = {"member": "green", "removed": "bold red"}
+
+
+def role_cell(status: dict) -> Text:
+    """The role a replica reports: member, catching up, outside the epoch, removed."""
+    found = failover_of(status)
+    role = str(found.get("role")) if found is not None else ("catching up" if status.get("catching_up") else "member")
+    return Text(role, style=_ROLE_STYLES.get(role, "yellow"))
+
+
+def epoch_cell(status: dict) -> Text:
+    """The number of the epoch a replica is in ('-' when it does not say)."""
+    found = failover_of(status)
+    epoch = found.get("epoch") if found is not None else None
+    return Text(str(epoch.get("number", 0))) if isinstance(epoch, dict) else Text("-")
+
+
+def lease_cell(status: dict) -> Text:
+    """'0.84 s left' while its read lease is valid, 'none' without one, 'off' with failover off."""
+    found = failover_of(status)
+    lease = found.get("lease") if found is not None else None
+    if not isinstance(lease, dict) or lease.get("valid") is None:
+        return Text("off" if found is not None else "-", style="dim")
+    if lease["valid"]:
+        return Text(f"{float(lease.get('remaining') or 0):.2f} s left", style="green")
+    return Text("none", style="yellow")
+
+
+def lease_phrase(found: dict) -> str:
+    """'lease 0.84 s left' or 'no read lease', of a replica's failover fields with failover on."""
+    lease = found.get("lease") or {}
+    return f"lease {float(lease.get('remaining') or 0):.2f} s left" if lease.get("valid") else "no read lease"
+
+
+def last_heard(statuses: Iterable[dict]) -> dict[str, float]:
+    """name -> seconds since any other reachable replica last heard from it (its lease renewals)."""
+    heard: dict[str, float] = {}
+    for status in statuses:
+        found = failover_of(status)
+        for peer, ago in ((found or {}).get("heard") or {}).items():
+            if peer != status["name"]:
+                heard[peer] = min(float(ago), heard.get(peer, float("inf")))
+    return heard
+
+
+def heard_column(statuses: Iterable[dict]) -> Column:
+    """'heard': how long ago the others last heard from each replica, down ones too (failover on)."""
+    heard = last_heard(statuses)
+
+    def cell(status: dict) -> Text:
+        ago = heard.get(status["name"])
+        if ago is None:
+            return Text("-", style="dim")
+        return Text(f"{ago:.2f} s ago", style="" if status.get("reachable") else "bold red")
+
+    return Column("heard", cell, right=True, down_too=True)
+
+
+#: the columns of the epoch table, by heading (with ``heard_column``'s 'heard' after them)
+FAILOVER_COLUMNS: dict[str, Column] = {column.heading: column for column in (
+    Column("replica", lambda status: Text(status["name"])),
+    Column("role", role_cell),
+    Column("epoch", epoch_cell, right=True),
+    Column("lease", lease_cell, right=True),
+)}
+
+
+def epoch_line(epoch: Optional[dict]) -> Optional[Text]:
+    """'epoch 2 of replica1, replica2, replica3 (majority 2 of 3)', or that failover is off (None:
+    no replica says)."""
+    if epoch is None:
+        return None
+    if not epoch["failover"]:
+        return Text(f"failover off: every write needs the votes of all {epoch['configured']} members "
+                    "(epoch 0)", "dim")
+    majority = f"majority {epoch['majority']} of {epoch['configured']}"
+    if not epoch["has_majority"]:
+        majority += f": only {len(epoch['answering'])} answer"
+    return Text.assemble((f"epoch {epoch['number']}", "bold"), f" of {', '.join(epoch['members'])} ",
+                         (f"({majority})", "" if epoch["has_majority"] else "bold red"))
+
+
+def failover_renderables(statuses: list[dict], epoch: Optional[dict] = None, *,
+                         compact: bool = True) -> list[RenderableType]:
+    """The epoch line; with failover on, a table of each replica's role, epoch, lease and when it was last
+    heard, then why the epoch has not changed yet where a replica says so (``stalled``)."""
+    epoch = epoch_view(statuses) if epoch is None else epoch
+    line = epoch_line(epoch)
+    if line is None:
+        return []
+    if not epoch["failover"]:
+        return [line]
+    table = status_table(statuses, columns=(*FAILOVER_COLUMNS.values(), heard_column(statuses)), down=UNREACHABLE,
+                         compact=compact)
+    return [line, table, *stalled_lines(statuses)]
+
+
+def stalled_lines(statuses: list[dict]) -> list[Text]:
+    """Why the epoch has not changed yet, as the replicas that say so put it (``status()["failover"]["stalled"]``):
+    one text per reason, the replicas giving it first; a proposal the voters turned down has a line per answer,
+    the voters giving it together."""
+    stalled: dict[str, list[str]] = {}
+    for status in statuses:
+        found = failover_of(status)
+        if found is not None and found.get("stalled"):
+            stalled.setdefault(str(found["stalled"]), []).append(status["name"])
+    names = {status["name"] for status in statuses}
+    lines = []
+    for why, holders in stalled.items():
+        turned_down = stalled_answers(why, names)
+        if turned_down is None:
+            lines.append(Text(f"{', '.join(holders)}: {why}", "yellow"))
+            continue
+        proposal, answers = turned_down
+        text = Text(f"{', '.join(holders)}: {proposal} not installed:", "yellow")
+        for voters, reason in answers:
+            text.append(f"\n  {', '.join(voters)}: {reason}", "yellow")
+        lines.append(text)
+    return lines
+
+
+def stalled_answers(stalled: str, names: Collection[str]) -> Optional[tuple[str, list[tuple[list[str], str]]]]:
+    """'epoch 1 of a, b, c not installed: a: R1; b: R1; c: R2' as ('epoch 1 of a, b, c', [([a, b], R1), ([c], R2)]);
+    None for a text of another shape (``names``: the replicas an answer may come from)."""
+    proposal, separator, rest = stalled.partition(" not installed: ")
+    if not separator:
+        return None
+    answers: list[list[str]] = []
+    for part in rest.split("; "):
+        voter, colon, reason = part.partition(": ")
+        if colon and voter in names:
+            answers.append([voter, reason])
+        elif answers:
+            answers[-1][1] += "; " + part  # a reason that has '; ' in it
+        else:
+            return None
+    grouped: dict[str, list[str]] = {}
+    for voter, reason in answers:
+        grouped.setdefault(reason, []).append(voter)
+    return proposal, [(voters, reason) for reason, voters in grouped.items()]
 
 
 def report_renderables(name: str, payload: dict) -> list[RenderableType]:
@@ -146,12 +295,14 @@ def report_renderables(name: str, payload: dict) -> list[RenderableType]:
 
 
 def status_renderables(payload: dict) -> list[RenderableType]:
-    """The status table (statuses annotated by ``annotate_digests``), then what is wrong and the verdict."""
+    """The status table (statuses annotated by ``annotate_digests``), the epoch and each replica's role and
+    lease, then what is wrong and the verdict."""
     statuses = payload["replicas"]
     reachable = [s for s in statuses if s.get("reachable")]
     same = [Text("all reachable replicas hold the same data", "green")] \
         if reachable and len({s["digest"] for s in reachable}) == 1 else []
-    return [status_table(statuses), *same, *verdict_lines(statuses, payload)]
+    return [status_table(statuses), *same, *failover_renderables(statuses, payload.get("epoch")),
+            *verdict_lines(statuses, payload)]
 
 
 def verdict_lines(statuses: list[dict], found: dict) -> list[Text]:
@@ -167,17 +318,31 @@ def verdict_line(statuses: list[dict], found: dict) -> Text:
 
 
 def health_renderables(payload: dict) -> list[RenderableType]:
-    """Like ``etcdctl endpoint health``: one line per member, then the verdict."""
-    lines = []
+    """Like ``etcdctl endpoint health``: one line per member (with failover on, its role, epoch and lease),
+    the epoch, what is wrong with the whole cluster, then the verdict."""
+    lines: list[RenderableType] = []
     for member in payload["members"]:
         where = f"{member['name']} ({member.get('uri') or NO_ADDRESS})"
         if member["healthy"]:
             took = f", took {member['took_ms']:.2f} ms" if "took_ms" in member else ""
-            lines.append(Text.assemble(f"{where} is ", ("healthy", "green"), f": serving{took}"))
+            lines.append(Text.assemble(f"{where} is ", ("healthy", "green"), f": serving{_standing(member)}{took}"))
         else:
             why = "; ".join(f"{p['problem']} ({p['detail']})" for p in member["problems"])
             lines.append(Text.assemble(f"{where} is ", ("unhealthy", "bold red"), f": {why}"))
+    line = epoch_line(payload.get("epoch"))
+    if line is not None:
+        lines.append(line)
+    lines.extend(Text(problem_sentence(each), "bold red") for each in payload["problems"] if each["member"] is None)
     return [*lines, verdict_line(payload["members"], payload)]
+
+
+def _standing(member: dict) -> str:
+    """', member of epoch 2, lease 0.84 s left' for a healthy member with failover on ('' otherwise)."""
+    found = member.get("failover")
+    if not isinstance(found, dict) or not found.get("failover"):
+        return ""
+    number = (found.get("epoch") or {}).get("number", 0)
+    return f", {found.get('role')} of epoch {number}, {lease_phrase(found)}"
 
 
 def member_renderables(members: list[dict]) -> list[RenderableType]:
@@ -188,7 +353,8 @@ def member_renderables(members: list[dict]) -> list[RenderableType]:
         name = f"{member['name']} *" if member.get("in_use") else member["name"]
         reachable = Text("yes", "green") if member["reachable"] else Text("no", "bold red")
         role = member["role"]
-        table.add_row(name, reachable, Text(role.split(":", 1)[0], "green" if role == "member" else "yellow"),
+        shown = "outside" if role == OUTSIDE_EPOCH else role.split(":", 1)[0]  # the uri keeps its room
+        table.add_row(name, reachable, Text(shown, "green" if role == "member" else "yellow"),
                       member.get("uri") or Text(NO_ADDRESS, "dim"))
         if not member["reachable"]:
             notes.append(Text(f"{member['name']} is unreachable ({member.get('error')})", "red"))
@@ -197,6 +363,9 @@ def member_renderables(members: list[dict]) -> list[RenderableType]:
                               "known address); it registers again by itself", "yellow"))
         if ":" in role:
             notes.append(Text(f"{member['name']} is {role}", "yellow"))
+        elif role == OUTSIDE_EPOCH:
+            notes.append(Text(f"{member['name']} is outside the epoch: it may have missed writes and refuses "
+                              "reads until the members take it in", "yellow"))
     if any(member.get("in_use") for member in members):
         notes.append(Text("* the replica this client uses", "dim"))
     return [table, *notes]

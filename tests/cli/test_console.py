@@ -41,6 +41,8 @@ class FakeCluster:
         self.clients: list[FakeClient] = []
         self.interrupt_next = False
         self.committed = 0
+        #: name -> its status()["failover"], for replicas that run with failover on (None: fields absent)
+        self.failover = None
 
     def connect(self, replica: Optional[str]) -> "FakeClient":
         client = FakeClient(self, replica)
@@ -147,6 +149,8 @@ class FakeClient:
                                "keys": len(self.cluster.data), "digest": "0123456789abcdef" * 4, "in_doubt": [],
                                "in_doubt_ages": {}, "committed": self.cluster.committed, "aborted": 0,
                                "members": list(self.cluster.names)})
+                if self.cluster.failover is not None:
+                    result[-1]["failover"] = self.cluster.failover(name)
         return result
 
 
@@ -156,9 +160,9 @@ def fake_clock():
     return lambda: next(ticks) * 0.00125
 
 
-def make_console(cluster: FakeCluster, lines, replica: Optional[str] = None, debug: bool = False):
+def make_console(cluster: FakeCluster, lines, replica: Optional[str] = None, debug: bool = False, width: int = 100):
     buffer = io.StringIO()
-    console = Console(file=buffer, width=100, color_system=None, highlight=False, legacy_windows=False)
+    console = Console(file=buffer, width=width, color_system=None, highlight=False, legacy_windows=False)
     source = io.StringIO("".join(line + "\n" for line in lines)) if isinstance(lines, list) else lines
     repl = ReplicaConsole(cluster.connect, console, source, replica=replica, clock=fake_clock(), debug=debug)
     return repl, buffer
@@ -301,6 +305,142 @@ def test_health_and_member_list_in_the_console():
         * the replica this client uses
         (1.25 ms)
         """)
+
+
+FIVE = [f"replica{index}" for index in range(1, 6)]
+
+
+def failover_fields(number: int, members, *, role: str = "member", valid: bool = True, heard=None,
+                    stalled=None) -> dict:
+    """A replica's status()["failover"]: its lease has 0.84 s left while valid."""
+    return {"failover": True, "epoch": {"number": number, "members": list(members), "newcomers": [], "source": None},
+            "role": role, "promised": number, "fenced": False,
+            "lease": {"seconds": 1.0, "valid": valid, "remaining": 0.84 if valid else 0.0},
+            "heard": heard or {}, "stalled": stalled}
+
+
+def test_status_health_and_member_list_show_the_epoch_roles_and_leases_in_80_columns():
+    """replica4 is killed: the others still wait out its lease (replica1 says so), then form epoch 1;
+    replica4 returns knowing only epoch 0. Every table fits 80 columns, nothing is cut."""
+    cluster = FakeCluster(FIVE)
+    cluster.down.add("replica4")
+    waiting = ("epoch 1 of replica1, replica2, replica3, replica5 not installed: replica1: a replica left out may "
+               "still hold a read lease; replica2: a replica left out may still hold a read lease; replica3: a "
+               "replica left out may still hold a read lease; replica4: replica4 is unreachable (connection "
+               "refused); replica5: a replica left out may still hold a read lease")
+
+    def lease_runs_out(name: str) -> dict:
+        heard = {peer: 0.96 if peer == "replica4" else 0.12 for peer in FIVE if peer != name}
+        return failover_fields(0, FIVE, heard=heard, stalled=waiting if name == "replica1" else None)
+
+    cluster.failover = lease_runs_out
+    down = session(cluster, ["status", "health"], width=80)
+    assert stripped(down).split("\n", 2)[2] == expected("""
+        rmi_kv replica1> status
+        replica   reachable  keys  digest        matches  in doubt  committed  aborted
+        ──────────────────────────────────────────────────────────────────────────────
+        replica1  yes           0  0123456789ab  yes             0          0        0
+        replica2  yes           0  0123456789ab  yes             0          0        0
+        replica3  yes           0  0123456789ab  yes             0          0        0
+        replica4  no            -  -             -               -          -        -
+        replica5  yes           0  0123456789ab  yes             0          0        0
+        all reachable replicas hold the same data
+        epoch 0 of replica1, replica2, replica3, replica4, replica5 (majority 3 of 5)
+        replica   role         epoch        lease       heard
+        ─────────────────────────────────────────────────────
+        replica1  member           0  0.84 s left  0.12 s ago
+        replica2  member           0  0.84 s left  0.12 s ago
+        replica3  member           0  0.84 s left  0.12 s ago
+        replica4  unreachable      -            -  0.96 s ago
+        replica5  member           0  0.84 s left  0.12 s ago
+        replica1: epoch 1 of replica1, replica2, replica3, replica5 not installed:
+          replica1, replica2, replica3, replica5: a replica left out may still hold a read lease
+          replica4: replica4 is unreachable (connection refused)
+        replica4 is unreachable (connection refused); is it running? start it with 'python run_server.py --name replica4'
+        unhealthy: 1 of 5 members has a problem: replica4 (unreachable)
+        (1.25 ms)
+        rmi_kv replica1> health
+        replica1 (PYRO:rmi_kv.replica.replica1@127.0.0.1:4000) is healthy: serving, member of epoch 0, lease 0.84 s left, took 0.41 ms
+        replica2 (PYRO:rmi_kv.replica.replica2@127.0.0.1:4000) is healthy: serving, member of epoch 0, lease 0.84 s left, took 0.41 ms
+        replica3 (PYRO:rmi_kv.replica.replica3@127.0.0.1:4000) is healthy: serving, member of epoch 0, lease 0.84 s left, took 0.41 ms
+        replica4 (PYRO:rmi_kv.replica.replica4@127.0.0.1:4000) is unhealthy: unreachable (connection refused)
+        replica5 (PYRO:rmi_kv.replica.replica5@127.0.0.1:4000) is healthy: serving, member of epoch 0, lease 0.84 s left, took 0.41 ms
+        epoch 0 of replica1, replica2, replica3, replica4, replica5 (majority 3 of 5)
+        unhealthy: 1 of 5 members has a problem: replica4 (unreachable)
+        (1.25 ms)
+        """)
+
+    four = [name for name in FIVE if name != "replica4"]
+    cluster.down.clear()
+    cluster.failover = lambda name: (failover_fields(0, FIVE, valid=False) if name == "replica4" else
+                                     failover_fields(1, four, heard={peer: 0.12 for peer in FIVE if peer != name}))
+    back = session(cluster, ["status", "health", "member list"], width=80)
+    assert stripped(back).split("\n", 2)[2] == expected("""
+        rmi_kv replica1> status
+        replica   reachable  keys  digest        matches  in doubt  committed  aborted
+        ──────────────────────────────────────────────────────────────────────────────
+        replica1  yes           0  0123456789ab  yes             0          0        0
+        replica2  yes           0  0123456789ab  yes             0          0        0
+        replica3  yes           0  0123456789ab  yes             0          0        0
+        replica4  yes           0  0123456789ab  yes             0          0        0
+        replica5  yes           0  0123456789ab  yes             0          0        0
+        all reachable replicas hold the same data
+        epoch 1 of replica1, replica2, replica3, replica5 (majority 3 of 5)
+        replica   role    epoch        lease       heard
+        ────────────────────────────────────────────────
+        replica1  member      1  0.84 s left  0.12 s ago
+        replica2  member      1  0.84 s left  0.12 s ago
+        replica3  member      1  0.84 s left  0.12 s ago
+        replica4  member      0         none  0.12 s ago
+        replica5  member      1  0.84 s left  0.12 s ago
+        replica4 is outside the epoch (still in epoch 0; the others are in epoch 1: it refuses reads until it rejoins); the members take it into a new epoch once they hear it: ask again in a moment
+        unhealthy: 1 of 5 members has a problem: replica4 (outside the epoch)
+        (1.25 ms)
+        rmi_kv replica1> health
+        replica1 (PYRO:rmi_kv.replica.replica1@127.0.0.1:4000) is healthy: serving, member of epoch 1, lease 0.84 s left, took 0.41 ms
+        replica2 (PYRO:rmi_kv.replica.replica2@127.0.0.1:4000) is healthy: serving, member of epoch 1, lease 0.84 s left, took 0.41 ms
+        replica3 (PYRO:rmi_kv.replica.replica3@127.0.0.1:4000) is healthy: serving, member of epoch 1, lease 0.84 s left, took 0.41 ms
+        replica4 (PYRO:rmi_kv.replica.replica4@127.0.0.1:4000) is unhealthy: outside the epoch (still in epoch 0; the others are in epoch 1: it refuses reads until it rejoins)
+        replica5 (PYRO:rmi_kv.replica.replica5@127.0.0.1:4000) is healthy: serving, member of epoch 1, lease 0.84 s left, took 0.41 ms
+        epoch 1 of replica1, replica2, replica3, replica5 (majority 3 of 5)
+        unhealthy: 1 of 5 members has a problem: replica4 (outside the epoch)
+        (1.25 ms)
+        rmi_kv replica1> member list
+        member      reachable  role     uri
+        ───────────────────────────────────────────────────────────────────────────
+        replica1 *  yes        member   PYRO:rmi_kv.replica.replica1@127.0.0.1:4000
+        replica2    yes        member   PYRO:rmi_kv.replica.replica2@127.0.0.1:4000
+        replica3    yes        member   PYRO:rmi_kv.replica.replica3@127.0.0.1:4000
+        replica4    yes        outside  PYRO:rmi_kv.replica.replica4@127.0.0.1:4000
+        replica5    yes        member   PYRO:rmi_kv.replica.replica5@127.0.0.1:4000
+        replica4 is outside the epoch: it may have missed writes and refuses reads until the members take it in
+        * the replica this client uses
+        (1.25 ms)
+        """)
+    for transcript in (down, back):
+        assert "…" not in transcript, "a cell was cut"
+        tables = [line for line in transcript.splitlines() if line.startswith(("replica", "──")) and " is " not in line
+                  and ": " not in line]
+        assert tables and max(len(line.rstrip()) for line in tables) <= 80
+
+
+def test_status_and_health_as_json_keep_every_failover_field():
+    cluster = FakeCluster(FIVE)
+    cluster.failover = lambda name: failover_fields(3, FIVE, heard={peer: 0.12 for peer in FIVE if peer != name})
+    out, err = io.StringIO(), io.StringIO()
+    output = JsonOutput(out, err)
+    runner = ScriptSession(cluster.connect, output)
+    code, _ = run_script(io.StringIO("status\nhealth\n"), runner, keep_going=False)
+    runner.close()
+    import json
+
+    status, health = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert (code, err.getvalue()) == (0, "")
+    for document in (status, health):
+        assert document["epoch"] == {"failover": True, "number": 3, "members": FIVE, "newcomers": [], "source": None,
+                                     "configured": 5, "majority": 3, "answering": FIVE, "has_majority": True}
+    assert [r["failover"] for r in status["replicas"]] == [cluster.failover(name) for name in FIVE]
+    assert [m["failover"] for m in health["members"]] == [cluster.failover(name) for name in FIVE]
 
 
 def stripped(transcript: str) -> str:

@@ -222,6 +222,7 @@ replica3  yes           3  <digest....>  yes             0          2        0
 replica4  yes           3  <digest....>  yes             0          2        0
 replica5  yes           3  <digest....>  yes             0          2        0
 all reachable replicas hold the same data
+failover off: every write needs the votes of all 5 members (epoch 0)
 healthy: all 5 members reachable, serving and in sync
 (… ms)
 rmi_kv replica2> bogus
@@ -252,6 +253,7 @@ replica3  yes           3  <digest....>  yes             0          3        1
 replica4  yes           3  <digest....>  yes             0          3        1
 replica5  no            -  -             -               -          -        -
 all reachable replicas hold the same data
+failover off: every write needs the votes of all 5 members (epoch 0)
 replica5 is unreachable (cannot connect to ('127.0.0.1', PORT): [Errno 111] Connection refused); \
 is it running? start it with 'python run_server.py --name replica5'
 unhealthy: 1 of 5 members has a problem: replica5 (unreachable)
