@@ -167,9 +167,9 @@ class LocalCluster:
         self.log_level = log_level
         self.env = dict(os.environ if env is None else env)
         self.tls_dir = str(tls_dir) if tls_dir else None
-        tls = ["--tls-dir", self.tls_dir] if self.tls_dir else []
-        self.replica_args = list(replica_args) + tls
-        self.nameserver_args = tls
+        self._tls_args = ["--tls-dir", self.tls_dir] if self.tls_dir else []
+        self.replica_args = list(replica_args) + self._tls_args
+        self.nameserver_args = self._tls_args
         #: the name server keeps its registrations in a file (False: it restarts empty)
         self.nameserver_storage = nameserver_storage
         self.nameserver: Optional[ChildProcess] = None
@@ -225,14 +225,28 @@ class LocalCluster:
             old.stop()
         return self.start_replica(name, failpoints)
 
+    def restart_all(self, replica_args: Optional[Iterable[str]] = None) -> None:
+        """Stop every replica (cleanly, all at once), then start them all again and wait until each is
+        ready; with ``replica_args``, every replica starts with those options from now on."""
+        self._stop_replicas()
+        if replica_args is not None:
+            self.replica_args = list(replica_args) + self._tls_args
+        try:
+            starting = [self.spawn_replica(name) for name in self.names]
+            for child in starting:
+                child.wait_ready()
+        except BaseException:
+            self._stop_replicas()
+            raise
+
     def kill_replica(self, name: str) -> None:
         self.replicas[name].kill()
 
     def stop_replica(self, name: str) -> Optional[int]:
         return self.replicas[name].stop()
 
-    def stop(self) -> None:
-        """Stop every process this cluster started (replicas first), and remove temporary data."""
+    def _stop_replicas(self) -> None:
+        """SIGTERM to every replica at once; SIGKILL to one that has not left within 10 s."""
         for child in list(self.replicas.values()):
             child.signal(signal.SIGCONT)
             child.signal(signal.SIGTERM)
@@ -241,6 +255,10 @@ class LocalCluster:
                 child.kill()
             else:
                 child._close()
+
+    def stop(self) -> None:
+        """Stop every process this cluster started (replicas first), and remove temporary data."""
+        self._stop_replicas()
         if self.nameserver is not None:
             self.nameserver.stop()
         if self._tempdir is not None:
