@@ -2,8 +2,8 @@
 
 Without ``--ns-host``/``--ns-port`` it starts its own cluster (a name server
 and five replicas as child processes on 127.0.0.1, ports chosen by the OS,
-data in a temporary directory) and removes all of it at the end, on Ctrl-C
-and on any error. Eight steps (``rmi_kv.demo.walkthrough``):
+data in a temporary directory, ``--failover off``) and removes all of it at
+the end, on Ctrl-C and on any error. Eight steps (``rmi_kv.demo.walkthrough``):
 
     1 the cluster              5 concurrent conflicting writes to one key
     2 pre-populate the store   6 a participant crashes before voting
@@ -31,7 +31,7 @@ from rmi_kv.cli.commands import UsageError
 from rmi_kv.cli.failures import traceback_text
 from rmi_kv.cli.render import emit, error_lines
 from rmi_kv.config import DEFAULT_NS_HOST, DEFAULT_NS_PORT
-from rmi_kv.demo.scenario import CHECK_FAILED, CHECK_OK, REPLICAS, StepResult
+from rmi_kv.demo.scenario import CHECK_FAILED, CHECK_OK, REPLICAS, STRICT, StepResult
 from rmi_kv.demo.walkthrough import STEPS, Demo
 from rmi_kv.errors import NameServerUnavailable
 
@@ -137,12 +137,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _start_cluster(console: Console) -> Any:
-    """The embedded cluster, started: a name server and REPLICAS replicas, saying where their data goes."""
+    """The embedded cluster, started: a name server and REPLICAS replicas with the strict protocol, saying
+    where their data goes."""
     from rmi_kv.server.cluster import LocalCluster
 
-    cluster = LocalCluster(REPLICAS)
+    cluster = LocalCluster(REPLICAS, replica_args=STRICT)
     emit(console, Text.assemble(("rmi_kv demo", "bold"), f": starting a name server and {REPLICAS} "
                                 "replicas on 127.0.0.1 (ports chosen by the OS)"))
+    emit(console, Text(f"the replicas run with {' '.join(STRICT)}, the textbook's strict protocol", style="dim"))
     emit(console, Text(f"data directory: {cluster.data_dir} (removed at the end)", style="dim"))
     started = time.monotonic()
     cluster.start()

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 #: how many replicas the embedded cluster runs
 REPLICAS = 5
+#: the options the embedded cluster's replicas start with: the strict protocol of the textbook (every member
+#: votes on every write), which the crash steps show
+STRICT = ("--failover", "off")
 #: keys of the course scenario (steps 2 and 3)
 COURSE_KEYS = [f"course:{index}" for index in range(10)]
 #: what the five PUTs of step 3 write, one per replica

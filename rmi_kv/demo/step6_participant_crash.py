@@ -17,8 +17,8 @@ EXPLANATION = (
     "A replica restarts with a failpoint: the next canCommit it receives kills it, before it writes anything. "
     "The coordinator gets no vote, decides ABORT and tells the others (doAbort): nothing is written anywhere, "
     "and the client learns which replica failed. Reads need only the replica asked, so they go on; writes "
-    "need every member, so they abort until it is back. Then it restarts normally, rejoins, and the next "
-    "write commits everywhere.")
+    "need every member (the replicas run with --failover off here, the textbook's protocol), so they abort "
+    "until it is back. Then it restarts normally, rejoins, and the next write commits everywhere.")
 
 @crashes.crash_step
 def run(demo: Demo, names: list[str]) -> None:

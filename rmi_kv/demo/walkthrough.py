@@ -16,7 +16,8 @@ from rich.panel import Panel
 from rich.text import Text
 
 from rmi_kv.cli.failures import traceback_text, unexpected
-from rmi_kv.cli.render import IN_DOUBT_LISTED, STATUS_COLUMNS, emit, status_table
+from rmi_kv.cli.health import epoch_view
+from rmi_kv.cli.render import IN_DOUBT_LISTED, STATUS_COLUMNS, emit, epoch_line, status_table
 from rmi_kv.demo import (step1_cluster, step2_populate, step3_everywhere, step4_traced, step5_conflict,
                          step6_participant_crash, step7_coordinator_crash, step8_summary)
 from rmi_kv.demo.scenario import CHECK_FAILED, CHECK_OK, COURSE_KEYS, StepFailed, StepResult
@@ -115,9 +116,13 @@ class Demo:
         self.say(("▸ ", "bold cyan"), text)
 
     def show_statuses(self, statuses: list[dict], *, title: str) -> None:
-        """The demo's status table under ``title``: who is down, and which transactions wait in doubt."""
+        """The demo's status table under ``title``: who is down, and which transactions wait in doubt;
+        then the epoch (with failover off: that every write needs every member)."""
         self.heading(title)
         self.show(status_table(statuses, columns=TEACHING_COLUMNS, down="no (down)", compact=False))
+        line = epoch_line(epoch_view(statuses))
+        if line is not None:
+            self.show(line)
 
     # ------------------------------------------------------------- checks
     def check(self, ok: bool, good: str, bad: Optional[str] = None) -> bool:

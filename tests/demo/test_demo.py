@@ -93,6 +93,11 @@ def test_the_whole_demo_on_its_embedded_cluster(tmp_path):
         "✔ no replica diverged: all 5 hold the same data (equal digests)",
     ):
         assert line in transcript, line
+    # the crash steps show the strict protocol: one replica down stops every write
+    assert "the replicas run with --failover off, the textbook's strict protocol" in transcript
+    strict = transcript[transcript.index(TITLES[6]):transcript.index(TITLES[8])]
+    assert strict.count("failover off: every write needs the votes of all 5 members (epoch 0)") == 3
+    assert "✔ writes wait for replica4: this one aborts too (every member must vote)" in strict
     # the traced write shows each message of the protocol, with times
     for message in ("canCommit", "vote", "decision", "doCommit", "haveCommitted"):
         assert re.search(rf"\d+\.\d\d\s+{message}\s", transcript), message
