@@ -1,4 +1,4 @@
-"""What the two crash steps (6 and 7) share: whether they may run, arming a failpoint, a write that is
+"""What the crash steps (6, 7 and 8) share: whether they may run, arming a failpoint, a write that is
 expected to fail, confirming that the replica died where it was meant to, and its restart."""
 from __future__ import annotations
 

@@ -2,13 +2,15 @@
 
 Without ``--ns-host``/``--ns-port`` it starts its own cluster (a name server
 and five replicas as child processes on 127.0.0.1, ports chosen by the OS,
-data in a temporary directory, ``--failover off``) and removes all of it at
-the end, on Ctrl-C and on any error. Eight steps (``rmi_kv.demo.walkthrough``):
+data in a temporary directory, ``--failover off`` until step 8) and removes
+all of it at the end, on Ctrl-C and on any error. Nine steps
+(``rmi_kv.demo.walkthrough``):
 
-    1 the cluster              5 concurrent conflicting writes to one key
-    2 pre-populate the store   6 a participant crashes before voting
-    3 PUT/GET/DELETE anywhere  7 the coordinator crashes after its decision
-    4 one write, traced        8 the summary
+    1 the cluster              6 a participant crashes before voting
+    2 pre-populate the store   7 the coordinator crashes after its decision
+    3 PUT/GET/DELETE anywhere  8 a replica dies: failover to a new epoch
+    4 one write, traced        9 the summary
+    5 concurrent conflicting writes to one key
 
 Exit code 0 when every check held; 1 (and "demo failed at step N: reason")
 otherwise; 130 on Ctrl-C; 2 for a usage error.
@@ -31,7 +33,7 @@ from rmi_kv.cli.commands import UsageError
 from rmi_kv.cli.failures import traceback_text
 from rmi_kv.cli.render import emit, error_lines
 from rmi_kv.config import DEFAULT_NS_HOST, DEFAULT_NS_PORT
-from rmi_kv.demo.scenario import CHECK_FAILED, CHECK_OK, REPLICAS, STRICT, StepResult
+from rmi_kv.demo.scenario import CHECK_FAILED, CHECK_OK, REPLICAS, STRICT, SUMMARY, StepResult
 from rmi_kv.demo.walkthrough import STEPS, Demo
 from rmi_kv.errors import NameServerUnavailable
 
@@ -44,12 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run_client.py --demo",
         description="A guided walk through rmi_kv: the cluster, reads and writes through every replica, "
                     "one write message by message, conflicting writes, a participant crash and a "
-                    "coordinator crash with recovery. Every step checks what it shows.",
+                    "coordinator crash with recovery (the strict protocol, --failover off), then a replica "
+                    "that dies while failover is on: a new epoch, and its rejoining. Every step checks what "
+                    "it shows.",
         epilog="Which cluster: without --ns-host and --ns-port the demo always starts its own (a name server "
                "and 5 replicas on 127.0.0.1, OS-chosen ports, data in a temporary directory, all removed at "
                "the end). With either option it uses the cluster already running there (the other one "
                f"defaults to {DEFAULT_NS_HOST}:{DEFAULT_NS_PORT}), writes keys course:* and demo:* into it, "
-               "and skips the crash steps 6 and 7. Exit codes: 0 every check held, 1 a check failed or an "
+               "and skips the crash steps 6, 7 and 8. Exit codes: 0 every check held, 1 a check failed or an "
                "error, 2 usage error, 130 interrupted.")
     parser.add_argument("--ns-host", help=f"use the running cluster whose name server is on this host "
                         f"(port: --ns-port or {DEFAULT_NS_PORT})")
@@ -59,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="on a running cluster, say why the crash steps still cannot run there "
                              "(they need replicas the demo started itself)")
     parser.add_argument("--pause", action="store_true", help="wait for Enter between steps (for a classroom)")
-    parser.add_argument("--step", type=int, choices=range(1, 9), metavar="N",
-                        help="run step N (1-8) only; it sets up what it needs itself")
+    parser.add_argument("--step", type=int, choices=range(1, SUMMARY + 1), metavar="N",
+                        help=f"run step N (1-{SUMMARY}) only; it sets up what it needs itself")
     parser.add_argument("--record", metavar="FILE",
                         help="save the whole transcript to FILE (HTML when FILE ends in .html, text otherwise)")
     parser.add_argument("--no-color", action="store_true", help="no colours (also: the NO_COLOR variable)")
@@ -137,14 +141,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _start_cluster(console: Console) -> Any:
-    """The embedded cluster, started: a name server and REPLICAS replicas with the strict protocol, saying
-    where their data goes."""
+    """The embedded cluster, started: a name server and REPLICAS replicas with the strict protocol (the
+    failover step turns failover on), saying where their data goes."""
     from rmi_kv.server.cluster import LocalCluster
 
     cluster = LocalCluster(REPLICAS, replica_args=STRICT)
     emit(console, Text.assemble(("rmi_kv demo", "bold"), f": starting a name server and {REPLICAS} "
                                 "replicas on 127.0.0.1 (ports chosen by the OS)"))
-    emit(console, Text(f"the replicas run with {' '.join(STRICT)}, the textbook's strict protocol", style="dim"))
+    emit(console, Text(f"the replicas run with {' '.join(STRICT)}, the textbook's strict protocol, until "
+                       "step 8 turns failover on", style="dim"))
     emit(console, Text(f"data directory: {cluster.data_dir} (removed at the end)", style="dim"))
     started = time.monotonic()
     cluster.start()

@@ -3,7 +3,7 @@ evidence, then the checks it makes.
 
 ``Demo`` holds what the steps share (clients for every replica, the checks,
 the tables they print) and runs them; each step lives in its own module
-(``rmi_kv.demo.step1_cluster`` ... ``step8_summary``) as ``run(demo)``, and is
+(``rmi_kv.demo.step1_cluster`` ... ``step9_summary``) as ``run(demo)``, and is
 also the method ``Demo.stepN``, so one can be replaced on its own.
 """
 from __future__ import annotations
@@ -17,14 +17,15 @@ from rich.text import Text
 
 from rmi_kv.cli.failures import traceback_text, unexpected
 from rmi_kv.cli.health import epoch_view
-from rmi_kv.cli.render import IN_DOUBT_LISTED, STATUS_COLUMNS, emit, epoch_line, status_table
+from rmi_kv.cli.render import (FAILOVER_COLUMNS, IN_DOUBT_LISTED, STATUS_COLUMNS, emit, epoch_line, heard_column,
+                               status_table)
 from rmi_kv.demo import (step1_cluster, step2_populate, step3_everywhere, step4_traced, step5_conflict,
-                         step6_participant_crash, step7_coordinator_crash, step8_summary)
-from rmi_kv.demo.scenario import CHECK_FAILED, CHECK_OK, COURSE_KEYS, StepFailed, StepResult
+                         step6_participant_crash, step7_coordinator_crash, step8_failover, step9_summary)
+from rmi_kv.demo.scenario import CHECK_FAILED, CHECK_OK, COURSE_KEYS, SUMMARY, StepFailed, StepResult
 
 #: the step modules, by number
 STEP_MODULES = {1: step1_cluster, 2: step2_populate, 3: step3_everywhere, 4: step4_traced, 5: step5_conflict,
-                6: step6_participant_crash, 7: step7_coordinator_crash, 8: step8_summary}
+                6: step6_participant_crash, 7: step7_coordinator_crash, 8: step8_failover, 9: step9_summary}
 #: number -> (title, what it shows, for the summary)
 STEPS: dict[int, tuple[str, str]] = {number: (module.TITLE, module.SHOWN) for number, module in STEP_MODULES.items()}
 #: number -> what the step's panel explains
@@ -124,6 +125,16 @@ class Demo:
         if line is not None:
             self.show(line)
 
+    def show_epochs(self, statuses: list[dict], *, title: str) -> None:
+        """The epoch under ``title``, then each replica's role, epoch, read lease, when the others last
+        heard from it, and its digest."""
+        self.heading(title)
+        line = epoch_line(epoch_view(statuses))
+        if line is not None:
+            self.show(line)
+        columns = (*FAILOVER_COLUMNS.values(), heard_column(statuses), STATUS_COLUMNS["digest"])
+        self.show(status_table(statuses, columns=columns, down="unreachable", compact=False))
+
     # ------------------------------------------------------------- checks
     def check(self, ok: bool, good: str, bad: Optional[str] = None) -> bool:
         """Print one check; a failed one fails the step (the demo goes on)."""
@@ -158,7 +169,7 @@ class Demo:
         stopped = False
         for position, number in enumerate(selected):
             result = self.results[number]
-            if stopped and number != 8:
+            if stopped and number != SUMMARY:
                 continue
             if self.pause and position:
                 self._wait_for_enter(number)
@@ -184,7 +195,7 @@ class Demo:
                 result.seconds = time.monotonic() - started
             if result.status == "running":
                 result.status = "failed" if result.failures else "passed"
-            if stopped and number != 8:
+            if stopped and number != SUMMARY:
                 self.say(("the demo stops here: ", "bold red"), "the next steps depend on this one")
         return [self.results[n] for n in selected]
 

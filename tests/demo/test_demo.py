@@ -24,7 +24,8 @@ TITLES = {
     5: "Step 5 — Concurrent conflicting writes",
     6: "Step 6 — A participant crashes before voting",
     7: "Step 7 — The coordinator crashes after its decision",
-    8: "Step 8 — Summary",
+    8: "Step 8 — A replica dies: failover to a new epoch",
+    9: "Step 9 — Summary",
 }
 
 
@@ -93,23 +94,68 @@ def test_the_whole_demo_on_its_embedded_cluster(tmp_path):
         "✔ no replica diverged: all 5 hold the same data (equal digests)",
     ):
         assert line in transcript, line
-    # the crash steps show the strict protocol: one replica down stops every write
-    assert "the replicas run with --failover off, the textbook's strict protocol" in transcript
+    # the crash steps show the strict protocol first: one replica down stops every write
+    assert "the replicas run with --failover off, the textbook's strict protocol, until step 8" in transcript
     strict = transcript[transcript.index(TITLES[6]):transcript.index(TITLES[8])]
     assert strict.count("failover off: every write needs the votes of all 5 members (epoch 0)") == 3
     assert "✔ writes wait for replica4: this one aborts too (every member must vote)" in strict
+    check_failover_step(transcript[transcript.index(TITLES[8]):transcript.index(TITLES[9])])
     # the traced write shows each message of the protocol, with times
     for message in ("canCommit", "vote", "decision", "doCommit", "haveCommitted"):
         assert re.search(rf"\d+\.\d\d\s+{message}\s", transcript), message
     # the summary: every step but itself passed
-    summary = transcript[transcript.index(TITLES[8]):]
-    assert summary.count("✔ passed") == 7
+    summary = transcript[transcript.index(TITLES[9]):]
+    assert summary.count("✔ passed") == 8
+    assert re.search(r"^ +8 +failover: new epoch, writes go on, rejoin +(\d+)/\1 +✔ passed", summary, re.M)
     assert re.search(r"✔ all (\d+) checks held; the demo took [\d.]+ s\n", summary)
     checks = int(re.search(r"all (\d+) checks held", summary).group(1))
-    before_summary = transcript[:transcript.index(TITLES[8])].splitlines()
+    before_summary = transcript[:transcript.index(TITLES[9])].splitlines()
     assert checks == sum(1 for line in before_summary if line.startswith("✔ "))  # each check, one line
     assert "✔ all" in result.stdout  # the terminal saw what the record holds
     assert_nothing_left(data_dir_of(transcript))
+
+
+def check_failover_step(step: str) -> None:
+    """Step 8: the replicas restart with failover on; replica4 is killed, writes abort while its lease runs
+    out, the others form a new epoch and writes go on; replica4 returns, catches up, and is a member again."""
+    lines = step.splitlines()
+    assert "▸ every replica restarts with --failover on (until now: --failover off)" in lines
+    first = int(re.search(r"✔ all 5 replicas are members of epoch (\d+), each with a read lease", step).group(1))
+    assert f"epoch {first} of replica1, replica2, replica3, replica4, replica5 (majority 3 of 5)" in step
+    for name in ("replica1", "replica2", "replica3", "replica4", "replica5"):  # role, epoch, lease, heard, digest
+        assert re.search(rf"^  {name} +member +{first} +\d\.\d\d s left +\d\.\d\d s ago +[0-9a-f]{{12}}  $",
+                         step, re.M), name
+    # the aborted attempts, why they aborted, and the one that committed
+    assert re.search(r"^  [\d.]+ (to [\d.]+ )?s +\d+ +aborted: replica4 is unreachable \(", step, re.M)
+    assert re.search(r"^  [\d.]+ s +1 +committed", step, re.M)
+    assert re.search(r"✔ writes abort at first: \d+ attempts aborted, the first naming replica4", step)
+    assert re.search(r"✔ [\d.]+ s after the kill a write committed without replica4 \(its lease: 1 s\)", step)
+    assert "replica1, replica2, replica3, replica5: a replica left out may still hold a read lease" in step or \
+        "meanwhile, why" not in step, "why the epoch waited, the voters' answers grouped"
+    # the others' epoch, with replica4 down and last heard a while ago
+    second = int(re.search(r"✔ the 4 others formed epoch (\d+) of replica1, replica2, replica3, replica5: "
+                           r"a majority of the 5 replicas", step).group(1))
+    assert second > first
+    assert f"epoch {second} of replica1, replica2, replica3, replica5 (majority 3 of 5)" in lines
+    assert re.search(r"^  replica4 +unreachable +- +- +\d+\.\d\d s ago +- *$", step, re.M)
+    assert "✔ writes go on: the write is on all 4 members" in lines
+    assert "unhealthy: 1 of 5 members has a problem: replica4 (unreachable)" in lines
+    # replica4 returns: catching up as a newcomer, then a member with a lease, equal digests
+    rejoin = step[step.index("replica4 after it started again"):]
+    third = int(re.search(r"✔ replica4 was taken in by epoch (\d+) as a newcomer, and caught up by copying from "
+                          r"replica\d", step).group(1))
+    assert third > second
+    assert re.search(rf"^  [\d.]+ s +catching up +{third} +none +is catching up \(a newcomer to epoch {third}: "
+                     r"copying its", rejoin, re.M)
+    assert re.search(rf"^  [\d.]+ s +member +{third} +\d\.\d\d s left +healthy: a member with a read lease",
+                     rejoin, re.M)
+    assert re.search(r"✔ replica4 gave no stale read while it rejoined \((refused|answered)\)", step)
+    assert f"✔ replica4 is a member of epoch {third} again, with a read lease" in lines
+    assert '✔ replica4 holds the write made while it was down ("written without replica4")' in lines
+    assert "✔ no replica diverged: all 5 hold the same data (equal digests)" in lines
+    digests = set(re.findall(rf"^  replica\d +member +{third} +\d\.\d\d s left +\d\.\d\d s ago +([0-9a-f]{{12}})  $",
+                             rejoin, re.M))
+    assert len(digests) == 1, "the table after the rejoin shows five equal digests"
 
 
 def test_one_step_alone_sets_up_what_it_needs_and_records_html(tmp_path):
@@ -134,8 +180,8 @@ def test_a_running_cluster_is_used_and_crash_steps_are_skipped(shared_cluster):
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"on the running cluster at 127.0.0.1:{shared_cluster.ns_port}" in result.stdout
     assert "data directory:" not in result.stdout  # it started nothing
-    assert result.stdout.count("skipped: the demo does not crash replicas of a cluster it did not start") == 2
-    assert "(skipped: steps 6, 7)" in result.stdout
+    assert result.stdout.count("skipped: the demo does not crash replicas of a cluster it did not start") == 3
+    assert "(skipped: steps 6, 7, 8)" in result.stdout
     assert "✘" not in result.stdout
 
     explained = run_demo("--ns-port", str(shared_cluster.ns_port), "--allow-crash", "--step", "7", timeout=60)
@@ -173,7 +219,7 @@ def test_no_name_server_where_one_was_asked_for():
     assert result.returncode == 1
     assert "no name server answers at 127.0.0.1:" in result.stdout
     assert "leave out --ns-host/--ns-port and the demo starts its own" in result.stdout
-    bad = run_demo("--step", "9", timeout=30)
+    bad = run_demo("--step", "10", timeout=30)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
 
 

@@ -1,4 +1,4 @@
-"""Step 8: the summary: what each step showed, how many of its checks held, and how long it took."""
+"""Step 9: the summary: what each step showed, how many of its checks held, and how long it took."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from rmi_kv.cli.render import make_table
-from rmi_kv.demo.scenario import CHECK_FAILED, CHECK_OK
+from rmi_kv.demo.scenario import CHECK_FAILED, CHECK_OK, SUMMARY
 
 if TYPE_CHECKING:
     from rmi_kv.demo.walkthrough import Demo
@@ -21,7 +21,7 @@ _MARKS = {"passed": CHECK_OK + " passed", "failed": CHECK_FAILED + " failed"}
 
 def run(demo: Demo) -> None:
     """A row per other step: what it showed, checks held of made, its result and seconds."""
-    shown = [r for n, r in sorted(demo.results.items()) if n != 8]
+    shown = [r for n, r in sorted(demo.results.items()) if n != SUMMARY]
     if not shown:
         demo.say("no other step ran: run the demo without --step to see them all")
         return
