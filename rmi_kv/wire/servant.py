@@ -407,6 +407,14 @@ class KeyValue:
         return self.failover.install(validation.check_plan(plan))
 
     @remote_boundary
+    def settleQuery(self, txids: list) -> dict:
+        """What this replica holds of each transaction (commit, abort, prepared, nothing), for an epoch change."""
+        require_member("settleQuery")
+        if not isinstance(txids, (list, tuple)) or len(txids) > 100_000:
+            raise InvalidRequest("settleQuery takes a list of txids")
+        return self.participant.settle_state([validation.check_txid(txid) for txid in txids])
+
+    @remote_boundary
     def forgetMember(self, name: str) -> None:
         """An operator removed ``name``: stop waiting for its acknowledgements."""
         require_member("forgetMember")
