@@ -145,11 +145,17 @@ class ReplicaServer:
     # ------------------------------------------------------------- failover
     def _keep_epoch(self) -> None:
         """Renew the lease, follow and change epochs (``core.failover``), every quarter lease."""
-        while not self._stopping.wait(self.settings.lease / 4):
+        period = self.settings.lease / 4
+        next_at = time.monotonic()
+        while True:
+            next_at += period  # a fixed rate: a slow round does not push the renewals back
+            if self._stopping.wait(max(0.0, next_at - time.monotonic())):
+                return
             try:
                 self.failover.tick(self._peer_calls)
             except Exception:  # keep going; the next tick tries again
                 log.exception("epoch round failed")
+            next_at = max(next_at, time.monotonic() - period)
 
     def _wait_for_lease(self, patience: float) -> None:
         """Give a starting replica the moment it takes to be a serving member of its epoch."""

@@ -296,10 +296,11 @@ def ctrl_c_once_waiting(stop: threading.Event, fired: list) -> Callable[[], None
     return lambda: threading.Thread(target=watch, daemon=True).start()
 
 
-def test_ctrl_c_cancels_a_waiting_request_and_the_console_goes_on(cluster):
+def test_ctrl_c_cancels_a_waiting_request_and_the_console_goes_on(strict_cluster):
     """replica5 paused (SIGSTOP): a write through replica1 waits for its vote, and 'use replica5'
     waits for its handshake; Ctrl-C cancels each, the console keeps running, and the prompt says
     replica1 is still connected. When replica5 itself stops answering, the prompt says so."""
+    cluster = strict_cluster
     paused = cluster.replicas["replica5"]
     stop, fired = threading.Event(), []
     ctrl_c = ctrl_c_once_waiting(stop, fired)

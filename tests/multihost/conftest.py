@@ -53,7 +53,8 @@ def lab_cluster(tmp_path_factory):
         made.start()
     except NetnsUnavailable as error:
         pytest.skip(skip_reason(str(error)))
-    cluster = LabCluster(made, tmp_path_factory.mktemp("lab-cluster"), replica_args=REPLICA_ARGS)
+    # the strict protocol (--failover off): these tests show what a partition does to two-phase commit itself
+    cluster = LabCluster(made, tmp_path_factory.mktemp("lab-cluster"), replica_args=[*REPLICA_ARGS, "--failover", "off"])
     try:
         cluster.start()
         yield cluster
