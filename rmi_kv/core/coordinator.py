@@ -279,6 +279,7 @@ class Coordinator:
                 outcome = self._abort(round_, txid, handles, refusals, voted_yes)
                 outcome.retryable, outcome.membership_changed = retryable, membership_changed
                 return outcome
+            self.failpoints.hit("coordinator.after_prepare")  # every participant voted YES; nothing decided
             # the replica's own participant can apply in the very write that forces the decision
             local = handles.get(self.name)
             commit_with_decision = local.commitWithDecision if local is not None else None
