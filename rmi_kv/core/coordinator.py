@@ -418,10 +418,12 @@ class Coordinator:
                 self._deliver(round_, message, first, handles[first].send(DO_COMMIT, txid).result())
                 names.remove(first)
             self.failpoints.hit("coordinator.mid_commit")
+        # a doCommit nobody waits for may wait a moment for company, unless the reply waits for a majority
+        lazy = message == DO_COMMIT and not wait and self.quorum() is None
         for name in names:
             if name != self.name:
                 round_.note(message, name, "sent")
-                futures[handles[name].send(message, txid, lazy=message == DO_COMMIT and not wait)] = name
+                futures[handles[name].send(message, txid, lazy=lazy)] = name
         unacknowledged: set[str] = set()
         if self.name in names:
             local = handles[self.name]

@@ -202,8 +202,8 @@ class Failover:
         """Why this replica may not serve a read now (None: it may)."""
         if not self.enabled:
             return None
-        epoch = self.epoch
-        if self.name not in epoch.members:
+        epoch = self.voter.current  # no lock, no member list: this is on every read
+        if epoch.number and self.name not in epoch.members:
             return (f"{self.name} is not a member of epoch {epoch.number} (members: {', '.join(sorted(epoch.members))}) "
                     f"and may have missed writes; it rejoins by itself")
         if not self._complete():
