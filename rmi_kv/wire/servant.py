@@ -123,6 +123,8 @@ class KeyValue:
                                      starting=self.storage.catching_up)
 
     def _handles(self, reload_members: bool = False) -> dict[str, Any]:
+        if reload_members and self.failover.enabled:  # a participant is in another epoch: learn it first
+            self.failover.wait_for_change(self.failover.epoch.number, self.failover.lease_seconds / 4)
         if reload_members:
             try:
                 self.membership.refresh()
