@@ -19,6 +19,9 @@ Every ``lease / 4`` seconds a tick
    proposes when a vote fenced it for longer than half a lease with no install
    (a proposer that died midway): the same members, a higher number.
 
+A replica that shuts down gives up its lease first and says so (``leave``):
+the others need not wait it out, and leave it out at once.
+
 An epoch that leaves coordinators out settles their transactions as it is
 installed (``core.settle``): the votes name the PREPARED transactions of
 coordinators left out, the proposer asks every member what it holds of them,
@@ -57,7 +60,8 @@ log = logging.getLogger(__name__)
 Answers = Mapping[str, tuple[Any, Optional[BaseException]]]
 
 #: remote method names (the replica exposes them; the tick calls them on peers)
-GRANT_LEASE, VOTE_EPOCH, INSTALL_EPOCH, SETTLE_QUERY = "grantLease", "voteEpoch", "installEpoch", "settleQuery"
+GRANT_LEASE, VOTE_EPOCH, INSTALL_EPOCH, SETTLE_QUERY, LEAVE_EPOCH = (
+    "grantLease", "voteEpoch", "installEpoch", "settleQuery", "leaveEpoch")
 
 #: roles a replica reports
 MEMBER, CATCHING_UP, OUTSIDE, REMOVED = "member", "catching up", "outside the epoch", "removed"
@@ -143,6 +147,8 @@ class Failover:
         #: peer -> when (this clock) it last answered a renewal
         self.heard: dict[str, float] = {}
         self._answered: set[str] = set()
+        #: peer -> when it said it leaves (``left``), until it answers a renewal sent later
+        self._left: dict[str, float] = {}
         self._fenced_since: Optional[float] = now_if(self.voter.fenced, self.started)
         self._retry_at = 0.0
         #: the highest epoch number any answer mentioned (a proposal goes above it)
@@ -286,6 +292,22 @@ class Failover:
             return {"granted": granted, "epoch": self.plan(), "complete": self._complete(),
                     "member": self.name in self.voter.current.members, "promised": self.voter.promised}
 
+    def left(self, holder: str) -> None:
+        """leaveEpoch: ``holder`` shut down after it gave up its lease: no grant
+        to wait out, and no need to wait for it to go unheard."""
+        with self._lock:
+            self.voter.granted.pop(holder, None)
+            self._left[holder] = self._clock()
+        log.info("%s left: it holds no lease", holder)
+
+    def leave(self, call: Call) -> None:
+        """Shutting down: stop serving reads, then tell the others (``left``)."""
+        if not self.enabled:
+            return
+        with self._lock:
+            self.lease.expires = float("-inf")
+        call(sorted(self._configured_set() - {self.name}), LEAVE_EPOCH, self.name, timeout=self.lease_seconds / 4)
+
     def vote(self, number: int, members: Iterable[str], proposer: str) -> dict:
         """voteEpoch: vote for epoch ``number`` with ``members`` (the promise is
         forced first), or say why not."""
@@ -364,6 +386,8 @@ class Failover:
         with self._lock:
             for peer in answered - {self.name}:
                 self.heard[peer] = sent_at
+                if self._left.get(peer, sent_at) < sent_at:  # asked after it left, and it answered: back
+                    del self._left[peer]
             self._answered = answered
             if self.name in epoch.members and self._complete():
                 self.lease.renewed(sent_at, grants, configured)
@@ -378,7 +402,7 @@ class Failover:
             return
         alive = answered | {self.name}
         suspects = {member for member in epoch.members - {self.name}
-                    if now - self.heard.get(member, self.started) > self.suspect_after}
+                    if now - self.heard.get(member, self.started) > self.suspect_after or member in self._left}
         joiners = (alive & configured) - epoch.members
         with self._lock:
             stale_fence = self._fenced_since is not None and now - self._fenced_since > self.lease_seconds / 2

@@ -265,6 +265,10 @@ class ReplicaServer:
         if not self.kv.wait_idle(grace):
             log.warning("shutdown: writes still in flight after %.1f s", grace)
         self._stopping.set()
+        try:
+            self.failover.leave(self._peer_calls)
+        except Exception as error:  # the others wait its lease out instead
+            log.info("could not tell the others this replica leaves: %s", error)
         for thread in (self._maintenance, self._epoch_keeper):
             if thread.is_alive():
                 thread.join(timeout=grace)

@@ -409,6 +409,12 @@ class KeyValue:
         return self.failover.install(validation.check_plan(plan))
 
     @remote_boundary
+    def leaveEpoch(self, holder: str) -> None:
+        """``holder`` is shutting down and gave up its read lease."""
+        require_member("leaveEpoch")
+        self.failover.left(validation.check_name(holder))
+
+    @remote_boundary
     def settleQuery(self, txids: list) -> dict:
         """What this replica holds of each transaction (commit, abort, prepared, nothing), for an epoch change."""
         require_member("settleQuery")

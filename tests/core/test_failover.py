@@ -6,7 +6,7 @@ from typing import Any, Iterable
 import pytest
 
 from rmi_kv.core.epochs import CLOCK_RATE, MARGIN
-from rmi_kv.core.failover import GRANT_LEASE, INSTALL_EPOCH, SETTLE_QUERY, VOTE_EPOCH, Failover
+from rmi_kv.core.failover import GRANT_LEASE, INSTALL_EPOCH, LEAVE_EPOCH, SETTLE_QUERY, VOTE_EPOCH, Failover
 from rmi_kv.core.messages import ABORT, COMMIT
 from rmi_kv.core.settle import NOTHING, PREPARED
 from tests.support.memory_storage import MemoryStorage
@@ -78,7 +78,7 @@ class Group:
                     continue
                 replica = self.replicas[name]
                 handler = {GRANT_LEASE: replica.grant, VOTE_EPOCH: replica.vote, INSTALL_EPOCH: replica.install,
-                           SETTLE_QUERY: self.held[name].settle_state}[method]
+                           SETTLE_QUERY: self.held[name].settle_state, LEAVE_EPOCH: replica.left}[method]
                 answers[name] = (handler(*args), None)
             return answers
 
@@ -229,3 +229,17 @@ def test_a_replica_that_voted_to_leave_a_coordinator_out_applies_none_of_its_com
     assert r2.vote(r2.epoch.number + 3, NAMES[:4], "r1")["vote"]
     assert "settles r5" in r2.commit_refusal("r5:b:1:1")
     assert r2.commit_refusal("r1:b:1:1") is None  # a member's commits go on
+
+
+def test_a_replica_that_shuts_down_is_left_out_without_waiting_out_its_lease(group: Group):
+    leaving = group.replicas["r5"]
+    leaving.leave(group.call_from("r5"))
+    assert leaving.read_refusal() is not None  # it gave up its lease before it told anyone
+    group.down.add("r5")
+    stopped_at = group.clock.now
+    while group.replicas["r1"].members() != set(NAMES[:4]):
+        group.run(TICK)
+    assert group.clock.now - stopped_at < LEASE / 2  # not a whole lease (and margin) later
+    group.restart("r5")  # it comes back: taken in again as a newcomer
+    group.run(LEASE)
+    assert group.replicas["r1"].members() == set(NAMES)
