@@ -21,7 +21,7 @@ from rmi_kv.core import txid as txids
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.handles import LocalParticipant, ParticipantHandle, timed
 from rmi_kv.core.messages import ABORT, CAN_COMMIT, COMMIT, DO_ABORT, DO_COMMIT, HAVE_COMMITTED, UNKNOWN, Reply
-from rmi_kv.errors import MembershipChanged, RmiKvError, TransactionAborted
+from rmi_kv.errors import MembershipChanged, OutcomeUnknown, RmiKvError, TransactionAborted
 from rmi_kv.storage.interfaces import DecisionLog
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,13 @@ class Coordinator:
     def __init__(self, name: str, storage: DecisionLog, *, failpoints: Failpoints = NO_FAILPOINTS,
                  vote_timeout: float = 2.0, decision_timeout: float = 2.0,
                  conflict_retries: int = 12, conflict_backoff: float = 0.002,
-                 early_reply: bool = False, epoch: Callable[[], Optional[int]] = lambda: None) -> None:
-        """``epoch``: the epoch every canCommit carries (None: failover off, no epoch)."""
+                 early_reply: bool = False, epoch: Callable[[], Optional[int]] = lambda: None,
+                 quorum: Callable[[], Optional[int]] = lambda: None, defer_to_epoch: bool = False) -> None:
+        """``epoch``: the epoch every canCommit carries (None: failover off, no
+        epoch); ``quorum``: how many replicas must hold a COMMIT before the
+        client hears of it (``core.settle`` S1; None: no such rule);
+        ``defer_to_epoch``: the COMMIT records found at start wait for a
+        participant's word before they are answered or re-sent (S4)."""
         self.name = name
         self.storage = storage
         self.failpoints = failpoints
@@ -114,9 +119,15 @@ class Coordinator:
         #: answer the client once the decision is forced; phase 2 finishes in the background
         self.early_reply = early_reply
         self.epoch = epoch
+        self.quorum = quorum
+        self.defer_to_epoch = defer_to_epoch
+        #: COMMIT records an epoch change may have settled otherwise: not answered nor re-sent (S4)
+        self._unconfirmed: set[str] = set()
         self._boot = os.urandom(4).hex()
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
+        #: notified on every acknowledgement (a reply waiting for its quorum)
+        self._acknowledged = threading.Condition(self._lock)
         #: txid -> VOTING, for transactions not decided yet
         self._active: dict[str, str] = {}
         #: txid -> participants that have not acknowledged the COMMIT yet
@@ -143,12 +154,39 @@ class Coordinator:
         """Reload COMMIT records not yet acknowledged by everyone; returns their txids."""
         for record in self.storage.decisions():
             self._pending[record.txid] = set(record.participants)
+        if self.defer_to_epoch:
+            self.defer()
         return list(self._pending)
+
+    # ------------------------------------------------- deferring to an epoch
+    def defer(self) -> None:
+        """S4: this coordinator was (or may have been) left out of an epoch,
+        which settled its transactions: hold its COMMIT records until confirmed."""
+        with self._lock:
+            self._unconfirmed |= set(self._pending)
+
+    def unconfirmed(self) -> dict[str, set[str]]:
+        """COMMIT records waiting for a participant's word: txid -> its participants."""
+        with self._lock:
+            return {txid: set(self._pending.get(txid, ())) for txid in self._unconfirmed}
+
+    def confirm(self, txid: str, outcome: str) -> None:
+        """A participant said how ``txid`` ended: COMMIT keeps the record (and
+        re-sending resumes), ABORT drops it (an epoch change settled it so)."""
+        with self._lock:
+            self._unconfirmed.discard(txid)
+            if outcome != ABORT:
+                return
+            self._pending.pop(txid, None)
+            self._decided_at.pop(txid, None)
+        self.storage.forget_decisions([txid])
+        log.warning("%s: transaction %s, decided COMMIT here, was settled ABORT by an epoch without %s; "
+                    "its record is dropped", self.name, txid, self.name)
 
     def decision(self, txid: str) -> str:
         """getDecision: "commit", "abort" (presumed when nothing is recorded) or "unknown"."""
         with self._lock:
-            if self._active.get(txid) == self.VOTING:
+            if self._active.get(txid) == self.VOTING or txid in self._unconfirmed:
                 return UNKNOWN
             if txid in self._pending:
                 return COMMIT
@@ -161,6 +199,7 @@ class Coordinator:
             if waiting is None:
                 return
             waiting.discard(participant)
+            self._acknowledged.notify_all()
             if not waiting:
                 del self._pending[txid]
                 self._decided_at.pop(txid, None)
@@ -189,7 +228,7 @@ class Coordinator:
         now = time.monotonic()
         for txid, waiting in self.pending().items():
             with self._lock:
-                if now - self._decided_at.get(txid, 0.0) < min_age:
+                if now - self._decided_at.get(txid, 0.0) < min_age or txid in self._unconfirmed:
                     continue
             targets = {name: handles[name] for name in waiting if name in handles}
             if targets:
@@ -240,6 +279,7 @@ class Coordinator:
                 outcome = self._abort(round_, txid, handles, refusals, voted_yes)
                 outcome.retryable, outcome.membership_changed = retryable, membership_changed
                 return outcome
+            self.failpoints.hit("coordinator.after_prepare")  # every participant voted YES; nothing decided
             # the replica's own participant can apply in the very write that forces the decision
             local = handles.get(self.name)
             commit_with_decision = local.commitWithDecision if local is not None else None
@@ -277,7 +317,32 @@ class Coordinator:
         unacknowledged = self._send_decision(round_, DO_COMMIT, targets, self.decision_timeout,
                                              wait=not self.early_reply)
         self.committed += 1
+        needed = self.quorum()
+        if needed is not None:
+            holding = self._await_quorum(txid, participants, needed, time.monotonic() + self.decision_timeout)
+            if holding < needed:
+                raise OutcomeUnknown(
+                    f"transaction {txid} committed at {self.name}, but only {holding} of the {needed} replicas "
+                    f"that must hold it applied it within {self.decision_timeout:g} s; it stands unless "
+                    f"{self.name} fails first: read the key to find out", replica=self.name, txid=txid)
+            round_.note("reply", self.name, f"COMMIT held by {holding} replicas, a majority: the client is answered")
+            unacknowledged = self.pending().get(txid, set())
         return Outcome(txid, True, unacknowledged=sorted(unacknowledged), trace=round_.trace, observed=observed)
+
+    def _await_quorum(self, txid: str, participants: list[str], needed: int, deadline: float) -> int:
+        """S1: wait until ``needed`` replicas (this one's decision included)
+        hold ``txid``'s COMMIT, or ``deadline``; how many do."""
+        def holding() -> int:
+            waiting = self._pending.get(txid, set())
+            return len(({self.name} | set(participants)) - waiting)
+
+        with self._acknowledged:
+            while holding() < needed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._acknowledged.wait(remaining)
+            return holding()
 
     def _collect_votes(self, round_: _Round, txid: str, writes: dict,
                        handles: Handles, participants: list[str]):
@@ -353,10 +418,12 @@ class Coordinator:
                 self._deliver(round_, message, first, handles[first].send(DO_COMMIT, txid).result())
                 names.remove(first)
             self.failpoints.hit("coordinator.mid_commit")
+        # a doCommit nobody waits for may wait a moment for company, unless the reply waits for a majority
+        lazy = message == DO_COMMIT and not wait and self.quorum() is None
         for name in names:
             if name != self.name:
                 round_.note(message, name, "sent")
-                futures[handles[name].send(message, txid, lazy=message == DO_COMMIT and not wait)] = name
+                futures[handles[name].send(message, txid, lazy=lazy)] = name
         unacknowledged: set[str] = set()
         if self.name in names:
             local = handles[self.name]

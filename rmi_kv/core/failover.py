@@ -19,6 +19,15 @@ Every ``lease / 4`` seconds a tick
    proposes when a vote fenced it for longer than half a lease with no install
    (a proposer that died midway): the same members, a higher number.
 
+A replica that shuts down gives up its lease first and says so (``leave``):
+the others need not wait it out, and leave it out at once.
+
+An epoch that leaves coordinators out settles their transactions as it is
+installed (``core.settle``): the votes name the PREPARED transactions of
+coordinators left out, the proposer asks every member what it holds of them,
+and the plan carries the outcomes, which each member applies before it
+installs the epoch.
+
 A replica serves reads while it is a member of its epoch, holds complete
 data and a valid lease (``read_refusal``); it coordinates writes while it is a
 member and not fenced (``coordinate_refusal``); it votes YES only on its own
@@ -40,6 +49,8 @@ import time
 from typing import Any, Callable, Iterable, Mapping, Optional, Protocol
 
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
+from rmi_kv.core import txid as txids
+from rmi_kv.core.settle import conflicting, settle
 from rmi_kv.core.epochs import Epoch, EpochVoter, Lease, Plan, Refusal, Vote, majority, plan_epoch
 from rmi_kv.storage.interfaces import EpochStore
 
@@ -49,7 +60,8 @@ log = logging.getLogger(__name__)
 Answers = Mapping[str, tuple[Any, Optional[BaseException]]]
 
 #: remote method names (the replica exposes them; the tick calls them on peers)
-GRANT_LEASE, VOTE_EPOCH, INSTALL_EPOCH = "grantLease", "voteEpoch", "installEpoch"
+GRANT_LEASE, VOTE_EPOCH, INSTALL_EPOCH, SETTLE_QUERY, LEAVE_EPOCH = (
+    "grantLease", "voteEpoch", "installEpoch", "settleQuery", "leaveEpoch")
 
 #: roles a replica reports
 MEMBER, CATCHING_UP, OUTSIDE, REMOVED = "member", "catching up", "outside the epoch", "removed"
@@ -61,10 +73,33 @@ class Call(Protocol):
     def __call__(self, names: Iterable[str], method: str, *args: Any, timeout: float) -> Answers: ...
 
 
-def plan_as_dict(plan: Plan) -> dict:
-    """A plan as plain values, for the wire and the disk."""
+def plan_as_dict(plan: Plan, settled: Optional[Mapping[str, str]] = None) -> dict:
+    """A plan as plain values, for the wire and the disk, with the outcomes it settles."""
     return {"number": plan.epoch.number, "members": sorted(plan.epoch.members),
-            "newcomers": sorted(plan.newcomers), "source": plan.source}
+            "newcomers": sorted(plan.newcomers), "source": plan.source, "settled": dict(settled or {})}
+
+
+class Settling(Protocol):
+    """The participant's side of settling (``core.settle``)."""
+
+    def doubtful(self, members: Iterable[str]) -> list[str]: ...
+
+    def settle_state(self, txids: Iterable[str]) -> dict[str, str]: ...
+
+    def apply_settled(self, outcomes: Mapping[str, str]) -> None: ...
+
+
+class NothingToSettle:
+    """A replica with no transactions (unit tests of the epoch rules alone)."""
+
+    def doubtful(self, members: Iterable[str]) -> list[str]:
+        return []
+
+    def settle_state(self, txids: Iterable[str]) -> dict[str, str]:
+        return {}
+
+    def apply_settled(self, outcomes: Mapping[str, str]) -> None:
+        pass
 
 
 class Failover:
@@ -74,11 +109,14 @@ class Failover:
                  complete: Callable[[], bool], lease: float = 1.0, enabled: bool = True,
                  clock: Callable[[], float] = time.monotonic,
                  reset_data: Callable[[], None] = lambda: None,
-                 catch_up: Callable[[], None] = lambda: None, failpoints: Failpoints = NO_FAILPOINTS) -> None:
+                 catch_up: Callable[[], None] = lambda: None, left_out: Callable[[], None] = lambda: None,
+                 settling: Settling = NothingToSettle(), failpoints: Failpoints = NO_FAILPOINTS) -> None:
         """``configured``: the member list (majorities are counted of it);
         ``complete``: False while this replica's data is being copied;
         ``reset_data`` empties the data before this replica installs an epoch
-        as a newcomer, ``catch_up`` starts the copy once it did."""
+        as a newcomer, ``catch_up`` starts the copy once it did; ``left_out``
+        runs when it installs an epoch it is not a member of, or is new to
+        (its own transactions may have been settled: ``core.settle`` S4)."""
         self.name = name
         self.enabled = enabled
         self.lease_seconds = lease
@@ -89,11 +127,14 @@ class Failover:
         self._clock = clock
         self._reset_data = reset_data
         self._catch_up = catch_up
+        self._left_out = left_out
+        self.settling = settling
         self.failpoints = failpoints
         state = store.epoch_state() or {}
         number = int(state.get("number", 0))
         self._plan = {"number": number, "members": list(state.get("members", [])),
-                      "newcomers": list(state.get("newcomers", [])), "source": state.get("source")}
+                      "newcomers": list(state.get("newcomers", [])), "source": state.get("source"),
+                      "settled": dict(state.get("settled") or {})}
         promised_members = state.get("promised_members")
         self.voter = EpochVoter(Epoch.of(number, self._plan["members"]), lease,
                                 promised=int(state.get("promised", number)),
@@ -106,6 +147,8 @@ class Failover:
         #: peer -> when (this clock) it last answered a renewal
         self.heard: dict[str, float] = {}
         self._answered: set[str] = set()
+        #: peer -> when it said it leaves (``left``), until it answers a renewal sent later
+        self._left: dict[str, float] = {}
         self._fenced_since: Optional[float] = now_if(self.voter.fenced, self.started)
         self._retry_at = 0.0
         #: the highest epoch number any answer mentioned (a proposal goes above it)
@@ -165,8 +208,8 @@ class Failover:
         """Why this replica may not serve a read now (None: it may)."""
         if not self.enabled:
             return None
-        epoch = self.epoch
-        if self.name not in epoch.members:
+        epoch = self.voter.current  # no lock, no member list: this is on every read
+        if epoch.number and self.name not in epoch.members:
             return (f"{self.name} is not a member of epoch {epoch.number} (members: {', '.join(sorted(epoch.members))}) "
                     f"and may have missed writes; it rejoins by itself")
         if not self._complete():
@@ -211,6 +254,23 @@ class Failover:
                 return f"the transaction is of epoch {epoch_number} and {self.name} is in epoch {current.number}"
             return f"{self.name} is not a member of epoch {current.number}"
 
+    def commit_refusal(self, txid: str) -> Optional[str]:
+        """S2: why a COMMIT of ``txid`` may not be applied here now: this
+        replica voted for an epoch that leaves its coordinator out, and that
+        epoch's change settles it (None: it may be applied)."""
+        if not self.enabled or not self.voter.fenced:
+            return None
+        try:
+            coordinator = txids.coordinator_of(txid)
+        except ValueError:
+            return None
+        with self._lock:
+            members = self.voter.promised_members
+            if not self.voter.fenced or members is None or coordinator in members:
+                return None
+            return (f"{self.name} voted for epoch {self.voter.promised} without {coordinator}, which settles "
+                    f"{coordinator}'s transactions")
+
     def wait_for_change(self, number: int, timeout: float) -> bool:
         """Wait until the epoch installed here is not ``number`` any more; True when it changed."""
         deadline = self._clock() + timeout
@@ -232,6 +292,22 @@ class Failover:
             return {"granted": granted, "epoch": self.plan(), "complete": self._complete(),
                     "member": self.name in self.voter.current.members, "promised": self.voter.promised}
 
+    def left(self, holder: str) -> None:
+        """leaveEpoch: ``holder`` shut down after it gave up its lease: no grant
+        to wait out, and no need to wait for it to go unheard."""
+        with self._lock:
+            self.voter.granted.pop(holder, None)
+            self._left[holder] = self._clock()
+        log.info("%s left: it holds no lease", holder)
+
+    def leave(self, call: Call) -> None:
+        """Shutting down: stop serving reads, then tell the others (``left``)."""
+        if not self.enabled:
+            return
+        with self._lock:
+            self.lease.expires = float("-inf")
+        call(sorted(self._configured_set() - {self.name}), LEAVE_EPOCH, self.name, timeout=self.lease_seconds / 4)
+
     def vote(self, number: int, members: Iterable[str], proposer: str) -> dict:
         """voteEpoch: vote for epoch ``number`` with ``members`` (the promise is
         forced first), or say why not."""
@@ -248,22 +324,28 @@ class Failover:
                 self._fenced_since = self._clock()
             log.debug("voteEpoch %d from %s: yes (members %s)", number, proposer, ", ".join(sorted(proposal.members)))
             return {"vote": True, "epoch": {"number": answer.epoch.number, "members": sorted(answer.epoch.members)},
-                    "complete": answer.complete}
+                    "complete": answer.complete, "doubtful": self.settling.doubtful(proposal.members)}
 
     def install(self, plan: Mapping) -> bool:
         """installEpoch: take the epoch a majority voted for; a newcomer to it
         empties its data first, and starts copying once it is installed."""
         epoch = Epoch.of(int(plan["number"]), plan["members"])
         newcomer = self.name in set(plan.get("newcomers", ()))
+        settled = dict(plan.get("settled") or {})
         with self._lock:
             if epoch.number <= self.voter.current.number:
                 return False
             if newcomer:
                 self.generation += 1  # first: a copy finishing now must see it is stale
                 self._reset_data()
+            else:
+                self.settling.apply_settled(settled)
+            if newcomer or self.name not in epoch.members:
+                self._left_out()
             self.voter.install(epoch)
             self._plan = {"number": epoch.number, "members": sorted(epoch.members),
-                          "newcomers": sorted(plan.get("newcomers", ())), "source": plan.get("source")}
+                          "newcomers": sorted(plan.get("newcomers", ())), "source": plan.get("source"),
+                          "settled": settled}
             self._save()
             self._fenced_since = now_if(self.voter.fenced, self._clock())
             self._changed.notify_all()
@@ -304,6 +386,8 @@ class Failover:
         with self._lock:
             for peer in answered - {self.name}:
                 self.heard[peer] = sent_at
+                if self._left.get(peer, sent_at) < sent_at:  # asked after it left, and it answered: back
+                    del self._left[peer]
             self._answered = answered
             if self.name in epoch.members and self._complete():
                 self.lease.renewed(sent_at, grants, configured)
@@ -318,7 +402,7 @@ class Failover:
             return
         alive = answered | {self.name}
         suspects = {member for member in epoch.members - {self.name}
-                    if now - self.heard.get(member, self.started) > self.suspect_after}
+                    if now - self.heard.get(member, self.started) > self.suspect_after or member in self._left}
         joiners = (alive & configured) - epoch.members
         with self._lock:
             stale_fence = self._fenced_since is not None and now - self._fenced_since > self.lease_seconds / 2
@@ -351,7 +435,7 @@ class Failover:
         answers = dict(call(others, VOTE_EPOCH, number, sorted(members), self.name, timeout=self.lease_seconds / 2))
         answers[self.name] = (self.vote(number, sorted(members), self.name), None)
         votes: dict[str, Vote] = {}
-        waits, refusals = [], {}
+        waits, refusals, doubtful = [], {}, set()
         for peer, (answer, error) in answers.items():
             if error is not None or not isinstance(answer, dict):
                 refusals[peer] = str(error) if error is not None else "no answer"
@@ -359,6 +443,7 @@ class Failover:
                 reported = answer.get("epoch") or {}
                 votes[peer] = Vote(Epoch.of(int(reported.get("number", 0)), reported.get("members", ())),
                                    bool(answer.get("complete")))
+                doubtful.update(txid for txid in answer.get("doubtful") or () if isinstance(txid, str))
             else:
                 refusals[peer] = str(answer.get("reason"))
                 self._highest_seen = max(self._highest_seen, int(answer.get("promised", 0)))
@@ -372,14 +457,43 @@ class Failover:
             log.info("%s", self.stalled)
             self._retry_at = self._clock() + (max(waits) if waits else self.lease_seconds / 4) * random.uniform(1.0, 1.3)
             return None
+        settled = self._settle(call, plan, sorted(votes), sorted(doubtful)) if doubtful else {}
+        if settled is None:
+            self._retry_at = self._clock() + self.lease_seconds / 4
+            return None
         self.stalled = None
         self.failpoints.hit("failover.after_votes")  # the votes are in; no member has installed it
-        as_dict = plan_as_dict(plan)
+        as_dict = plan_as_dict(plan, settled)
         log.info("epoch %d agreed by %s: members %s, newcomers %s", number, ", ".join(sorted(votes)),
                  ", ".join(as_dict["members"]), ", ".join(as_dict["newcomers"]) or "none")
         self.install(as_dict)
         call(sorted(set(others)), INSTALL_EPOCH, as_dict, timeout=self.lease_seconds / 2)
         return plan
+
+
+    def _settle(self, call: Call, plan: Plan, voters: list[str], txids: list[str]) -> Optional[dict]:
+        """S3: the outcomes of the transactions the voters hold in doubt for
+        coordinators left out, asked of every member and voter; None when a
+        member did not answer (the proposal is tried again)."""
+        asked = sorted(set(voters) | set(plan.epoch.members))
+        answers = dict(call([name for name in asked if name != self.name], SETTLE_QUERY, txids,
+                            timeout=self.lease_seconds / 2))
+        if self.name in asked:
+            answers[self.name] = (self.settling.settle_state(txids), None)
+        reports = {name: answer for name, (answer, error) in answers.items()
+                   if error is None and isinstance(answer, dict)}
+        silent = sorted(set(plan.epoch.members) - set(reports))
+        if silent:
+            self.stalled = (f"epoch {plan.epoch.number}: {', '.join(silent)} did not say what it holds of "
+                            f"{len(txids)} transaction(s) in doubt")
+            log.info("%s", self.stalled)
+            return None
+        for txid in conflicting(reports):
+            log.error("transaction %s is held as COMMIT by one replica and ABORT by another", txid)
+        outcomes = settle(reports, txids)
+        log.info("epoch %d settles %d transaction(s) of coordinators left out: %s", plan.epoch.number, len(outcomes),
+                 ", ".join(f"{txid} {outcome}" for txid, outcome in sorted(outcomes.items())))
+        return outcomes
 
 
 def now_if(condition: bool, now: float) -> Optional[float]:

@@ -26,6 +26,7 @@ NAMES = (
     "participant.after_prepare",
     "participant.before_commit",
     "participant.before_ack",
+    "coordinator.after_prepare",
     "coordinator.before_decision",
     "coordinator.after_decision",
     "coordinator.mid_commit",

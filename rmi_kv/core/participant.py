@@ -18,6 +18,7 @@ from rmi_kv.core.messages import UNKNOWN, VoteRequest
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.locks import LockTable, SharedLock
 from rmi_kv.core.messages import ABORT, COMMIT
+from rmi_kv.core.settle import NOTHING as NOTHING_STATE, PREPARED as PREPARED_STATE
 from rmi_kv.storage.interfaces import ParticipantStorage, PreparedRecord
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,12 @@ class Participant:
     def __init__(self, name: str, storage: ParticipantStorage, *, locks: LockTable | None = None,
                  failpoints: Failpoints = NO_FAILPOINTS, lock_wait: float = 0.05,
                  read_wait: float = 5.0, members: Optional[Callable[[], Iterable[str]]] = None,
-                 admits: Optional[Callable[[Optional[int]], Optional[str]]] = None) -> None:
+                 admits: Optional[Callable[[Optional[int]], Optional[str]]] = None,
+                 commit_gate: Optional[Callable[[str], Optional[str]]] = None) -> None:
         """``members``: whom every transaction must include; ``admits``: why a
-        transaction of an epoch is refused (None: it is not), with failover on."""
+        transaction of an epoch is refused (None: it is not); ``commit_gate``:
+        why a COMMIT of a txid may not be applied now (an epoch change is
+        settling its coordinator's transactions), with failover on."""
         self.name = name
         self.storage = storage
         self.locks = locks or LockTable()
@@ -64,6 +68,7 @@ class Participant:
         #: the members this replica knows of (None: no membership check)
         self.members = members
         self.admits = admits
+        self.commit_gate = commit_gate
         #: txid -> participants, for canCommit calls still being handled
         self._voting: dict[str, tuple] = {}
         #: shared by commits; exclusive while the catch-up buffer is applied
@@ -128,12 +133,13 @@ class Participant:
         return self.commit_and_vote((), requests)[1]
 
     def commit_and_vote(self, commits: Sequence[str], votes: Sequence[VoteRequest],
-                        decision: Optional[Sequence[str]] = None) -> tuple[list, list]:
+                        decision: Optional[Sequence[str]] = None, *, settled: bool = False) -> tuple[list, list]:
         """Phase 2 for ``commits`` (txids), then phase 1 for ``votes`` (txid,
         writes, coordinator, participants): one forced write for the applies
         and the PREPARED records together, unless a vote needs a key one of
         the commits still holds (then the commits are written, and their keys
         freed, first). Returns the answers to the commits and to the votes.
+        ``settled``: the commits are outcomes an epoch change settled (no gate).
         """
         votes = [VoteRequest(*vote) for vote in votes]
         commit_answers: list = [None] * len(commits)
@@ -141,7 +147,7 @@ class Participant:
         with contextlib.ExitStack() as guards:
             for txid in sorted(set(commits) | {vote.txid for vote in votes}):  # one order: no deadlock
                 guards.enter_context(self._exclusive(txid))
-            applying = self._stage_commits(commits, decision, commit_answers)
+            applying = self._stage_commits(commits, decision, commit_answers, gated=not settled)
             committing_keys = {key for _, record in applying for key in record.writes}
             applied: list[str] = []
             prepared: list[str] = []
@@ -186,7 +192,8 @@ class Participant:
                 staged.append((index, PreparedRecord(txid, dict(writes), coordinator, participants, time.time())))
         return staged
 
-    def _stage_commits(self, txids: Sequence[str], decision: Optional[Sequence[str]], answers: list) -> list:
+    def _stage_commits(self, txids: Sequence[str], decision: Optional[Sequence[str]], answers: list,
+                       gated: bool = True) -> list:
         """The (index, record) of each prepared transaction to apply; the
         others get their answer now."""
         applying: list[tuple[int, PreparedRecord]] = []
@@ -202,6 +209,9 @@ class Participant:
                 if record is None:
                     answers[index] = self._commit_without_record(txid, decision)
                     continue
+                refusal = self.commit_gate(txid) if gated and decision is None and self.commit_gate else None
+                if refusal is not None:
+                    raise EpochChanged(f"{self.name} does not apply {txid} now: {refusal}", replica=self.name)
                 self.failpoints.hit("participant.before_commit")
             except Exception as error:
                 answers[index] = error
@@ -387,10 +397,49 @@ class Participant:
             return self.storage.finish_catch_up()
 
     def start_catch_up(self) -> None:
-        """Empty the data and catch up from now on (a newcomer to an epoch);
-        the prepared transactions keep their keys."""
+        """Empty the data and the participant's log, and catch up from now on
+        (a newcomer to an epoch: the copy brings the outcome of every
+        transaction it held, so its PREPARED ones free their keys)."""
         with self._catch_up_lock.exclusive():
             self.storage.reset_for_catch_up()
+            for txid, record in list(self._prepared.items()):
+                self.locks.release(txid, record.writes.keys())
+            self._prepared.clear()
+        self._finished()
+
+    # -------------------------------------------------------------- settling
+    def settle_state(self, txids: Iterable[str]) -> dict[str, str]:
+        """What this replica holds of each of ``txids`` (``core.settle``): commit, abort, prepared or nothing."""
+        states = {}
+        for txid in txids:
+            if txid in self._prepared:
+                states[txid] = PREPARED_STATE
+            else:
+                states[txid] = self.storage.outcome(txid) or NOTHING_STATE
+        return states
+
+    def doubtful(self, members: Iterable[str]) -> list[str]:
+        """PREPARED transactions whose coordinator is not among ``members``
+        (an epoch of those members settles them)."""
+        members = set(members)
+        return sorted(txid for txid, record in list(self._prepared.items()) if record.coordinator not in members)
+
+    def apply_settled(self, outcomes: Mapping[str, str]) -> None:
+        """Apply the outcomes an epoch change settled (``core.settle``)."""
+        commits = [txid for txid, outcome in outcomes.items() if outcome == COMMIT and txid in self._prepared]
+        if commits:
+            for txid, answer in zip(commits, self.commit_and_vote(commits, (), settled=True)[0]):
+                if answer is not True:
+                    log.error("settled COMMIT %s could not be applied: %s", txid, answer)
+        for txid, outcome in outcomes.items():
+            if outcome == ABORT:
+                if self.storage.outcome(txid) == COMMIT:
+                    log.error("settled ABORT %s, which this replica committed", txid)
+                    continue
+                self.do_abort(txid)
+        if outcomes:
+            log.info("settled %d transaction(s) of coordinators left out: %s", len(outcomes),
+                     ", ".join(f"{txid} {outcome}" for txid, outcome in sorted(outcomes.items())))
 
     # ---------------------------------------------------------------- reads
     def read(self, key: str) -> Optional[str]:

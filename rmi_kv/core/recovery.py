@@ -5,6 +5,9 @@
   participants (cooperative termination). It never decides alone.
 - A coordinator re-sends doCommit for every COMMIT record that some
   participant has not acknowledged.
+- With failover on, a coordinator that may have been left out of an epoch
+  first asks the participants still waiting how each such transaction ended
+  (an epoch change may have settled it ABORT: ``core.settle`` S4).
 
 The functions take plain objects, so unit tests drive them without a network.
 """
@@ -81,6 +84,37 @@ def resolve_in_doubt(participant: Participant, coordinator: Coordinator, handle_
             continue
         failpoints.hit("recovery.mid_recovery")
     return still_in_doubt
+
+
+def confirm_decisions(coordinator: Coordinator, handle_for: HandleFor, *, in_epoch: bool) -> list[str]:
+    """S4: confirm or drop each COMMIT record held back; returns the ones still held.
+
+    A waiting participant's COMMIT or ABORT is final. When every waiting
+    participant that answers still holds the transaction PREPARED, no epoch
+    settled it, and ``in_epoch`` (this coordinator is a member of the
+    current epoch, with a valid lease: no epoch without it can be installed
+    meanwhile) makes its own COMMIT record the answer again.
+    """
+    still = []
+    for txid, waiting in coordinator.unconfirmed().items():
+        answers = []
+        for peer in sorted(waiting - {coordinator.name}):
+            handle = handle_for(peer)
+            if handle is None:
+                continue
+            try:
+                answers.append(handle.getDecision(txid))
+            except (RmiKvError, OSError) as error:
+                log.debug("confirming %s: %s did not answer: %s", txid, peer, error)
+        final = next((answer for answer in answers if answer in (COMMIT, ABORT)), None)
+        if final is None and answers and in_epoch:
+            final = COMMIT
+        if final is None:
+            still.append(txid)
+            continue
+        coordinator.confirm(txid, final)
+        log.info("COMMIT record of %s %s by its participants", txid, "confirmed" if final == COMMIT else "overruled")
+    return still
 
 
 def _acknowledge(record: PreparedRecord, self_name: str, coordinator: Coordinator, handle_for: HandleFor) -> None:

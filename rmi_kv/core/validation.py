@@ -106,7 +106,21 @@ def check_plan(plan: Any) -> dict:
     return {"number": check_epoch_number(plan.get("number")),
             "members": check_participants(plan.get("members")),
             "newcomers": check_participants(plan.get("newcomers")),
-            "source": None if source is None else check_name(source, "source name")}
+            "source": None if source is None else check_name(source, "source name"),
+            "settled": check_settled(plan.get("settled"))}
+
+
+def check_settled(settled: Any) -> dict:
+    """txid -> "commit" | "abort", as an epoch plan carries the outcomes it settles."""
+    if settled is None:
+        return {}
+    if not isinstance(settled, dict) or len(settled) > 100_000:
+        raise InvalidRequest("settled outcomes must be a dict of txid to commit or abort")
+    for txid, outcome in settled.items():
+        check_txid(txid)
+        if outcome not in ("commit", "abort"):
+            raise InvalidRequest(f"a settled outcome is commit or abort, not {str(outcome)[:20]!r}")
+    return dict(settled)
 
 
 def check_limit(limit: Any, most: int = MAX_LIMIT) -> int:

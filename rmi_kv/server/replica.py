@@ -11,11 +11,12 @@ from typing import Mapping, Optional
 from rmi_kv.config import Settings
 from rmi_kv.core import validation
 from rmi_kv.core.coordinator import Coordinator
+from rmi_kv.core.epochs import majority
 from rmi_kv.core.failover import Failover
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.locks import LockTable
 from rmi_kv.core.participant import Participant
-from rmi_kv.core.recovery import resolve_in_doubt
+from rmi_kv.core.recovery import confirm_decisions, resolve_in_doubt
 from rmi_kv.errors import AlreadyRunning, NameServerUnavailable, RmiKvError
 from rmi_kv.server.admin import claim_name, clear_removed
 from rmi_kv.server.catchup import CatchUp
@@ -76,16 +77,21 @@ class ReplicaServer:
         self.failover = Failover(name, store=self.storage, configured=self.membership.names,
                                  complete=lambda: not self.storage.catching_up, lease=settings.lease,
                                  enabled=settings.failover, reset_data=self._empty_for_copy,
-                                 catch_up=self._start_catch_up, failpoints=failpoints)
+                                 catch_up=self._start_catch_up, left_out=lambda: self.coordinator.defer(),
+                                 failpoints=failpoints)
+        on = settings.failover
         self.participant = Participant(name, self.storage, locks=LockTable(), failpoints=failpoints,
                                        lock_wait=timeouts.lock_wait, read_wait=timeouts.read_wait,
                                        members=self.failover.members,
-                                       admits=self.failover.transaction_refusal if settings.failover else None)
+                                       admits=self.failover.transaction_refusal if on else None,
+                                       commit_gate=self.failover.commit_refusal if on else None)
+        self.failover.settling = self.participant
         self.coordinator = Coordinator(name, self.storage, failpoints=failpoints, vote_timeout=timeouts.vote,
                                        decision_timeout=timeouts.decision, conflict_retries=settings.conflict_retries,
                                        conflict_backoff=settings.conflict_backoff, early_reply=settings.early_reply,
-                                       epoch=(lambda: self.failover.epoch.number) if settings.failover
-                                       else (lambda: None))
+                                       epoch=(lambda: self.failover.epoch.number) if on else (lambda: None),
+                                       quorum=(lambda: majority(self.membership.names())) if on else (lambda: None),
+                                       defer_to_epoch=on)
         self.kv = KeyValue(name, storage=self.storage, participant=self.participant, coordinator=self.coordinator,
                            membership=self.membership, failover=self.failover, settings=settings,
                            failpoints=failpoints,
@@ -216,6 +222,8 @@ class ReplicaServer:
             remaining = resolve_in_doubt(participant, coordinator, self.kv.handle_for, doubtful, self.failpoints)
             if remaining:
                 log.info("still in doubt: %s", ", ".join(remaining))
+        if coordinator.unconfirmed():
+            confirm_decisions(coordinator, self.kv.handle_for, in_epoch=self.failover.read_refusal() is None)
         if coordinator.pending():
             handles = {name: self.kv.handle_for(name) for name in self.membership.names()}
             handles[self.name] = self.kv.handle_for(self.name)
@@ -257,6 +265,10 @@ class ReplicaServer:
         if not self.kv.wait_idle(grace):
             log.warning("shutdown: writes still in flight after %.1f s", grace)
         self._stopping.set()
+        try:
+            self.failover.leave(self._peer_calls)
+        except Exception as error:  # the others wait its lease out instead
+            log.info("could not tell the others this replica leaves: %s", error)
         for thread in (self._maintenance, self._epoch_keeper):
             if thread.is_alive():
                 thread.join(timeout=grace)

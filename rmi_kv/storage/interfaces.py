@@ -166,10 +166,10 @@ class CatchUp(Protocol):
 
 
     def reset_for_catch_up(self) -> None:
-        """Force, atomically: empty the committed data and the buffer, and
-        start catching up (a newcomer to an epoch replaces its data, it never
-        merges by version). The 2PC log stays: in-doubt transactions keep
-        their keys."""
+        """Force, atomically: empty the committed data, the buffer and the
+        participant's log (PREPARED records, outcomes: a newcomer to an epoch
+        replaces what it held, it never merges), know nothing from before now,
+        and start catching up. The coordinator's COMMIT records stay."""
 
 
 @runtime_checkable

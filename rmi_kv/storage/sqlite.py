@@ -374,14 +374,16 @@ class Storage:
         return applied
 
     def reset_for_catch_up(self) -> None:
+        horizon_us = str(time.time_ns() // 1000)
+
         def operation(connection: sqlite3.Connection) -> None:
-            connection.execute("DELETE FROM kv")
-            connection.execute("DELETE FROM catchup_buffer")
-            connection.execute(_SET_META, ("state", "catching_up"))
+            for table in ("kv", "catchup_buffer", "prepared", "outcomes"):
+                connection.execute(f"DELETE FROM {table}")
+            connection.executemany(_SET_META, [("state", "catching_up"), ("forgotten_before_us", horizon_us)])
             self._counters.digest, self._counters.live_keys = 0, 0
 
         self._write(operation)
-        self._meta_cache["state"] = "catching_up"
+        self._meta_cache.update({"state": "catching_up", "forgotten_before_us": horizon_us})
         self.created_now = False
 
     # ------------------------------------------------------------------ epochs

@@ -123,6 +123,8 @@ class KeyValue:
                                      starting=self.storage.catching_up)
 
     def _handles(self, reload_members: bool = False) -> dict[str, Any]:
+        if reload_members and self.failover.enabled:  # a participant is in another epoch: learn it first
+            self.failover.wait_for_change(self.failover.epoch.number, self.failover.lease_seconds / 4)
         if reload_members:
             try:
                 self.membership.refresh()
@@ -405,6 +407,20 @@ class KeyValue:
         """A majority voted for ``plan``'s epoch: take it (a newcomer empties its data and copies)."""
         require_member("installEpoch")
         return self.failover.install(validation.check_plan(plan))
+
+    @remote_boundary
+    def leaveEpoch(self, holder: str) -> None:
+        """``holder`` is shutting down and gave up its read lease."""
+        require_member("leaveEpoch")
+        self.failover.left(validation.check_name(holder))
+
+    @remote_boundary
+    def settleQuery(self, txids: list) -> dict:
+        """What this replica holds of each transaction (commit, abort, prepared, nothing), for an epoch change."""
+        require_member("settleQuery")
+        if not isinstance(txids, (list, tuple)) or len(txids) > 100_000:
+            raise InvalidRequest("settleQuery takes a list of txids")
+        return self.participant.settle_state([validation.check_txid(txid) for txid in txids])
 
     @remote_boundary
     def forgetMember(self, name: str) -> None:

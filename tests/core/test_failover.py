@@ -6,7 +6,9 @@ from typing import Any, Iterable
 import pytest
 
 from rmi_kv.core.epochs import CLOCK_RATE, MARGIN
-from rmi_kv.core.failover import GRANT_LEASE, INSTALL_EPOCH, VOTE_EPOCH, Failover
+from rmi_kv.core.failover import GRANT_LEASE, INSTALL_EPOCH, LEAVE_EPOCH, SETTLE_QUERY, VOTE_EPOCH, Failover
+from rmi_kv.core.messages import ABORT, COMMIT
+from rmi_kv.core.settle import NOTHING, PREPARED
 from tests.support.memory_storage import MemoryStorage
 
 NAMES = [f"r{i}" for i in range(1, 6)]
@@ -22,6 +24,26 @@ class Clock:
         return self.now
 
 
+class Held:
+    """A replica's transactions in plain dicts: txid -> commit | abort | prepared, with its coordinator."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, str] = {}
+        self.coordinators: dict[str, str] = {}
+
+    def doubtful(self, members):
+        return sorted(txid for txid, state in self.states.items()
+                      if state == PREPARED and self.coordinators[txid] not in set(members))
+
+    def settle_state(self, txids):
+        return {txid: self.states.get(txid, NOTHING) for txid in txids}
+
+    def apply_settled(self, outcomes):
+        for txid, outcome in outcomes.items():
+            if self.states.get(txid) == PREPARED:
+                self.states[txid] = outcome
+
+
 class Group:
     """Five replicas; ``down`` ones answer nothing and do nothing."""
 
@@ -31,6 +53,7 @@ class Group:
         self.complete = {name: True for name in NAMES}
         self.resets: list[str] = []
         self.down: set[str] = set()
+        self.held = {name: Held() for name in NAMES}
         self.replicas = {name: self._make(name) for name in NAMES}
 
     def _make(self, name: str) -> Failover:
@@ -39,7 +62,8 @@ class Group:
             self.complete[name] = False
 
         return Failover(name, store=self.stores[name], configured=lambda: NAMES,
-                        complete=lambda: self.complete[name], lease=LEASE, clock=self.clock, reset_data=reset)
+                        complete=lambda: self.complete[name], lease=LEASE, clock=self.clock, reset_data=reset,
+                        settling=self.held[name])
 
     def restart(self, name: str) -> None:
         self.replicas[name] = self._make(name)
@@ -53,7 +77,8 @@ class Group:
                     answers[name] = (None, ConnectionError(f"{name} is down"))
                     continue
                 replica = self.replicas[name]
-                handler = {GRANT_LEASE: replica.grant, VOTE_EPOCH: replica.vote, INSTALL_EPOCH: replica.install}[method]
+                handler = {GRANT_LEASE: replica.grant, VOTE_EPOCH: replica.vote, INSTALL_EPOCH: replica.install,
+                           SETTLE_QUERY: self.held[name].settle_state, LEAVE_EPOCH: replica.left}[method]
                 answers[name] = (handler(*args), None)
             return answers
 
@@ -179,3 +204,42 @@ def test_a_proposer_that_dies_after_the_votes_leaves_no_replica_fenced_for_long(
     assert number > before + 5 and group.replicas["r2"].members() == {"r2", "r3", "r4"}
     assert group.replicas["r2"].transaction_refusal(number) is None
     assert r1.epoch.number == before
+
+
+def test_the_epoch_without_a_dead_coordinator_settles_what_it_left_in_doubt(group: Group):
+    """r5 coordinated two writes and died: t1's COMMIT reached r2 (it may have
+    been acknowledged), t2 was still PREPARED everywhere (it surely was not)."""
+    for name in NAMES[:4]:
+        group.held[name].states.update({"r5:b:1:1": PREPARED, "r5:b:2:1": PREPARED, "r1:b:1:1": PREPARED})
+        group.held[name].coordinators.update({"r5:b:1:1": "r5", "r5:b:2:1": "r5", "r1:b:1:1": "r1"})
+    group.held["r2"].states["r5:b:1:1"] = COMMIT
+    group.down.add("r5")
+    group.run(3 * LEASE)
+    assert group.replicas["r1"].members() == set(NAMES[:4])
+    for name in NAMES[:4]:
+        assert group.held[name].states == {"r5:b:1:1": COMMIT, "r5:b:2:1": ABORT, "r1:b:1:1": PREPARED}
+    assert group.replicas["r3"].plan()["settled"] == {"r5:b:1:1": COMMIT, "r5:b:2:1": ABORT}
+
+
+def test_a_replica_that_voted_to_leave_a_coordinator_out_applies_none_of_its_commits(group: Group):
+    group.down.add("r5")
+    group.run(LEASE * 1.2)  # r5's lease ran out at the voters; the vote below is allowed
+    r2 = group.replicas["r2"]
+    assert r2.commit_refusal("r5:b:1:1") is None
+    assert r2.vote(r2.epoch.number + 3, NAMES[:4], "r1")["vote"]
+    assert "settles r5" in r2.commit_refusal("r5:b:1:1")
+    assert r2.commit_refusal("r1:b:1:1") is None  # a member's commits go on
+
+
+def test_a_replica_that_shuts_down_is_left_out_without_waiting_out_its_lease(group: Group):
+    leaving = group.replicas["r5"]
+    leaving.leave(group.call_from("r5"))
+    assert leaving.read_refusal() is not None  # it gave up its lease before it told anyone
+    group.down.add("r5")
+    stopped_at = group.clock.now
+    while group.replicas["r1"].members() != set(NAMES[:4]):
+        group.run(TICK)
+    assert group.clock.now - stopped_at < LEASE / 2  # not a whole lease (and margin) later
+    group.restart("r5")  # it comes back: taken in again as a newcomer
+    group.run(LEASE)
+    assert group.replicas["r1"].members() == set(NAMES)

@@ -208,8 +208,9 @@ class MemoryStorage:
 
     def reset_for_catch_up(self) -> None:
         with self._forced() as image:
-            image.kv.clear()
-            image.buffer.clear()
+            for table in (image.kv, image.buffer, image.prepared, image.outcomes):
+                table.clear()
+            image.forgotten_before_us = time.time_ns() // 1000
             image.state = CATCHING_UP
             image.digest = image.live_keys = 0
         self.created_now = False
