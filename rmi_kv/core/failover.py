@@ -73,10 +73,12 @@ class Call(Protocol):
     def __call__(self, names: Iterable[str], method: str, *args: Any, timeout: float) -> Answers: ...
 
 
-def plan_as_dict(plan: Plan, settled: Optional[Mapping[str, str]] = None) -> dict:
-    """A plan as plain values, for the wire and the disk, with the outcomes it settles."""
+def plan_as_dict(plan: Plan, settled: Optional[Mapping[str, str]] = None, proposer: Optional[str] = None) -> dict:
+    """A plan as plain values, for the wire and the disk, with the outcomes it
+    settles and who proposed it (and so settled them)."""
     return {"number": plan.epoch.number, "members": sorted(plan.epoch.members),
-            "newcomers": sorted(plan.newcomers), "source": plan.source, "settled": dict(settled or {})}
+            "newcomers": sorted(plan.newcomers), "source": plan.source, "settled": dict(settled or {}),
+            "proposer": proposer}
 
 
 class Settling(Protocol):
@@ -134,7 +136,7 @@ class Failover:
         number = int(state.get("number", 0))
         self._plan = {"number": number, "members": list(state.get("members", [])),
                       "newcomers": list(state.get("newcomers", [])), "source": state.get("source"),
-                      "settled": dict(state.get("settled") or {})}
+                      "settled": dict(state.get("settled") or {}), "proposer": state.get("proposer")}
         promised_members = state.get("promised_members")
         self.voter = EpochVoter(Epoch.of(number, self._plan["members"]), lease,
                                 promised=int(state.get("promised", number)),
@@ -345,7 +347,7 @@ class Failover:
             self.voter.install(epoch)
             self._plan = {"number": epoch.number, "members": sorted(epoch.members),
                           "newcomers": sorted(plan.get("newcomers", ())), "source": plan.get("source"),
-                          "settled": settled}
+                          "settled": settled, "proposer": plan.get("proposer")}
             self._save()
             self._fenced_since = now_if(self.voter.fenced, self._clock())
             self._changed.notify_all()
@@ -463,7 +465,7 @@ class Failover:
             return None
         self.stalled = None
         self.failpoints.hit("failover.after_votes")  # the votes are in; no member has installed it
-        as_dict = plan_as_dict(plan, settled)
+        as_dict = plan_as_dict(plan, settled, self.name)
         log.info("epoch %d agreed by %s: members %s, newcomers %s", number, ", ".join(sorted(votes)),
                  ", ".join(as_dict["members"]), ", ".join(as_dict["newcomers"]) or "none")
         self.install(as_dict)

@@ -107,7 +107,8 @@ def check_plan(plan: Any) -> dict:
             "members": check_participants(plan.get("members")),
             "newcomers": check_participants(plan.get("newcomers")),
             "source": None if source is None else check_name(source, "source name"),
-            "settled": check_settled(plan.get("settled"))}
+            "settled": check_settled(plan.get("settled")),
+            "proposer": None if plan.get("proposer") is None else check_name(plan.get("proposer"), "proposer name")}
 
 
 def check_settled(settled: Any) -> dict:
