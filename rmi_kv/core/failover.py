@@ -10,7 +10,8 @@ Every ``lease / 4`` seconds a tick
 
 1. **renews** this replica's read lease: it asks every configured replica for
    a grant in its epoch. The answers are the failure detector too (who
-   answered), and tell of later epochs and of replicas outside the epoch;
+   answered: a replica grants leases only to those it hears so, see
+   ``_reaches``), and tell of later epochs and of replicas outside the epoch;
 2. **learns** a later epoch an answer reports, installing it here;
 3. **proposes** a new epoch, when this replica is the first (by name) of the
    members it hears, its data is complete, and a member went unheard for
@@ -234,10 +235,15 @@ class Failover:
         if len(epoch.members & members) < majority(members):
             return f"epoch {epoch.number} holds no majority of the {len(members)} replicas"
         answering = self._answered & members
-        if self._answered and len(answering) < majority(members):
+        if self.lacks_majority():
             return (f"no majority: {len(answering)} of the {len(members)} replicas answer "
                     f"({', '.join(sorted(answering))}); writes wait until {majority(members)} do")
         return None
+
+    def lacks_majority(self) -> bool:
+        """Too few replicas answer for any epoch to write: no other replica can take a write either."""
+        members = self._configured_set()
+        return bool(self._answered) and len(self._answered & members) < majority(members)
 
     def transaction_refusal(self, epoch_number: Optional[int]) -> Optional[str]:
         """E2 and F: why this replica votes NO on a transaction of ``epoch_number`` (None: it may vote YES)."""
@@ -286,11 +292,12 @@ class Failover:
 
     # ------------------------------------------------------ remote handlers
     def grant(self, holder: str, epoch_number: int) -> dict:
-        """grantLease: grant ``holder`` a read lease if the rules allow; always
-        answer with this replica's epoch (a lagging holder learns it so)."""
+        """grantLease: grant ``holder`` a read lease if the rules allow and this
+        replica reaches it; always answer with this replica's epoch (a lagging
+        holder learns it so)."""
         with self._lock:
             self._sync()
-            granted = self.enabled and self.voter.grant(holder, epoch_number, self._clock())
+            granted = self.enabled and self._reaches(holder) and self.voter.grant(holder, epoch_number, self._clock())
             return {"granted": granted, "epoch": self.plan(), "complete": self._complete(),
                     "member": self.name in self.voter.current.members, "promised": self.voter.promised}
 
@@ -309,6 +316,19 @@ class Failover:
         with self._lock:
             self.lease.expires = float("-inf")
         call(sorted(self._configured_set() - {self.name}), LEAVE_EPOCH, self.name, timeout=self.lease_seconds / 4)
+
+    def _reaches(self, holder: str) -> bool:
+        """Does this replica reach ``holder``: it answered the latest renewal
+        round, or one within the last lease?
+
+        Cut off one way (it calls the others, nothing gets through to it), a
+        replica would go on renewing its lease with grants from replicas that
+        cannot reach it; they could then never vote for an epoch without it
+        (L2), and no write would go on. So a lease goes only to a replica the
+        granter reaches itself (granting less is always safe)."""
+        if holder == self.name or holder in self._answered:
+            return True
+        return self._clock() - self.heard.get(holder, self.started) <= self.lease_seconds
 
     def vote(self, number: int, members: Iterable[str], proposer: str) -> dict:
         """voteEpoch: vote for epoch ``number`` with ``members`` (the promise is

@@ -157,7 +157,8 @@ class KeyValue:
         self._serving()
         refusal = self.failover.coordinate_refusal()
         if refusal is not None:
-            raise ReplicaUnavailable(f"{refusal}; ask another replica", replica=self.name)
+            advice = "" if self.failover.lacks_majority() else "; ask another replica"
+            raise ReplicaUnavailable(f"{refusal}{advice}", replica=self.name)
         with self._inflight_changed:
             self._inflight += 1
         try:

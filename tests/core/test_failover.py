@@ -45,7 +45,8 @@ class Held:
 
 
 class Group:
-    """Five replicas; ``down`` ones answer nothing and do nothing."""
+    """Five replicas; ``down`` ones answer nothing and do nothing; a call from
+    ``caller`` to ``callee`` gets no answer while ``(caller, callee)`` is ``cut``."""
 
     def __init__(self) -> None:
         self.clock = Clock()
@@ -54,6 +55,8 @@ class Group:
         self.resets: list[str] = []
         self.down: set[str] = set()
         self.held = {name: Held() for name in NAMES}
+
+        self.cut: set[tuple[str, str]] = set()
         self.replicas = {name: self._make(name) for name in NAMES}
 
     def _make(self, name: str) -> Failover:
@@ -73,7 +76,7 @@ class Group:
         def call(names: Iterable[str], method: str, *args: Any, timeout: float) -> dict:
             answers = {}
             for name in names:
-                if name in self.down or caller in self.down:
+                if name in self.down or caller in self.down or (caller, name) in self.cut:
                     answers[name] = (None, ConnectionError(f"{name} is down"))
                     continue
                 replica = self.replicas[name]
@@ -135,6 +138,23 @@ def test_a_paused_replica_stops_reading_before_the_others_write_without_it(group
     assert paused.read_refusal() is not None  # its clock ran on: its lease is over
     group.down.discard("r5")  # SIGCONT: it has not heard of epoch 1 yet, and still refuses reads
     assert paused.epoch.number == 0 and paused.read_refusal() is not None
+
+
+def test_a_replica_cut_off_one_way_loses_its_lease_and_the_others_write_on(group: Group):
+    # r5 still reaches the others (its renewals are answered); none of them reaches r5
+    group.cut |= {(name, "r5") for name in NAMES[:4]}
+    cut_at = group.clock.now
+    while group.epochs(NAMES[:4]) != {1}:
+        group.run(TICK)
+        assert group.clock.now - cut_at < 5 * LEASE, group.replicas["r1"].stalled
+    assert group.replicas["r1"].members() == set(NAMES[:4])
+    cut_off = group.replicas["r5"]
+    assert cut_off.read_refusal() is not None
+    group.run(TICK)  # it hears of epoch 1 in the answers it still gets
+    assert cut_off.epoch.number == 1 and cut_off.role() == "outside the epoch"
+    group.cut.clear()
+    group.run(LEASE)
+    assert group.epochs() == {2} and group.replicas["r5"].role() == "catching up"
 
 
 def test_a_returning_replica_is_taken_back_as_a_newcomer_that_copies_its_data(group: Group):
