@@ -8,7 +8,8 @@ import pytest
 from rmi_kv.errors import ReplicaUnavailable, TransactionAborted
 
 
-def test_stopped_replica_makes_writes_abort_and_reads_keep_working(cluster):
+def test_stopped_replica_makes_writes_abort_and_reads_keep_working(strict_cluster):
+    cluster = strict_cluster  # the strict protocol; with failover on the others write on (test_failover_faults)
     with cluster.client("replica1") as kv:
         kv.put("colour", "blue")
     assert cluster.stop_replica("replica4") == 0  # SIGTERM: a clean exit

@@ -68,7 +68,9 @@ def lab_cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def proxied_cluster(tmp_path_factory):
     """Five replicas on loopback; replica5 is reached only through ``cluster.proxy``."""
-    cluster = ProxiedCluster(5, data_dir=tmp_path_factory.mktemp("proxied-cluster"), replica_args=REPLICA_ARGS,
+    # the strict protocol, as in the lab: these tests show what the network does to two-phase commit itself
+    cluster = ProxiedCluster(5, data_dir=tmp_path_factory.mktemp("proxied-cluster"),
+                             replica_args=[*REPLICA_ARGS, "--failover", "off"],
                              extra_args={SLOW_DECIDER: [
                                  "--failpoint", f"coordinator.after_decision=delay:{DECISION_PAUSE_MS}"]})
     cluster.start()
