@@ -18,6 +18,7 @@ otherwise; 130 on Ctrl-C; 2 for a usage error.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -81,8 +82,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return report_usage(usage)
     except SystemExit as done:  # --help
         return int(done.code or 0)
-    console = Console(record=True, no_color=args.no_color or None, highlight=False, emoji=False,
-                      width=None if sys.stdout.isatty() else 100)
+    # a terminal says its width; elsewhere COLUMNS does when set, else 100
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit() else 100
+    console = Console(record=True, no_color=args.no_color or None, highlight=False, emoji=False, width=width)
     previous = _terminate_as_interrupt()
     cluster = None
     demo: Optional[Demo] = None
