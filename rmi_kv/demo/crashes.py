@@ -1,9 +1,11 @@
 """What the crash steps (6, 7 and 8) share: whether they may run, arming a failpoint, a write that is
-expected to fail, confirming that the replica died where it was meant to, and its restart."""
+expected to fail, confirming that the replica died where it was meant to, and its restart; and, for the
+failover steps, the replicas' options with failover on and when every one is a member again."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from rmi_kv.cli.health import epoch_view, failover_of
 from rmi_kv.cli.render import quoted
 from rmi_kv.errors import RmiKvError
 from rmi_kv.server.cluster import wait_for
@@ -69,3 +71,34 @@ def restart(demo: Demo, replica: str, *, saying: str, until: Callable[[], Any], 
     demo.action(saying)
     demo.cluster.start_replica(replica)
     return wait_for(until, timeout=20.0, what=what)
+
+
+# ----------------------------------------------------------------- failover on
+def with_failover(args: list[str], setting: tuple[str, str]) -> list[str]:
+    """``args`` with every --failover option replaced by ``setting``."""
+    kept: list[str] = []
+    words = iter(args)
+    for word in words:
+        if word == "--failover":
+            next(words, None)
+        elif not word.startswith("--failover="):
+            kept.append(word)
+    return [*kept, *setting]
+
+
+def failover_settled(demo: Demo, names: list[str]) -> Optional[list[dict]]:
+    """Every replica reachable, serving, equal data, and a member of one epoch (of all of them) with a read lease."""
+    statuses = demo.settled(len(names))
+    if not statuses:
+        return None
+    epoch = epoch_view(statuses)
+    ok = (epoch is not None and epoch["failover"] and epoch["members"] == sorted(names)
+          and all(member_with_lease(s, epoch["number"]) for s in statuses))
+    return statuses if ok else None
+
+
+def member_with_lease(status: dict, number: int) -> bool:
+    """``status`` is a member's of epoch ``number``, holding a read lease."""
+    found = failover_of(status) or {}
+    return (found.get("role") == "member" and (found.get("epoch") or {}).get("number") == number
+            and bool((found.get("lease") or {}).get("valid")))
