@@ -1,9 +1,9 @@
-"""What the crash steps (6, 7 and 8) share: whether they may run, arming a failpoint, a write that is
+"""What the crash steps (6 to 9) share: whether they may run, arming a failpoint, a write that is
 expected to fail, confirming that the replica died where it was meant to, and its restart; and, for the
-failover steps, the replicas' options with failover on and when every one is a member again."""
+failover steps (8 and 9), the replicas' options with failover on and when every one is a member again."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from rmi_kv.cli.health import epoch_view, failover_of
 from rmi_kv.cli.render import quoted
@@ -45,6 +45,22 @@ def arm(demo: Demo, replica: str, failpoint: str) -> None:
     demo.action(f"{replica} restarts with the failpoint {failpoint}")
     demo.cluster.restart_replica(replica, failpoints=[failpoint])
     wait_for(lambda: demo.settled(len(demo.cluster.names)), timeout=15.0, what=f"{replica} back in the cluster")
+
+
+def arm_each(demo: Demo, failpoints: Mapping[str, str], *, until: Callable[[], Any]) -> None:
+    """Restart each replica of ``failpoints`` with its failpoint armed (they stop, then start together), and
+    wait, at most 15 s, until ``until()`` answers (with failover on: every one a member again)."""
+    cluster = demo.cluster
+    for replica, failpoint in failpoints.items():
+        demo.action(f"{replica} restarts with the failpoint {failpoint}")
+    for replica in failpoints:
+        if cluster.replicas[replica].alive():
+            cluster.stop_replica(replica)
+    starting = [cluster.start_replica(replica, failpoints=[failpoint], wait=False)
+                for replica, failpoint in failpoints.items()]
+    for child in starting:
+        child.wait_ready()
+    wait_for(until, timeout=15.0, what=f"{', '.join(failpoints)} back in the cluster")
 
 
 def put_failing(demo: Demo, through: str, key: str, value: str, expected: type[RmiKvError], *,
