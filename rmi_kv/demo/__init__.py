@@ -2,7 +2,7 @@
 
 ``runner`` is its command line and embedded cluster, ``walkthrough`` the
 ``Demo`` that runs the steps, one module each (``step1_cluster`` ...
-``step9_summary``); what they show is built by ``rmi_kv.cli.render``, as in
+``step10_summary``); what they show is built by ``rmi_kv.cli.render``, as in
 the console.
 """
 from rmi_kv.demo.runner import main

@@ -3,14 +3,15 @@
 Without ``--ns-host``/``--ns-port`` it starts its own cluster (a name server
 and five replicas as child processes on 127.0.0.1, ports chosen by the OS,
 data in a temporary directory, ``--failover off`` until step 8) and removes
-all of it at the end, on Ctrl-C and on any error. Nine steps
+all of it at the end, on Ctrl-C and on any error. Ten steps
 (``rmi_kv.demo.walkthrough``):
 
     1 the cluster              6 a participant crashes before voting
     2 pre-populate the store   7 the coordinator crashes after its decision
     3 PUT/GET/DELETE anywhere  8 a replica dies: failover to a new epoch
-    4 one write, traced        9 the summary
+    4 one write, traced        9 the coordinator dies: a new epoch takes over
     5 concurrent conflicting writes to one key
+                              10 the summary
 
 Exit code 0 when every check held; 1 (and "demo failed at step N: reason")
 otherwise; 130 on Ctrl-C; 2 for a usage error.
@@ -18,6 +19,7 @@ otherwise; 130 on Ctrl-C; 2 for a usage error.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -47,13 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="A guided walk through rmi_kv: the cluster, reads and writes through every replica, "
                     "one write message by message, conflicting writes, a participant crash and a "
                     "coordinator crash with recovery (the strict protocol, --failover off), then a replica "
-                    "that dies while failover is on: a new epoch, and its rejoining. Every step checks what "
-                    "it shows.",
+                    "that dies while failover is on: a new epoch, and its rejoining; and coordinators that die "
+                    "mid-commit: the new epoch settles their transactions. Every step checks what it shows.",
         epilog="Which cluster: without --ns-host and --ns-port the demo always starts its own (a name server "
                "and 5 replicas on 127.0.0.1, OS-chosen ports, data in a temporary directory, all removed at "
                "the end). With either option it uses the cluster already running there (the other one "
                f"defaults to {DEFAULT_NS_HOST}:{DEFAULT_NS_PORT}), writes keys course:* and demo:* into it, "
-               "and skips the crash steps 6, 7 and 8. Exit codes: 0 every check held, 1 a check failed or an "
+               "and skips the crash steps 6 to 9. Exit codes: 0 every check held, 1 a check failed or an "
                "error, 2 usage error, 130 interrupted.")
     parser.add_argument("--ns-host", help=f"use the running cluster whose name server is on this host "
                         f"(port: --ns-port or {DEFAULT_NS_PORT})")
@@ -81,8 +83,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return report_usage(usage)
     except SystemExit as done:  # --help
         return int(done.code or 0)
-    console = Console(record=True, no_color=args.no_color or None, highlight=False, emoji=False,
-                      width=None if sys.stdout.isatty() else 100)
+    # a terminal says its width; elsewhere COLUMNS does when set, else 100
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit() else 100
+    console = Console(record=True, no_color=args.no_color or None, highlight=False, emoji=False, width=width)
     previous = _terminate_as_interrupt()
     cluster = None
     demo: Optional[Demo] = None

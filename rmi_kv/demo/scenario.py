@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 #: how many replicas the embedded cluster runs
 REPLICAS = 5
 #: the options the embedded cluster's replicas start with: the strict protocol of the textbook (every member
-#: votes on every write), which the crash steps show; the failover step restarts them with FAILOVER_ON
+#: votes on every write), which the crash steps show; the failover steps restart them with FAILOVER_ON
 STRICT = ("--failover", "off")
 FAILOVER_ON = ("--failover", "on")
 #: the number of the last step, the summary (after a failed step only it still runs)
-SUMMARY = 9
+SUMMARY = 10
 #: keys of the course scenario (steps 2 and 3)
 COURSE_KEYS = [f"course:{index}" for index in range(10)]
 #: what the five PUTs of step 3 write, one per replica

@@ -46,35 +46,6 @@ class Attempt:
     outcome: str  # "committed" or "aborted: REASON"
 
 
-def with_failover(args: list[str], setting: tuple[str, str]) -> list[str]:
-    """``args`` with every --failover option replaced by ``setting``."""
-    kept: list[str] = []
-    words = iter(args)
-    for word in words:
-        if word == "--failover":
-            next(words, None)
-        elif not word.startswith("--failover="):
-            kept.append(word)
-    return [*kept, *setting]
-
-
-def failover_settled(demo: Demo, names: list[str]) -> Optional[list[dict]]:
-    """Every replica reachable, serving, equal data, and a member of one epoch (of all of them) with a read lease."""
-    statuses = demo.settled(len(names))
-    if not statuses:
-        return None
-    epoch = epoch_view(statuses)
-    ok = (epoch is not None and epoch["failover"] and epoch["members"] == sorted(names)
-          and all(_member_with_lease(s, epoch["number"]) for s in statuses))
-    return statuses if ok else None
-
-
-def _member_with_lease(status: dict, number: int) -> bool:
-    found = failover_of(status) or {}
-    return (found.get("role") == "member" and (found.get("epoch") or {}).get("number") == number
-            and bool((found.get("lease") or {}).get("valid")))
-
-
 def _reason(error: Exception) -> str:
     """What a failed write says, per replica where it names them."""
     replicas = getattr(error, "replicas", None) or {}
@@ -89,8 +60,9 @@ def run(demo: Demo, names: list[str]) -> None:
     survivors = [name for name in names if name != victim]
     cluster = demo.cluster
     demo.action("every replica restarts with --failover on (until now: " + " ".join(STRICT) + ")")
-    cluster.restart_all(replica_args=with_failover(cluster.replica_args, FAILOVER_ON))
-    statuses = wait_for(lambda: failover_settled(demo, names), timeout=20.0, what="every replica a member with a lease")
+    cluster.restart_all(replica_args=crashes.with_failover(cluster.replica_args, FAILOVER_ON))
+    statuses = wait_for(lambda: crashes.failover_settled(demo, names), timeout=20.0,
+                        what="every replica a member with a lease")
     first = epoch_view(statuses)
     assert first is not None
     demo.show_epochs(statuses, title=f"failover on: one epoch of all {len(names)} replicas, each holding a lease")
@@ -126,7 +98,7 @@ def run(demo: Demo, names: list[str]) -> None:
         up = [s for s in statuses if s.get("reachable")]
         epoch = epoch_view(statuses)
         if (epoch and epoch["members"] == survivors and [s["name"] for s in up] == survivors
-                and all(_member_with_lease(s, epoch["number"]) for s in up)):
+                and all(crashes.member_with_lease(s, epoch["number"]) for s in up)):
             return statuses
         return None
 
@@ -217,7 +189,7 @@ def _rejoin(demo: Demo, names: list[str], victim: str, value: str, without: int)
             return None
         if not snapshots or _looks(snapshots[-1].status) != _looks(mine):
             snapshots.append(Snapshot(time.monotonic() - started, mine, statuses))
-        settled = failover_settled(demo, names)
+        settled = crashes.failover_settled(demo, names)
         if not settled and not read:
             try:
                 read.append(("answered", demo.kv(victim).get(KEY)))
@@ -247,7 +219,7 @@ def _rejoin(demo: Demo, names: list[str], victim: str, value: str, without: int)
     final = epoch_view(statuses)
     assert final is not None
     demo.show_epochs(statuses, title=f"{victim} rejoined")
-    demo.check(_member_with_lease(next(s for s in statuses if s["name"] == victim), final["number"]),
+    demo.check(crashes.member_with_lease(next(s for s in statuses if s["name"] == victim), final["number"]),
                f"{victim} is a member of epoch {final['number']} again, with a read lease",
                f"{victim} is not a member with a lease")
     held = demo.kv(victim).get(KEY)

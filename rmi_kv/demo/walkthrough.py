@@ -3,7 +3,7 @@ evidence, then the checks it makes.
 
 ``Demo`` holds what the steps share (clients for every replica, the checks,
 the tables they print) and runs them; each step lives in its own module
-(``rmi_kv.demo.step1_cluster`` ... ``step9_summary``) as ``run(demo)``, and is
+(``rmi_kv.demo.step1_cluster`` ... ``step10_summary``) as ``run(demo)``, and is
 also the method ``Demo.stepN``, so one can be replaced on its own.
 """
 from __future__ import annotations
@@ -20,12 +20,14 @@ from rmi_kv.cli.health import epoch_view
 from rmi_kv.cli.render import (FAILOVER_COLUMNS, IN_DOUBT_LISTED, STATUS_COLUMNS, emit, epoch_line, heard_column,
                                status_table)
 from rmi_kv.demo import (step1_cluster, step2_populate, step3_everywhere, step4_traced, step5_conflict,
-                         step6_participant_crash, step7_coordinator_crash, step8_failover, step9_summary)
+                         step6_participant_crash, step7_coordinator_crash, step8_failover, step9_takeover,
+                         step10_summary)
 from rmi_kv.demo.scenario import CHECK_FAILED, CHECK_OK, COURSE_KEYS, SUMMARY, StepFailed, StepResult
 
 #: the step modules, by number
 STEP_MODULES = {1: step1_cluster, 2: step2_populate, 3: step3_everywhere, 4: step4_traced, 5: step5_conflict,
-                6: step6_participant_crash, 7: step7_coordinator_crash, 8: step8_failover, 9: step9_summary}
+                6: step6_participant_crash, 7: step7_coordinator_crash, 8: step8_failover, 9: step9_takeover,
+                10: step10_summary}
 #: number -> (title, what it shows, for the summary)
 STEPS: dict[int, tuple[str, str]] = {number: (module.TITLE, module.SHOWN) for number, module in STEP_MODULES.items()}
 #: number -> what the step's panel explains

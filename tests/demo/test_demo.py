@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from rmi_kv import demo
 
@@ -25,18 +26,23 @@ TITLES = {
     6: "Step 6 — A participant crashes before voting",
     7: "Step 7 — The coordinator crashes after its decision",
     8: "Step 8 — A replica dies: failover to a new epoch",
-    9: "Step 9 — Summary",
+    9: "Step 9 — The coordinator dies: a new epoch takes over",
+    10: "Step 10 — Summary",
 }
 
 
-def environment() -> dict:
-    return {key: value for key, value in os.environ.items()
-            if key not in ("NO_COLOR", "FORCE_COLOR", "RMI_KV_FAILPOINTS", "COLUMNS")}
+def environment(columns: Optional[int] = None) -> dict:
+    """The demo's environment: no colour settings or failpoints from outside; COLUMNS only when given."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("NO_COLOR", "FORCE_COLOR", "RMI_KV_FAILPOINTS", "COLUMNS")}
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
+    return env
 
 
-def run_demo(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess:
+def run_demo(*args: str, timeout: float = 90.0, columns: Optional[int] = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rmi_kv.demo", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=environment(), stdin=subprocess.DEVNULL)
+                          timeout=timeout, cwd=ROOT, env=environment(columns), stdin=subprocess.DEVNULL)
 
 
 def data_dir_of(transcript: str) -> str:
@@ -100,16 +106,22 @@ def test_the_whole_demo_on_its_embedded_cluster(tmp_path):
     assert strict.count("failover off: every write needs the votes of all 5 members (epoch 0)") == 3
     assert "✔ writes wait for replica4: this one aborts too (every member must vote)" in strict
     check_failover_step(transcript[transcript.index(TITLES[8]):transcript.index(TITLES[9])])
+    takeover = transcript[transcript.index(TITLES[9]):transcript.index(TITLES[10])]
+    check_takeover_step(takeover)
+    assert "every replica restarts" not in takeover, "after step 8, failover is on already"
     # the traced write shows each message of the protocol, with times
     for message in ("canCommit", "vote", "decision", "doCommit", "haveCommitted"):
         assert re.search(rf"\d+\.\d\d\s+{message}\s", transcript), message
     # the summary: every step but itself passed
-    summary = transcript[transcript.index(TITLES[9]):]
-    assert summary.count("✔ passed") == 8
+    summary = transcript[transcript.index(TITLES[10]):]
+    assert summary.count("✔ passed") == 9
     assert re.search(r"^ +8 +failover: new epoch, writes go on, rejoin +(\d+)/\1 +✔ passed", summary, re.M)
+    seconds = re.search(r"^ +9 +take-over: epochs settle in-doubt writes +(\d+)/\1 +✔ passed +([\d.]+)",
+                        summary, re.M)
+    assert seconds and float(seconds.group(2)) < 15, "the take-over step takes a few seconds"
     assert re.search(r"✔ all (\d+) checks held; the demo took [\d.]+ s\n", summary)
     checks = int(re.search(r"all (\d+) checks held", summary).group(1))
-    before_summary = transcript[:transcript.index(TITLES[9])].splitlines()
+    before_summary = transcript[:transcript.index(TITLES[10])].splitlines()
     assert checks == sum(1 for line in before_summary if line.startswith("✔ "))  # each check, one line
     assert "✔ all" in result.stdout  # the terminal saw what the record holds
     assert_nothing_left(data_dir_of(transcript))
@@ -158,6 +170,45 @@ def check_failover_step(step: str) -> None:
     assert len(digests) == 1, "the table after the rejoin shows five equal digests"
 
 
+def check_takeover_step(step: str) -> None:
+    """Step 9, with failover on: replica1 dies after forcing COMMIT (no member holds it: settled ABORT), then
+    replica2 after its doCommit reached one participant (settled COMMIT). Each time the client hears
+    OutcomeUnknown, the others hold the txid in doubt, a new epoch without the coordinator settles it, a
+    read tells the outcome and the key is free; both return, and every digest is equal."""
+    lines = step.splitlines()
+    prose = " ".join(step.split())  # the wrapped sentences, joined again
+    assert step.count("✔ the client got OutcomeUnknown: no answer came") == 2
+    assert prose.count("client got OutcomeUnknown: put was sent to replica") == 2
+    txids = re.findall(r"^✔ its transaction waits in doubt: (replica\d:\S+)$", step, re.M)
+    assert [txid.split(":")[0] for txid in txids] == ["replica1", "replica2"]
+    abort, commit = step.split("replica2 coordinates a write and dies", 1)
+    for part, txid, outcome, coordinator, doubting, read in ((abort, txids[0], "ABORT", "replica1", 4, "old"),
+                                                             (commit, txids[1], "COMMIT", "replica2", 2, "new")):
+        # the participants hold the txid in doubt, its key locked
+        assert len(re.findall(rf"^  replica\d +PREPARED: key locked +{txid}  +$", part, re.M)) == doubting
+        # the new epoch without the coordinator settles it, proposed by a member that is not the coordinator
+        settled = re.search(rf"^  {txid} +{outcome} +(replica\d) \(epoch (\d+)\)", part, re.M)
+        assert settled, f"{txid} settled {outcome}"
+        proposer, number = settled.groups()
+        assert proposer != coordinator
+        assert f"✔ epoch {number}, without {coordinator}, settled it {outcome}; every member applied it" in part
+        assert f"✔ {proposer} proposed the epoch and settled it, asking every member" in part
+        assert re.search(rf"^epoch {number} of (replica\d, )*replica\d \(majority 3 of 5\)$", part, re.M)
+        assert coordinator not in re.search(rf"^epoch {number} of (.*) \(", part, re.M).group(1)
+        assert f"Why {outcome}:" in " ".join(part.split())
+        assert f'✔ a read tells the outcome: all {doubting + (1 if outcome == "COMMIT" else 0)} give "{read}"' in part
+        assert "✔ the key is free: the write committed" in part
+    assert re.search(r'^  replica\d +COMMIT: reads "new" +none', commit, re.M), "one participant got the doCommit"
+    assert "no member holds the COMMIT, only replica1, which is down" in prose
+    assert "In step 7 this same crash, with --failover off, kept the key locked until replica1 came back" in prose
+    # both coordinators return and agree: the same values and digests everywhere, nothing in doubt
+    assert '✔ replica1 and replica2 agree: every replica gives "free again" for both keys' in lines
+    assert "✔ no replica diverged: all 5 hold the same data (equal digests)" in lines
+    rows = re.findall(r'^  (replica\d) +"free again" +"free again" +none +([0-9a-f]{12})  $', step, re.M)
+    assert sorted(name for name, _ in rows) == [f"replica{n}" for n in range(1, 6)]
+    assert len({digest for _, digest in rows}) == 1
+
+
 def test_one_step_alone_sets_up_what_it_needs_and_records_html(tmp_path):
     record = tmp_path / "step4.html"
     result = run_demo("--step", "4", "--record", str(record), "--no-color", timeout=60)
@@ -175,13 +226,26 @@ def test_one_step_alone_sets_up_what_it_needs_and_records_html(tmp_path):
     assert_nothing_left(data_dir_of(alone.stdout))
 
 
+def test_the_take_over_step_alone_at_80_columns():
+    """Step 9 alone turns failover on itself, and reads right in a terminal 80 columns wide: no line is longer,
+    nothing is cut."""
+    result = run_demo("--step", "9", "--no-color", columns=80, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    step = result.stdout[result.stdout.index(TITLES[9]) - len("╭─ "):result.stdout.index("✔ all ")]
+    assert "▸ every replica restarts with --failover on (until now: --failover off)" in step
+    check_takeover_step(step)
+    too_long = [line for line in step.splitlines() if len(line) > 80 or "…" in line]
+    assert too_long == [], too_long
+    assert_nothing_left(data_dir_of(result.stdout))
+
+
 def test_a_running_cluster_is_used_and_crash_steps_are_skipped(shared_cluster):
     result = run_demo("--ns-port", str(shared_cluster.ns_port), "--no-color", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"on the running cluster at 127.0.0.1:{shared_cluster.ns_port}" in result.stdout
     assert "data directory:" not in result.stdout  # it started nothing
-    assert result.stdout.count("skipped: the demo does not crash replicas of a cluster it did not start") == 3
-    assert "(skipped: steps 6, 7, 8)" in result.stdout
+    assert result.stdout.count("skipped: the demo does not crash replicas of a cluster it did not start") == 4
+    assert "(skipped: steps 6, 7, 8, 9)" in result.stdout
     assert "✘" not in result.stdout
 
     explained = run_demo("--ns-port", str(shared_cluster.ns_port), "--allow-crash", "--step", "7", timeout=60)
@@ -219,7 +283,7 @@ def test_no_name_server_where_one_was_asked_for():
     assert result.returncode == 1
     assert "no name server answers at 127.0.0.1:" in result.stdout
     assert "leave out --ns-host/--ns-port and the demo starts its own" in result.stdout
-    bad = run_demo("--step", "10", timeout=30)
+    bad = run_demo("--step", "11", timeout=30)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
 
 

@@ -1,4 +1,4 @@
-"""Step 9: the summary: what each step showed, how many of its checks held, and how long it took."""
+"""Step 10: the summary: what each step showed, how many of its checks held, and how long it took."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
