@@ -12,6 +12,7 @@ aborted is visible. With the default reply and with ``--early-reply``.
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import re
 import signal
@@ -402,3 +403,53 @@ def test_paused_coordinator_does_not_contradict_the_epoch(make_cluster, replica_
             assert read_everywhere(cluster, key) == dict.fromkeys(cluster.names, f"after resuming {when}")
     finally:
         paused.signal(signal.SIGCONT)
+
+
+# ------------------------- a participant rejoining while a commit is in progress
+def copied_from(cluster, name: str) -> Optional[str]:
+    """Whom ``name`` last copied its data from (as its log says)."""
+    found = re.findall(r"caught up from (\S+):", log_of(cluster, name))
+    return found[-1] if found else None
+
+
+NEWCOMER_COPY_BUG = ("a newcomer's copy misses a commit in progress: a transaction PREPARED at the source when it "
+                     "copies, which the newcomer held (and applied) before it emptied its data, never reaches it again")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=NEWCOMER_COPY_BUG)
+def test_participant_rejoining_while_a_commit_is_in_progress_gets_it(make_cluster):
+    """replica4 crashes as the doCommit of a transaction it holds PREPARED
+    arrives; the other participants are slow to apply theirs. An epoch
+    without replica4 settles nothing (the coordinator is in it). replica4
+    restarts, learns COMMIT from the coordinator and applies it, then rejoins
+    as a newcomer: it empties its data and copies it from a member where the
+    transaction is still PREPARED. It must come back holding the transaction
+    (PREPARED, to apply its commit) or its write."""
+    slow = "participant.before_commit=once:delay:8000"  # the first commit each replica applies
+    cluster = make_cluster(5, env={**os.environ, "RMI_KV_FAILPOINTS": slow})
+    cluster.stop_replica(COORDINATOR)
+    cluster.start_replica(COORDINATOR, extra_env={"RMI_KV_FAILPOINTS": ""})  # it applies its own at once
+    cluster.restart_replica("replica4", failpoints=["participant.before_commit=crash"])
+    with cluster.client(COORDINATOR) as kv:
+        with pytest.raises(OutcomeUnknown):  # only the coordinator holds it in time
+            kv.put("in-progress", "new")
+    assert cluster.replicas["replica4"].wait_exit(10) is not None
+    for attempt in range(4):
+        wait_epoch_without(cluster, ["replica4"], quiet=False)
+        (txid,) = status_of(cluster, "replica1")["in_doubt"]  # the commit is still in progress
+        cluster.start_replica("replica4", extra_env={"RMI_KV_FAILPOINTS": ""})
+        if copied_from(cluster, "replica4") != COORDINATOR:  # (the one replica that applied it already)
+            break
+        cluster.kill_replica("replica4")
+    else:
+        pytest.skip(f"replica4 copied from {COORDINATOR} every time")
+    if txid not in status_of(cluster, "replica1")["in_doubt"]:
+        pytest.skip("the commit finished before replica4 copied")
+    rejoined = status_of(cluster, "replica4")
+    with cluster.client("replica4") as kv:
+        value = None if txid in rejoined["in_doubt"] else kv.get("in-progress")
+    assert txid in rejoined["in_doubt"] or value == "new", (
+        f"replica4 copied from {copied_from(cluster, 'replica4')} and holds neither {txid} nor its write "
+        f"(reads {value!r})")
+    assert read_everywhere(cluster, "in-progress") == dict.fromkeys(cluster.names, "new")
+    wait_all_settled(cluster)
