@@ -123,6 +123,9 @@ class Coordinator:
         self.defer_to_epoch = defer_to_epoch
         #: COMMIT records an epoch change may have settled otherwise: not answered nor re-sent (S4)
         self._unconfirmed: set[str] = set()
+        #: decided txids whose client is not answered yet -> True once their record was
+        #: dropped as settled ABORT (the reply must not count it as acknowledged by all)
+        self._awaited: dict[str, bool] = {}
         self._boot = os.urandom(4).hex()
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
@@ -179,6 +182,9 @@ class Coordinator:
                 return
             self._pending.pop(txid, None)
             self._decided_at.pop(txid, None)
+            if txid in self._awaited:  # its reply must not take the dropped record for an acknowledged one
+                self._awaited[txid] = True
+                self._acknowledged.notify_all()
         self.storage.forget_decisions([txid])
         log.warning("%s: transaction %s, decided COMMIT here, was settled ABORT by an epoch without %s; "
                     "its record is dropped", self.name, txid, self.name)
@@ -300,6 +306,7 @@ class Coordinator:
                 if remaining:
                     self._pending[txid] = remaining
                     self._decided_at[txid] = time.monotonic()
+                    self._awaited[txid] = False  # until the client is answered (see confirm)
                 else:
                     self._forgettable.append(txid)
             if commit_with_decision is not None:
@@ -310,39 +317,51 @@ class Coordinator:
         finally:
             with self._lock:
                 self._active.pop(txid, None)
-        self.failpoints.hit("coordinator.after_decision")
-        targets = {name: handles[name] for name in remaining}
-        if self.early_reply:  # safe while reads of PREPARED keys wait: no replica shows the old value
-            round_.note("reply", self.name, "client answered at the commit point; phase 2 goes on")
-        unacknowledged = self._send_decision(round_, DO_COMMIT, targets, self.decision_timeout,
-                                             wait=not self.early_reply)
-        self.committed += 1
-        needed = self.quorum()
-        if needed is not None:
-            holding = self._await_quorum(txid, participants, needed, time.monotonic() + self.decision_timeout)
-            if holding < needed:
-                raise OutcomeUnknown(
-                    f"transaction {txid} committed at {self.name}, but only {holding} of the {needed} replicas "
-                    f"that must hold it applied it within {self.decision_timeout:g} s; it stands unless "
-                    f"{self.name} fails first: read the key to find out", replica=self.name, txid=txid)
-            round_.note("reply", self.name, f"COMMIT held by {holding} replicas, a majority: the client is answered")
-            unacknowledged = self.pending().get(txid, set())
+        try:
+            self.failpoints.hit("coordinator.after_decision")
+            targets = {name: handles[name] for name in remaining}
+            if self.early_reply:  # safe while reads of PREPARED keys wait: no replica shows the old value
+                round_.note("reply", self.name, "client answered at the commit point; phase 2 goes on")
+            unacknowledged = self._send_decision(round_, DO_COMMIT, targets, self.decision_timeout,
+                                                 wait=not self.early_reply)
+            self.committed += 1
+            needed = self.quorum()
+            if needed is not None:
+                holding = self._await_quorum(txid, participants, needed, time.monotonic() + self.decision_timeout)
+                if holding is None:
+                    raise OutcomeUnknown(
+                        f"transaction {txid} committed at {self.name}, but an epoch without {self.name} settled "
+                        f"it ABORT before {needed} replicas held it: read the key to find out",
+                        replica=self.name, txid=txid)
+                if holding < needed:
+                    raise OutcomeUnknown(
+                        f"transaction {txid} committed at {self.name}, but only {holding} of the {needed} replicas "
+                        f"that must hold it applied it within {self.decision_timeout:g} s; it stands unless "
+                        f"{self.name} fails first: read the key to find out", replica=self.name, txid=txid)
+                round_.note("reply", self.name,
+                            f"COMMIT held by {holding} replicas, a majority: the client is answered")
+                unacknowledged = self.pending().get(txid, set())
+        finally:
+            with self._lock:
+                self._awaited.pop(txid, None)
         return Outcome(txid, True, unacknowledged=sorted(unacknowledged), trace=round_.trace, observed=observed)
 
-    def _await_quorum(self, txid: str, participants: list[str], needed: int, deadline: float) -> int:
+    def _await_quorum(self, txid: str, participants: list[str], needed: int, deadline: float) -> Optional[int]:
         """S1: wait until ``needed`` replicas (this one's decision included)
-        hold ``txid``'s COMMIT, or ``deadline``; how many do."""
+        hold ``txid``'s COMMIT, or ``deadline``; how many do (None: an epoch
+        change settled it ABORT and its record was dropped, ``confirm``: a
+        record gone from ``_pending`` is not one every participant acknowledged)."""
         def holding() -> int:
             waiting = self._pending.get(txid, set())
             return len(({self.name} | set(participants)) - waiting)
 
         with self._acknowledged:
-            while holding() < needed:
+            while holding() < needed and not self._awaited.get(txid):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._acknowledged.wait(remaining)
-            return holding()
+            return None if self._awaited.get(txid) else holding()
 
     def _collect_votes(self, round_: _Round, txid: str, writes: dict,
                        handles: Handles, participants: list[str]):

@@ -163,3 +163,32 @@ def test_a_coordinator_still_in_its_epoch_resumes_its_own_commits(make_participa
 
     assert confirm_decisions(coordinator, lambda name: Prepared(), in_epoch=True) == []
     assert coordinator.decision(txid) == COMMIT
+
+
+def test_a_reply_waiting_for_its_quorum_is_not_acknowledged_once_its_record_is_overruled(
+        make_participant, make_coordinator):
+    """S1 and S4: the coordinator waits for a majority's COMMIT; meanwhile an
+    epoch without it settled the transaction ABORT and it dropped its record
+    (``confirm``). A record gone is not one every participant acknowledged:
+    the client hears OutcomeUnknown, never of a commit."""
+    coordinator, handles = cluster(make_participant, make_coordinator, quorum=3, silent=("p2", "p3", "p4"))
+
+    class SettledAbort(Silent):
+        """p1: it voted YES; an epoch change settled the transaction ABORT before the doCommit came."""
+
+        def doCommit(self, txid):
+            coordinator.defer()  # the coordinator installs the epoch that left it out...
+            assert confirm_decisions(coordinator, lambda name: Peer(ABORT), in_epoch=False) == []  # ...and defers
+            raise ConnectionError(f"{self.name} aborted transaction {txid}; it cannot commit")
+
+    class Peer:
+        def __init__(self, answer):
+            self.answer = answer
+
+        def getDecision(self, asked):
+            return self.answer
+
+    handles["p1"] = SettledAbort("p1")
+    with pytest.raises(OutcomeUnknown, match="settled it ABORT"):
+        coordinator.execute({"k": "v"}, handles)
+    assert coordinator.pending() == {}
