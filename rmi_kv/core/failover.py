@@ -17,8 +17,9 @@ Every ``lease / 4`` seconds a tick
    members it hears, its data is complete, and a member went unheard for
    ``suspect_after`` (left out) or a configured replica outside the epoch
    answers (taken in, as a newcomer that copies its data). Any replica
-   proposes when a vote fenced it for longer than half a lease with no install
-   (a proposer that died midway): the same members, a higher number.
+   proposes when a vote fenced it for longer than one and a half leases with
+   no install (a proposer that died midway; a live one is done by then: its
+   rounds take a lease at most): the same members, a higher number.
 
 A replica that shuts down gives up its lease first and says so (``leave``):
 the others need not wait it out, and leave it out at once.
@@ -427,7 +428,7 @@ class Failover:
                     if now - self.heard.get(member, self.started) > self.suspect_after or member in self._left}
         joiners = (alive & configured) - epoch.members
         with self._lock:
-            stale_fence = self._fenced_since is not None and now - self._fenced_since > self.lease_seconds / 2
+            stale_fence = self._fenced_since is not None and now - self._fenced_since > 1.5 * self.lease_seconds
         if stale_fence:
             if random.random() < 0.5:  # two replicas finishing a dead proposer's change rarely collide twice
                 self._retry_at = now + random.uniform(0, self.lease_seconds / 4)

@@ -71,6 +71,8 @@ class Participant:
         self.commit_gate = commit_gate
         #: txid -> participants, for canCommit calls still being handled
         self._voting: dict[str, tuple] = {}
+        #: txid -> the epoch its canCommit carried, for the PREPARED ones voted on since the start
+        self._vote_epochs: dict[str, Optional[int]] = {}
         #: shared by commits; exclusive while the catch-up buffer is applied
         self._catch_up_lock = SharedLock()
         #: notified whenever a vote ends or a prepared transaction is decided here
@@ -183,6 +185,7 @@ class Participant:
             seen.add(txid)
             participants = tuple(participants)
             self._voting[txid] = participants  # visible to a catching-up peer's drain
+            self._vote_epochs[txid] = epoch
             voting.append(txid)
             try:
                 answers[index] = self._lock_for_vote(txid, writes, coordinator, participants, epoch)
@@ -363,21 +366,34 @@ class Participant:
             return ABORT
 
     # -------------------------------------------------------------- catch-up
-    def unfinished_without(self, member: str) -> list[str]:
-        """Transactions being voted on or prepared here that leave ``member`` out."""
-        voting = [txid for txid, names in list(self._voting.items()) if names and member not in names]
+    def unfinished_without(self, member: str, epoch: Optional[int] = None) -> list[str]:
+        """Transactions being voted on or prepared here that leave ``member``
+        out, or (with ``epoch``) that are of an earlier epoch, or from before
+        this replica's start: a newcomer to ``epoch`` emptied what it held of them."""
+        voting = [txid for txid, names in list(self._voting.items())
+                  if names and member not in names or self._older(txid, epoch)]
         prepared = [txid for txid, record in list(self._prepared.items())
-                    if record.participants and member not in record.participants]
+                    if record.participants and member not in record.participants or self._older(txid, epoch)]
+        for txid in [txid for txid in list(self._vote_epochs) if txid not in self._prepared
+                     and txid not in self._voting]:
+            self._vote_epochs.pop(txid, None)
         return voting + prepared
 
-    def wait_unfinished_without(self, member: str, timeout: float) -> list[str]:
-        """Wait until nothing here leaves ``member`` out (so a copy of the data
-        taken now misses no transaction it was not part of); what still does
-        after ``timeout`` seconds (empty: nothing)."""
+    def _older(self, txid: str, epoch: Optional[int]) -> bool:
+        if epoch is None:
+            return False
+        voted_in = self._vote_epochs.get(txid)
+        return voted_in is None or voted_in < epoch
+
+    def wait_unfinished_without(self, member: str, timeout: float, epoch: Optional[int] = None) -> list[str]:
+        """Wait until nothing here leaves ``member`` out, nor (with ``epoch``)
+        is of an earlier epoch (so a copy of the data taken now misses no
+        transaction the copier does not hold); what still does after
+        ``timeout`` seconds (empty: nothing)."""
         deadline = time.monotonic() + timeout
         with self._progress:
             while True:
-                left = self.unfinished_without(member)
+                left = self.unfinished_without(member, epoch)
                 remaining = deadline - time.monotonic()
                 if not left or remaining <= 0:
                     return left

@@ -359,9 +359,10 @@ class KeyValue:
             if self.failover.role() != MEMBER or epoch != current.number or requester not in current.members:
                 raise ReplicaUnavailable(f"{self.name} (epoch {current.number}, {self.failover.role()}) holds no "
                                          f"copy for {requester} of epoch {epoch}", replica=self.name)
-        if self.participant.wait_unfinished_without(requester, SNAPSHOT_DRAIN):
-            raise ReplicaUnavailable(f"{self.name} still has transactions that leave {requester} out; "
-                                     f"try again", replica=self.name)
+        older_than = self.failover.epoch.number if self.failover.enabled else None
+        if self.participant.wait_unfinished_without(requester, SNAPSHOT_DRAIN, older_than):
+            raise ReplicaUnavailable(f"{self.name} still has transactions that leave {requester} out, or of an "
+                                     f"earlier epoch; try again", replica=self.name)
         rows = self.storage.read_chunk(after_key, limit)
         entries, size = [], 0
         for row in rows:
