@@ -241,6 +241,17 @@ class Failover:
                     f"({', '.join(sorted(answering))}); writes wait until {majority(members)} do")
         return None
 
+    def soon(self) -> bool:
+        """Will a refusal of this replica pass by itself within about a lease? A
+        member copying its data or renewing its lease, or a replica that just
+        started and rejoins: yes; one left outside the epoch for long (cut off,
+        say), or without a majority: no."""
+        if self.lacks_majority():
+            return False
+        if self.name in self.voter.current.members or self.voter.current.number == 0:
+            return True
+        return self._clock() - self.started < 5 * self.lease_seconds
+
     def lacks_majority(self) -> bool:
         """Too few replicas answer for any epoch to write: no other replica can take a write either."""
         members = self._configured_set()

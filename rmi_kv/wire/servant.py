@@ -150,15 +150,19 @@ class KeyValue:
         if refusal is None and generation != self.failover.generation:
             refusal = f"{self.name} emptied its data to copy it again"
         if refusal is not None:
-            raise ReplicaUnavailable(f"{refusal}; ask another replica", replica=self.name)
+            # ``starting``: it rejoins, copies or renews by itself within about a lease; a
+            # client pinned to it may wait, others ask another replica
+            raise ReplicaUnavailable(f"{refusal}; ask another replica", replica=self.name,
+                                     starting=self.failover.soon())
         return value
 
     def _write(self, writes: dict, observe=None):
         self._serving()
         refusal = self.failover.coordinate_refusal()
         if refusal is not None:
-            advice = "" if self.failover.lacks_majority() else "; ask another replica"
-            raise ReplicaUnavailable(f"{refusal}{advice}", replica=self.name)
+            lacking = self.failover.lacks_majority()
+            raise ReplicaUnavailable(f"{refusal}{'' if lacking else '; ask another replica'}", replica=self.name,
+                                     starting=self.failover.soon())
         with self._inflight_changed:
             self._inflight += 1
         try:

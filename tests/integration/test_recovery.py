@@ -120,8 +120,10 @@ def test_replica_with_a_lost_disk_catches_up_while_writes_go_on(make_cluster):
     child = cluster.start_replica("replica4", failpoints=["recovery.catch_up_chunk=delay:700"], wait=False)
 
     def catching_up():
+        """Copying as a member of the current epoch: it takes part in every write, and keeps them aside."""
         with cluster.client("replica2") as kv:
-            return any(s["name"] == "replica4" and s.get("catching_up") for s in kv.status())
+            return any(s["name"] == "replica4" and s.get("catching_up") and s["failover"]["role"] == "catching up"
+                       for s in kv.status())
 
     cluster.wait_for(catching_up, what="replica4 catching up")
     with cluster.client("replica4", timeout=1.0) as kv:
