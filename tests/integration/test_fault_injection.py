@@ -16,7 +16,7 @@ from support.linearizability import History, check_history
 from support.checks import recorded
 
 KEYS = [f"reg:{index}" for index in range(4)]
-CHAOS_SECONDS = float(os.environ.get("RMI_KV_FAULT_SECONDS", "15"))
+CHAOS_SECONDS = float(os.environ.get("RMI_KV_FAULT_SECONDS", "12"))
 
 
 def client_loop(cluster, replica: str, number: int, seed: int, history: History, stop: threading.Event,

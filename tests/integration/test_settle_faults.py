@@ -278,8 +278,12 @@ def final_checks(cluster, load: Load) -> None:
           f"epoch {found['replica1']['failover']['epoch']['number']}")
 
 
-@pytest.mark.parametrize("victims", [[COORDINATOR], [COORDINATOR, "replica4"]],
-                         ids=["coordinator", "coordinator-and-a-participant"])
+EARLY_REPLY = ["--early-reply"]
+
+
+@pytest.mark.parametrize("replica_args, victims", [([], [COORDINATOR]), (EARLY_REPLY, [COORDINATOR]),
+                                                   ([], [COORDINATOR, "replica4"])],
+                         ids=["coordinator", "early-reply-coordinator", "coordinator-and-a-participant"])
 def test_kill_9_under_load_is_settled(make_cluster, replica_args, victims):
     """2: the coordinator killed (SIGKILL) mid-load; 3: a second replica killed
     at the same moment (two down: the other three still settle)."""
@@ -314,7 +318,7 @@ def test_kill_9_under_load_is_settled(make_cluster, replica_args, victims):
 
 
 # --------------------------------------- 4. the coordinator paused past its lease
-def test_paused_coordinator_does_not_contradict_the_epoch(make_cluster, replica_args):
+def test_paused_coordinator_does_not_contradict_the_epoch(make_cluster):
     """The coordinator decided COMMIT (forced and applied at itself only) and is
     paused (SIGSTOP) past its lease; the others change epoch without it.
 
@@ -327,7 +331,7 @@ def test_paused_coordinator_does_not_contradict_the_epoch(make_cluster, replica_
     leave it out after all). Whichever way it goes, every replica ends with
     one outcome, the one any epoch settled, and the client was told of a
     commit only if it happened."""
-    cluster = make_cluster(5, replica_args=replica_args, log_level="DEBUG")
+    cluster = make_cluster(5, log_level="DEBUG")
     # the coordinator waits after forcing its COMMIT, before any doCommit: long
     # enough to be paused there, shorter than the pause
     cluster.restart_replica(COORDINATOR, failpoints=["coordinator.after_decision=delay:700"])
@@ -420,7 +424,7 @@ def test_participant_rejoining_while_a_commit_is_in_progress_gets_it(make_cluste
     as a newcomer: it empties its data and copies it from a member where the
     transaction is still PREPARED. It must come back holding the transaction
     (PREPARED, to apply its commit) or its write."""
-    slow = "participant.before_commit=once:delay:8000"  # the first commit each replica applies
+    slow = "participant.before_commit=once:delay:5000"  # the first commit each replica applies
     cluster = make_cluster(5, env={**os.environ, "RMI_KV_FAILPOINTS": slow})
     cluster.stop_replica(COORDINATOR)
     cluster.start_replica(COORDINATOR, extra_env={"RMI_KV_FAILPOINTS": ""})  # it applies its own at once
