@@ -186,12 +186,13 @@ class EpochVoter:
 
     def install(self, epoch: Epoch) -> bool:
         """Take ``epoch`` as current (a majority voted for it); False for one
-        not newer than the current one."""
-        if epoch.number <= self.current.number:
+        not newer than the current one, or below the number this voter voted
+        for: it will install that one or a later one (what the skipped epoch
+        settled it would apply over what it may have applied since)."""
+        if epoch.number <= self.current.number or epoch.number < self.promised:
             return False
         self.current = epoch
-        if self.promised <= epoch.number:
-            self.promised, self.promised_members = epoch.number, None
+        self.promised, self.promised_members = epoch.number, None
         self.granted = {holder: at for holder, at in self.granted.items() if holder in epoch.members}
         return True
 

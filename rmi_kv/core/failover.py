@@ -367,7 +367,7 @@ class Failover:
         newcomer = self.name in set(plan.get("newcomers", ()))
         settled = dict(plan.get("settled") or {})
         with self._lock:
-            if epoch.number <= self.voter.current.number:
+            if epoch.number <= self.voter.current.number or epoch.number < self.voter.promised:
                 return False
             if newcomer:
                 self.generation += 1  # first: a copy finishing now must see it is stale
