@@ -141,8 +141,10 @@ class KeyValue:
         return PeerHandle(name, self.membership) if name in self.membership.members() else None
 
     def _read(self, read: Callable[[], T]) -> T:
-        """``read()``, refused unless this replica may serve reads both before
-        and after it (a member of its epoch with complete data and a valid lease)."""
+        """``read()``, refused unless this replica may serve reads once it has
+        read (a member of its epoch, with complete data and a valid lease: it
+        held every write committed until then) and its data was not emptied
+        for a copy meanwhile."""
         self._serving()
         generation = self.failover.generation
         value = read()
