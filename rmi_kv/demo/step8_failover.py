@@ -2,6 +2,7 @@
 writes go on; the replica returns, is taken in as a newcomer, catches up and is a member again."""
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
@@ -181,6 +182,7 @@ def _rejoin(demo: Demo, names: list[str], victim: str, value: str, without: int)
     child = demo.cluster.start_replica(victim, failpoints=[SLOW_COPY], wait=False)
     snapshots: list[Snapshot] = []
     read: list[Any] = []
+    probing: list[threading.Thread] = []
 
     def rejoined() -> Optional[list[dict]]:
         statuses = demo.statuses()
@@ -190,15 +192,26 @@ def _rejoin(demo: Demo, names: list[str], victim: str, value: str, without: int)
         if not snapshots or _looks(snapshots[-1].status) != _looks(mine):
             snapshots.append(Snapshot(time.monotonic() - started, mine, statuses))
         settled = crashes.failover_settled(demo, names)
-        if not settled and not read:
-            try:
-                read.append(("answered", demo.kv(victim).get(KEY)))
-            except ReplicaUnavailable as error:
-                read.append(("refused", str(error)))
+        if not settled and not probing:
+            # in the background: a client pinned to a replica that rejoins waits for it, and how the
+            # replica looks meanwhile is what the table shows
+            probing.append(threading.Thread(target=probe, name="demo-probe", daemon=True))
+            probing[0].start()
         return settled
+
+    def probe() -> None:
+        client = demo.connect(victim)  # its own client: a proxy belongs to the thread that made it
+        try:
+            read.append(("answered", client.get(KEY)))
+        except ReplicaUnavailable as error:
+            read.append(("refused", str(error)))
+        finally:
+            client.close()
 
     statuses = wait_for(rejoined, timeout=30.0, what=f"{victim} a member again")
     child.wait_ready()
+    if probing:
+        probing[0].join(timeout=15.0)
     if not snapshots or _looks(snapshots[-1].status) != _looks(next(s for s in statuses if s["name"] == victim)):
         snapshots.append(Snapshot(time.monotonic() - started, next(s for s in statuses if s["name"] == victim),
                                   statuses))
