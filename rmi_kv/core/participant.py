@@ -164,6 +164,8 @@ class Participant:
             finally:
                 for txid in voting:
                     self._voting.pop(txid, None)
+                    if txid not in self._prepared:  # voted NO, or decided already
+                        self._vote_epochs.pop(txid, None)
                 self._finished()
         self._finished()
         for txid in applied:
@@ -246,6 +248,7 @@ class Participant:
                 commit_answers[index] = error
                 continue
             del self._prepared[record.txid]
+            self._vote_epochs.pop(record.txid, None)
             self.locks.release(record.txid, record.writes.keys())
             commit_answers[index] = True
         errors = dict(zip((record.txid for record in forced), prepare_errors))
@@ -331,6 +334,7 @@ class Participant:
         log.debug("doAbort %s", txid)
         with self._exclusive(txid):
             record = self._prepared.pop(txid, None)
+            self._vote_epochs.pop(txid, None)
             if record is None:
                 known = self.storage.outcome(txid)
                 if known == COMMIT:
@@ -374,9 +378,6 @@ class Participant:
                   if names and member not in names or self._older(txid, epoch)]
         prepared = [txid for txid, record in list(self._prepared.items())
                     if record.participants and member not in record.participants or self._older(txid, epoch)]
-        for txid in [txid for txid in list(self._vote_epochs) if txid not in self._prepared
-                     and txid not in self._voting]:
-            self._vote_epochs.pop(txid, None)
         return voting + prepared
 
     def _older(self, txid: str, epoch: Optional[int]) -> bool:
@@ -421,6 +422,7 @@ class Participant:
             for txid, record in list(self._prepared.items()):
                 self.locks.release(txid, record.writes.keys())
             self._prepared.clear()
+            self._vote_epochs.clear()
         self._finished()
 
     # -------------------------------------------------------------- settling

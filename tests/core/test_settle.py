@@ -91,6 +91,22 @@ def test_a_newcomer_empties_its_log_too_and_vouches_for_nothing_from_before(make
     assert participant.do_commit(held) is True  # the copy brings it: acknowledged, nothing applied here
 
 
+def test_a_copy_waits_for_transactions_of_an_earlier_epoch_and_nothing_is_kept_once_they_end(
+        make_participant, new_txid):
+    """A newcomer emptied what it held of the earlier epoch's transactions: a
+    member hands out a copy only once none of them is in progress there."""
+    participant = make_participant("p1")
+    old, current = new_txid(), new_txid()
+    assert participant.can_commit(old, {"a": "1"}, "c0", ["c0", "p1", "p2"], 3) is True
+    assert participant.can_commit(current, {"b": "1"}, "c0", ["c0", "p1", "p2"], 4) is True
+    assert participant.unfinished_without("p2", epoch=4) == [old]  # p2 is in both: only the epoch counts
+    assert participant.unfinished_without("p2") == []
+    participant.do_commit(old)
+    participant.do_abort(current)
+    assert participant.unfinished_without("p2", epoch=4) == []
+    assert participant._vote_epochs == {}  # nothing kept for transactions that ended
+
+
 # ---------------------------------------------------------- the coordinator
 class Silent(SendsInBackground):
     """A participant that votes YES and never acknowledges a doCommit in time."""
