@@ -50,9 +50,11 @@ from .probe import DigestCheck
 #: how long a node may take to start and print its URI
 START_TIMEOUT = 30.0
 #: a PUT that meets a locked key aborts, waits a random time up to this many seconds
-#: times the attempt number, and tries again, at most MAX_ATTEMPTS times in all
+#: times the attempt number (at most 50 times it), and tries again, at most MAX_ATTEMPTS
+#: times in all (writers of one key through every node can abort each other for a while
+#: on a loaded machine)
 CONFLICT_BACKOFF = 0.002
-MAX_ATTEMPTS = 50
+MAX_ATTEMPTS = 200
 #: how long a node waits for another node's answer
 PEER_TIMEOUT = 30.0
 
@@ -146,7 +148,7 @@ class ReferenceNode:
                     self._on_every_peer("doAbort", txid)
                 finally:
                     self._unlock(txid, key)
-            time.sleep(random.uniform(0.0, CONFLICT_BACKOFF * attempt))
+            time.sleep(random.uniform(0.0, CONFLICT_BACKOFF * min(attempt, 50)))
         raise RuntimeError(f"{key!r}: still locked by other writes after {MAX_ATTEMPTS} attempts")
 
     def get(self, key: str) -> Optional[str]:
