@@ -19,7 +19,9 @@ does to a key (versions, tombstones, the digest) is ``rmi_kv.core.ops``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
+from typing import Callable, Iterable, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
+
+from rmi_kv.storage.integrity import RangeSummary, Verification
 
 
 #: key -> new value, or None for a delete
@@ -31,6 +33,11 @@ Commit = Tuple[str, Writes, Optional[Sequence[str]]]
 Prepare = Tuple[str, Writes, str, Sequence[str]]
 #: an entry as a snapshot copies it: (key, value or None, version, txid of its last writer)
 SnapshotEntry = Tuple[str, Optional[str], int, Optional[str]]
+#: an entry as a repair compares and replaces it: (value or None, version, txid of its last writer)
+RepairEntry = Tuple[Optional[str], int, Optional[str]]
+#: a repair of one key: (key, the entry it must still hold or None for no row, the entry to put
+#: in its place or None to drop the row)
+Repair = Tuple[str, Optional[RepairEntry], Optional[RepairEntry]]
 #: the error of each operation of a forced write, or None where it succeeded
 Errors = list[Optional[BaseException]]
 
@@ -184,6 +191,44 @@ class EpochStore(Protocol):
 
 
 @runtime_checkable
+class Integrity(Protocol):
+    """Checking the data against its digest, and repairing it from a peer
+    (``rmi_kv.storage.integrity``, ``rmi_kv.core.antientropy``)."""
+
+    def verify(self, pace: Callable[[], None] = lambda: None) -> Verification:
+        """SQLite's own check, then the digest and live count recomputed from
+        the rows and compared with the stored ones, in one read snapshot
+        (writes go on meanwhile; ``pace`` is called every few thousand rows)."""
+
+    def adopt_data_digest(self) -> tuple[str, str]:
+        """Force, with writes held back: recompute the digest and the live
+        count from the rows as the disk holds them (no page a cache kept), and
+        keep those; returns (digest before, after)."""
+
+    def split_range(self, after: Optional[str], upto: Optional[str], parts: int) -> list[RangeSummary]:
+        """The key range ``after < key <= upto`` cut in up to ``parts`` ranges of
+        about as many live entries, each with its live count and digest."""
+
+    def summarize(self, bounds: Sequence[tuple[Optional[str], Optional[str]]]) -> list[RangeSummary]:
+        """Live count and digest of each of the consecutive ranges ``bounds``."""
+
+    def range_entries(self, after: Optional[str], upto: Optional[str], limit: int) -> list[SnapshotEntry]:
+        """Up to ``limit`` entries of the range in key order, tombstones too."""
+
+    def repair(self, repairs: Sequence[Repair]) -> int:
+        """Force, atomically: put each replacement in place of its key's entry,
+        where the key still holds the expected entry (skipped otherwise);
+        a replacement's last writer committed, so an ABORT outcome recorded
+        here for it is set to COMMIT. Returns how many were replaced."""
+
+    def integrity_record(self) -> dict:
+        """What ``save_integrity_record`` forced last (empty: never)."""
+
+    def save_integrity_record(self, record: Mapping) -> None:
+        """Force the damage found and repaired (plain JSON values), shown in status."""
+
+
+@runtime_checkable
 class DecisionLog(Protocol):
     """The coordinator's COMMIT records, kept until every participant acknowledged."""
 
@@ -200,9 +245,14 @@ class DecisionLog(Protocol):
     def forget_decisions(self, txids: Iterable[str]) -> None:
         """Force: drop the COMMIT records of ``txids`` (unknown ones are ignored)."""
 
+    @property
+    def records_since_us(self) -> int:
+        """When this log was created (epoch µs): of a transaction started
+        before it, no COMMIT record here says nothing of how it ended."""
+
 
 @runtime_checkable
-class ParticipantStorage(Data, ParticipantLog, CatchUp, Protocol):
+class ParticipantStorage(Data, ParticipantLog, CatchUp, Integrity, Protocol):
     """What a ``Participant`` runs over (the replica reads keys through it too)."""
 
 

@@ -29,13 +29,15 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence, TypeVar
+from typing import Callable, Iterable, Mapping, Optional, Sequence, TypeVar
 
 from rmi_kv.core import ops
+from rmi_kv.storage import integrity
 from rmi_kv.storage.group_commit import GroupCommit, Operation
 from rmi_kv.core.messages import ABORT, COMMIT
+from rmi_kv.storage.integrity import RangeSummary, Verification
 from rmi_kv.storage.interfaces import (
-    Commit, DecisionRecord, Errors, Prepare, PreparedRecord, SnapshotEntry, Writes)
+    Commit, DecisionRecord, Errors, Prepare, PreparedRecord, Repair, SnapshotEntry, Writes)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -138,6 +140,8 @@ class Storage:
         self._writer = self._connect(durable)
         self._writer.executescript(SCHEMA)
         self._local = threading.local()
+        #: bumped to make every thread's read connection start again with an empty page cache
+        self._reader_generation = 0
         self._counters = _Counters(self._writer)
         self._group_commit = GroupCommit(self._writer, self._counters)
         self._meta_cache = dict(self._writer.execute("SELECT name, value FROM meta"))
@@ -158,10 +162,13 @@ class Storage:
 
     def _reader(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
+        if connection is not None and self._local.generation != self._reader_generation:
+            connection.close()  # its page cache may hold pages the disk no longer does
+            connection = None
         if connection is None:
             connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30.0)
             connection.execute("PRAGMA query_only=1")
-            self._local.connection = connection
+            self._local.connection, self._local.generation = connection, self._reader_generation
         return connection
 
     def close(self) -> None:
@@ -244,6 +251,75 @@ class Storage:
             "txid = excluded.txid", (key, value, version, txid))
         self._counters.count(change)
 
+    # --------------------------------------------------------------- integrity
+    def verify(self, pace: Callable[[], None] = lambda: None) -> Verification:
+        connection = sqlite3.connect(self._path, isolation_level=None, timeout=30.0)
+        try:
+            connection.execute("PRAGMA query_only=1")
+            damage = integrity.check_structure(connection)
+            if damage is not None:
+                return Verification(damage, 0, 0, "", self.digest)
+            return integrity.check_rows(connection, pace)
+        except (sqlite3.Error, ValueError) as error:  # ValueError: text that is not UTF-8
+            return Verification(integrity.Damage(f"the database cannot be read: {type(error).__name__}: {error}",
+                                                 "database file"), 0, 0, "", self.digest)
+        finally:
+            connection.close()
+
+    def adopt_data_digest(self) -> tuple[str, str]:
+        def operation(connection: sqlite3.Connection) -> tuple[str, str]:
+            # what the disk holds, not what this connection's page cache remembers
+            connection.execute("PRAGMA shrink_memory")
+            before = ops.digest_hex(self._counters.digest)
+            self._counters.digest, self._counters.live_keys = integrity.recompute(connection)
+            # written even when equal: the counters' snapshot may not show a change
+            connection.executemany(_SET_META, [("digest", ops.digest_hex(self._counters.digest)),
+                                               ("live_keys", str(self._counters.live_keys))])
+            return before, ops.digest_hex(self._counters.digest)
+
+        digests = self._write(operation)
+        self._reader_generation += 1
+        return digests
+
+    def split_range(self, after: Optional[str], upto: Optional[str], parts: int) -> list[RangeSummary]:
+        return integrity.split_range(self._reader(), after, upto, parts)
+
+    def summarize(self, bounds: Sequence[tuple[Optional[str], Optional[str]]]) -> list[RangeSummary]:
+        return integrity.summarize(self._reader(), bounds)
+
+    def range_entries(self, after: Optional[str], upto: Optional[str], limit: int) -> list[SnapshotEntry]:
+        return integrity.range_entries(self._reader(), after, upto, limit)
+
+    def repair(self, repairs: Sequence[Repair]) -> int:
+        def operation(connection: sqlite3.Connection) -> int:
+            done = 0
+            for key, expected, replacement in repairs:
+                row = connection.execute("SELECT value, version, txid FROM kv WHERE key = ?", (key,)).fetchone()
+                if (None if row is None else tuple(row)) != (None if expected is None else tuple(expected)):
+                    continue  # changed since it was compared: the next round looks again
+                current = None if row is None else (row[0], row[1])
+                if replacement is None:
+                    if row is not None:
+                        self._counters.count(ops.replace(key, current, (None, row[1])))
+                        connection.execute("DELETE FROM kv WHERE key = ?", (key,))
+                else:
+                    value, version, txid = replacement
+                    self._store(connection, key, ops.replace(key, current, (value, version)), txid)
+                    if txid is not None:  # its last writer committed: an ABORT recorded here was lost data
+                        connection.execute("UPDATE outcomes SET outcome = ? WHERE txid = ? AND outcome = ?",
+                                           (COMMIT, txid, ABORT))
+                done += 1
+            return done
+
+        return self._write(operation)
+
+    def integrity_record(self) -> dict:
+        text = self._meta_cache.get("integrity")
+        return {} if text is None else json.loads(text)
+
+    def save_integrity_record(self, record: Mapping) -> None:
+        self._set_metas({"integrity": json.dumps(dict(record), sort_keys=True)})
+
     # -------------------------------------------------------- participant log
     def prepared(self) -> list[PreparedRecord]:
         rows = self._read_all("SELECT txid, writes, coordinator, participants, created FROM prepared ORDER BY created")
@@ -310,6 +386,10 @@ class Storage:
     @property
     def forgotten_before_us(self) -> int:
         return int(self._meta_cache.get("forgotten_before_us", "0"))
+
+    @property
+    def records_since_us(self) -> int:
+        return self._born_us
 
     @property
     def knows_nothing_before_us(self) -> int:

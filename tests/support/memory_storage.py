@@ -12,12 +12,14 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from rmi_kv.core import ops
 from rmi_kv.core.messages import ABORT, COMMIT
+from rmi_kv.storage import integrity
+from rmi_kv.storage.integrity import RangeSummary, Verification
 from rmi_kv.storage.interfaces import (
-    Commit, DecisionRecord, Errors, Prepare, PreparedRecord, SnapshotEntry, Writes)
+    Commit, DecisionRecord, Errors, Prepare, PreparedRecord, Repair, SnapshotEntry, Writes)
 
 NEW, CATCHING_UP, SERVING = "new", "catching_up", "serving"
 
@@ -43,6 +45,7 @@ class MemoryImage:
     live_keys: int = 0
     committed: int = 0
     aborted: int = 0
+    integrity: dict = field(default_factory=dict)
 
 
 class MemoryStorage:
@@ -224,6 +227,77 @@ class MemoryStorage:
         with self._forced() as image:
             image.epoch_state = dict(state)
 
+    # --------------------------------------------------------------- integrity
+    def _recomputed(self) -> tuple[int, int]:
+        live = [(key, value, version) for key, (value, version, _) in self._image.kv.items() if value is not None]
+        return sum(ops.entry_hash(*entry) for entry in live) % ops.DIGEST_MODULUS, len(live)
+
+    def verify(self, pace: Callable[[], None] = lambda: None) -> Verification:
+        with self._lock:
+            total, live = self._recomputed()
+            stored = self._image.digest
+        damage = None if total == stored else integrity.Damage("the digest recomputed differs", "kv")
+        return Verification(damage, len(self._image.kv), live, ops.digest_hex(total), ops.digest_hex(stored))
+
+    def adopt_data_digest(self) -> tuple[str, str]:
+        with self._forced() as image:
+            before = ops.digest_hex(image.digest)
+            image.digest, image.live_keys = self._recomputed()
+            return before, ops.digest_hex(image.digest)
+
+    def _range(self, after: Optional[str], upto: Optional[str]) -> list[tuple]:
+        with self._lock:
+            return sorted((key, *entry) for key, entry in self._image.kv.items()
+                          if (after is None or key > after) and (upto is None or key <= upto))
+
+    @staticmethod
+    def _summary(after: Optional[str], upto: Optional[str], entries: list) -> RangeSummary:
+        live = [entry for entry in entries if entry[1] is not None]
+        return RangeSummary(after, upto, len(live), ops.digest_hex(sum(ops.entry_hash(*e[:3]) for e in live)))
+
+    def split_range(self, after: Optional[str], upto: Optional[str], parts: int) -> list[RangeSummary]:
+        live = [entry for entry in self._range(after, upto) if entry[1] is not None]
+        size = max(1, -(-len(live) // max(1, parts)))
+        cuts = [live[index][0] for index in range(size - 1, len(live), size)][:parts - 1]
+        if cuts and upto is None and cuts[-1] == live[-1][0]:
+            cuts.pop()
+        bounds = list(zip([after, *cuts], [*cuts, upto]))
+        return self.summarize(bounds)
+
+    def summarize(self, bounds: Sequence[tuple[Optional[str], Optional[str]]]) -> list[RangeSummary]:
+        return [self._summary(after, upto, self._range(after, upto)) for after, upto in bounds]
+
+    def range_entries(self, after: Optional[str], upto: Optional[str], limit: int) -> list[SnapshotEntry]:
+        return self._range(after, upto)[:limit]
+
+    def repair(self, repairs: Sequence[Repair]) -> int:
+        done = 0
+        with self._forced() as image:
+            for key, expected, replacement in repairs:
+                if image.kv.get(key) != (None if expected is None else tuple(expected)):
+                    continue
+                current = None if expected is None else expected[:2]
+                if replacement is None:
+                    if current is not None:
+                        change = ops.replace(key, current, (None, current[1]))
+                        image.digest = (image.digest + change.digest_delta) % ops.DIGEST_MODULUS
+                        image.live_keys += change.live_delta
+                        del image.kv[key]
+                else:
+                    self._store(key, ops.replace(key, current, replacement[:2]), replacement[2])
+                    outcome = image.outcomes.get(replacement[2])
+                    if outcome is not None and outcome[0] == ABORT:
+                        image.outcomes[replacement[2]] = (COMMIT, outcome[1])
+                done += 1
+        return done
+
+    def integrity_record(self) -> dict:
+        return dict(self._image.integrity)
+
+    def save_integrity_record(self, record: Mapping) -> None:
+        with self._forced() as image:
+            image.integrity = dict(record)
+
     # -------------------------------------------------------- coordinator log
     def log_decision(self, txid: str, participants: Iterable[str]) -> None:
         with self._forced() as image:
@@ -235,6 +309,10 @@ class MemoryStorage:
 
     def has_decision(self, txid: str) -> bool:
         return txid in self._image.decisions
+
+    @property
+    def records_since_us(self) -> int:
+        return self._image.born_us
 
     def forget_decisions(self, txids: Iterable[str]) -> None:
         batch = list(txids)
