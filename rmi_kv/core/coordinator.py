@@ -196,7 +196,11 @@ class Coordinator:
                 return UNKNOWN
             if txid in self._pending:
                 return COMMIT
-        return COMMIT if self.storage.has_decision(txid) else ABORT
+        if self.storage.has_decision(txid):
+            return COMMIT
+        if txids.started_us(txid) <= self.storage.records_since_us:
+            return UNKNOWN  # decided, if at all, in data this replica no longer holds (set aside, rebuilt)
+        return ABORT
 
     def acknowledge(self, txid: str, participant: str) -> None:
         """haveCommitted: ``participant`` applied ``txid``; forget it once all have."""
@@ -215,6 +219,11 @@ class Coordinator:
         """A member left for good: its acknowledgements are no longer awaited."""
         for txid in list(self.pending()):
             self.acknowledge(txid, name)
+
+    def quiet(self) -> bool:
+        """Nothing in flight: no transaction being decided, no COMMIT unacknowledged or held back."""
+        with self._lock:
+            return not self._active and not self._pending and not self._unconfirmed
 
     def pending(self) -> dict[str, set[str]]:
         with self._lock:

@@ -19,9 +19,12 @@ from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.locks import LockTable, SharedLock
 from rmi_kv.core.messages import ABORT, COMMIT
 from rmi_kv.core.settle import NOTHING as NOTHING_STATE, PREPARED as PREPARED_STATE
-from rmi_kv.storage.interfaces import ParticipantStorage, PreparedRecord
+from rmi_kv.storage.interfaces import ParticipantStorage, PreparedRecord, Repair
 
 log = logging.getLogger(__name__)
+#: who holds a key's lock while anti-entropy replaces its entry (no txid looks like it)
+REPAIR_OWNER = "anti-entropy repair"
+
 
 def _older_than(txid: str):
     """Wait-die: a transaction waits for a lock only if it is older than the holder."""
@@ -424,6 +427,26 @@ class Participant:
             self._prepared.clear()
             self._vote_epochs.clear()
         self._finished()
+
+    # ---------------------------------------------------------- anti-entropy
+    def quiet(self) -> bool:
+        """Nothing in flight here: no vote under way, nothing PREPARED, no copy (``core.antientropy`` A1)."""
+        return not self._voting and not self._prepared and not self.storage.catching_up
+
+    def repair(self, repairs: Sequence[Repair]) -> int:
+        """A3: put the majority's entries in place, each only while its key is
+        free and still holds the entry compared; returns how many were."""
+        free = []
+        for repair in repairs:
+            if self.locks.acquire(REPAIR_OWNER, (repair[0],), 0) is None:
+                free.append(repair)
+        try:
+            with self._catch_up_lock.shared():
+                if self.storage.catching_up or not free:
+                    return 0
+                return self.storage.repair(free)
+        finally:
+            self.locks.release(REPAIR_OWNER, [repair[0] for repair in free])
 
     # -------------------------------------------------------------- settling
     def settle_state(self, txids: Iterable[str]) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """Recovery: finishing what a crash left undone.
 
 - An in-doubt participant (PREPARED, no outcome) asks the coordinator for
-  the decision, and only if the coordinator cannot be reached, the other
-  participants (cooperative termination). It never decides alone.
+  the decision and, unless it answers COMMIT, the other participants too
+  (cooperative termination, and a check of a presumed ABORT). It never
+  decides alone.
 - A coordinator re-sends doCommit for every COMMIT record that some
   participant has not acknowledged.
 - With failover on, a coordinator that may have been left out of an epoch
@@ -32,20 +33,44 @@ HandleFor = Callable[[str], Optional[DecisionSource]]
 
 def ask_for_decision(record: PreparedRecord, self_name: str, coordinator: Coordinator,
                      handle_for: HandleFor) -> str:
-    """The outcome of ``record``'s transaction as the cluster knows it, or "unknown"."""
+    """The outcome of ``record``'s transaction as the cluster knows it, or "unknown".
+
+    The coordinator is asked first. Its ABORT may be presumed (it keeps no
+    record of a transaction every participant acknowledged), which is only
+    true while no participant lost a forced write; and it may not know at all
+    (its data was rebuilt). So unless it answers COMMIT, the other
+    participants are asked too: any COMMIT among them wins (the transaction
+    committed), then any ABORT.
+    """
     txid = record.txid
+    answer = UNKNOWN
     if record.coordinator == self_name:
-        return coordinator.decision(txid)
-    handle = handle_for(record.coordinator)
-    if handle is not None:
-        try:
-            answer = handle.getDecision(txid)
-            log.debug("getDecision %s from coordinator %s: %s", txid, record.coordinator, answer)
-            if answer in (COMMIT, ABORT, UNKNOWN):
-                return answer
-        except (RmiKvError, OSError) as error:
-            log.debug("getDecision %s: coordinator %s unreachable: %s", txid, record.coordinator, error)
-    # the coordinator is down: ask the other participants (cooperative termination)
+        answer = coordinator.decision(txid)
+    else:
+        handle = handle_for(record.coordinator)
+        if handle is not None:
+            try:
+                answer = handle.getDecision(txid)
+                log.debug("getDecision %s from coordinator %s: %s", txid, record.coordinator, answer)
+            except (RmiKvError, OSError) as error:
+                log.debug("getDecision %s: coordinator %s unreachable: %s", txid, record.coordinator, error)
+    if answer == COMMIT:
+        return COMMIT
+    # cooperative termination, and a check of a presumed ABORT
+    peers = _peer_answers(record, self_name, handle_for)
+    if COMMIT in peers:
+        if answer == ABORT:
+            log.warning("%s: its coordinator %s answers abort, but a participant holds it committed: committing "
+                        "(a forced write was lost somewhere)", txid, record.coordinator)
+        return COMMIT
+    if answer == ABORT or ABORT in peers:
+        return ABORT
+    return UNKNOWN
+
+
+def _peer_answers(record: PreparedRecord, self_name: str, handle_for: HandleFor) -> list[str]:
+    """What the other participants answer to getDecision (the ones that answer)."""
+    answers = []
     for peer in record.participants:
         if peer in (self_name, record.coordinator):
             continue
@@ -53,14 +78,16 @@ def ask_for_decision(record: PreparedRecord, self_name: str, coordinator: Coordi
         if handle is None:
             continue
         try:
-            answer = handle.getDecision(txid)
+            answer = handle.getDecision(record.txid)
         except (RmiKvError, OSError) as error:
-            log.debug("getDecision %s from peer %s failed: %s", txid, peer, error)
+            log.debug("getDecision %s from peer %s failed: %s", record.txid, peer, error)
             continue
-        log.debug("getDecision %s from peer %s: %s", txid, peer, answer)
+        log.debug("getDecision %s from peer %s: %s", record.txid, peer, answer)
         if answer in (COMMIT, ABORT):
-            return answer
-    return UNKNOWN
+            answers.append(answer)
+            if answer == COMMIT:
+                break
+    return answers
 
 
 def resolve_in_doubt(participant: Participant, coordinator: Coordinator, handle_for: HandleFor,

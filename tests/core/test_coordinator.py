@@ -301,7 +301,10 @@ def test_get_decision_is_unknown_while_voting(make_coordinator):
     outcome = coordinator.execute(WRITES, handles)
     assert seen["during"] == UNKNOWN
     assert coordinator.decision(outcome.txid) == COMMIT
-    assert coordinator.decision("c0:00000000:999:1") == ABORT  # never heard of: presumed abort
+    later = time.time_ns() // 1000 + 1
+    assert coordinator.decision(f"c0:00000000:999:{later}") == ABORT  # never heard of: presumed abort
+    # started before this coordinator's log existed: no record says nothing
+    assert coordinator.decision("c0:00000000:999:1") == UNKNOWN
 
 
 def test_get_decision_is_abort_after_an_abort(make_coordinator):

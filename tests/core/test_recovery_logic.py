@@ -79,6 +79,25 @@ def test_aborts_when_the_coordinator_says_abort(in_doubt):
     assert replicas["c0"].acknowledged == []
 
 
+def test_a_presumed_abort_yields_to_a_participant_that_holds_the_commit(in_doubt):
+    """The coordinator forgot the transaction (every participant acknowledged it), but this
+    participant's disk lost the commit it had acknowledged: a peer's COMMIT is the truth."""
+    participant, coordinator, txid = in_doubt
+    replicas = {"c0": FakeReplica(ABORT), "p2": FakeReplica(UNKNOWN), "p3": FakeReplica(COMMIT)}
+    assert resolve_in_doubt(participant, coordinator, lookup(replicas), [txid]) == []
+    assert participant.storage.outcome(txid) == COMMIT
+    assert participant.storage.get("a") == ("1", 1)
+    assert replicas["p3"].asked == [txid]
+
+
+def test_a_coordinator_that_does_not_know_leaves_it_to_the_participants(in_doubt):
+    """A coordinator whose data was rebuilt answers unknown for what it decided before."""
+    participant, coordinator, txid = in_doubt
+    replicas = {"c0": FakeReplica(UNKNOWN), "p2": FakeReplica(ABORT), "p3": FakeReplica(UNKNOWN)}
+    assert resolve_in_doubt(participant, coordinator, lookup(replicas), [txid]) == []
+    assert participant.storage.outcome(txid) == ABORT
+
+
 def test_stays_in_doubt_while_the_coordinator_is_still_voting(in_doubt):
     participant, coordinator, txid = in_doubt
     replicas = {"c0": FakeReplica(UNKNOWN)}
