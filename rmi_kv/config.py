@@ -72,4 +72,8 @@ class Settings:
     durable: bool = True
     #: connections a replica holds at most; past it, the one idle the longest is closed
     max_connections: int = 200
+    #: seconds between two background passes that recompute the digest from the rows (0: none)
+    verify_every: float = 600.0
+    #: seconds between two comparisons of the members' digests (anti-entropy; 0: none)
+    antientropy_every: float = 5.0
 

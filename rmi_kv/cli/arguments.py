@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--after", metavar="KEY", help="only the keys after KEY: the last key of the page before")
     commands.add_parser("status", parents=[shared], help="show every member's state, and what is wrong")
     commands.add_parser("health", parents=[shared], help="is every member healthy? one line each, then the verdict")
+    commands.add_parser("verify", parents=[shared], help="every member checks its data against its digest now")
     member = commands.add_parser("member", parents=[shared], help="member list: every member's name, URI, role")
     member.add_argument("action", choices=["list"])
     return parser
@@ -108,7 +109,7 @@ def command_from_args(args: argparse.Namespace) -> Command:
     if args.command == "keys":
         return Command("keys", (args.prefix,) if args.prefix else (), limit=args.limit, after=args.after)
     arguments = {"put": ("key", "value"), "get": ("key",), "delete": ("key",), "status": (), "health": (),
-                 "member": ("action",)}[args.command]
+                 "verify": (), "member": ("action",)}[args.command]
     return Command(args.command, tuple(getattr(args, name) for name in arguments))
 
 

@@ -29,7 +29,7 @@ parse_limit = options.whole_number(low=1, high=MAX_LIMIT)
 #: commands that change data (a cancelled one may or may not have committed)
 WRITE_COMMANDS = frozenset({"put", "delete", "txn"})
 #: commands about every member, not only the replica in use
-CLUSTER_COMMANDS = frozenset({"status", "health", "member"})
+CLUSTER_COMMANDS = frozenset({"status", "health", "member", "verify"})
 #: commands that talk to the cluster; the others only change the session
 DATA_COMMANDS = frozenset({"put", "get", "delete", "txn", "keys"}) | CLUSTER_COMMANDS
 
@@ -56,6 +56,9 @@ HELP: dict[str, HelpEntry] = {
                         "then what is wrong, if anything", "status"),
     "health": HelpEntry("health", "every member: healthy, or why not; healthy only when all are and hold the same data",
                         "health"),
+    "verify": HelpEntry("verify", "every member recomputes its digest from its data now and compares it with the "
+                        "one it keeps; a difference is reported, and the keys that differ are re-synced from the "
+                        "majority", "verify"),
     "member": HelpEntry("member list", "every member: name, URI, reachable or not, and its role", "member list"),
     "use": HelpEntry("use REPLICA", "send the next commands to REPLICA", "use replica3"),
     "trace": HelpEntry("trace on|off", "after every write, show the two-phase commit round it caused", "trace on"),
@@ -66,7 +69,7 @@ HELP: dict[str, HelpEntry] = {
 ALIASES = {"exit": "quit"}
 
 #: (fewest, most) arguments of each command but txn
-_ARITY = {"put": (2, 2), "get": (1, 1), "delete": (1, 1), "status": (0, 0), "health": (0, 0),
+_ARITY = {"put": (2, 2), "get": (1, 1), "delete": (1, 1), "status": (0, 0), "health": (0, 0), "verify": (0, 0),
           "member": (1, 1),
           "use": (1, 1), "trace": (0, 1), "help": (0, 1), "quit": (0, 0)}
 

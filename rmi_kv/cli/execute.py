@@ -105,6 +105,14 @@ def _health(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
     return {"members": member_health(statuses, found), **found}, None
 
 
+def _verify(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
+    results = kv.verify()
+    if not results:
+        raise ReplicaUnavailable("no replica is registered in the name server; start one with "
+                                 "'python run_server.py --name replica1'")
+    return {"replicas": results, "healthy": all(r.get("reachable") and r.get("ok") for r in results)}, None
+
+
 def _member(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
     return {"members": member_list(_members(kv), in_use=getattr(kv, "replica", None))}, None
 
@@ -119,4 +127,4 @@ def _members(kv: Any) -> list[dict]:
 
 
 _RUNNERS = {"put": _put, "get": _get, "delete": _delete, "txn": _txn, "keys": _keys, "status": _status,
-            "health": _health, "member": _member}
+            "health": _health, "member": _member, "verify": _verify}

@@ -41,12 +41,14 @@ UNREACHABLE, NOT_SERVING, CATCHING_UP, IN_DOUBT, DIGEST_DIFFERS = (
 OUTSIDE_EPOCH, REMOVED, NO_MAJORITY = OUTSIDE_ROLE, REMOVED_ROLE, "no majority"
 #: with failover on: a member of the latest epoch whose read lease ran out (it refuses reads)
 NO_LEASE = "no read lease"
+#: a member found its data damaged and has not repaired it yet
+DATA_DAMAGED = "data damaged"
 
 #: how a sentence says each problem of a member
 PHRASES = {UNREACHABLE: "is unreachable", NOT_SERVING: "is not serving", CATCHING_UP: "is catching up",
            IN_DOUBT: "has transactions in doubt", DIGEST_DIFFERS: "holds different data",
            OUTSIDE_EPOCH: "is outside the epoch", REMOVED: "was removed from the members",
-           NO_LEASE: "holds no read lease"}
+           NO_LEASE: "holds no read lease", DATA_DAMAGED: "found its data damaged"}
 
 #: what to do about a member outside the epoch: nothing, it is taken in by itself
 _REJOINS = "the members take it into a new epoch once they hear it: ask again in a moment"
@@ -234,12 +236,29 @@ def member_problems(status: dict, statuses: list[dict], *, in_doubt_moment: floa
         return [problem(name, CATCHING_UP, "copying the committed data from a peer",
                         "it serves once it has caught up: ask again in a moment")]
     found = []
-    if not status.get("serving", True):
+    damage = _unrepaired_damage(status)
+    if damage is not None:
+        found.append(damage)
+    elif not status.get("serving", True):
         found.append(problem(name, NOT_SERVING, str(status.get("refusal") or "it refuses requests")))
     stuck = _stuck(status, in_doubt_moment)
     if stuck:
         found.append(_in_doubt_problem(name, stuck, statuses, in_doubt_moment))
     return found
+
+
+def _unrepaired_damage(status: dict) -> Optional[dict]:
+    """The latest damage a member found and has not repaired, as a problem."""
+    history = (status.get("integrity") or {}).get("damage") or []
+    if not history or history[0].get("repaired_at") is not None:
+        return None
+    latest = history[0]
+    what = latest.get("damage") or {}
+    hint = ("it re-syncs the keys that differ from the majority by itself once no write is in flight; "
+            "if it stays, restart it: its start-up check sets the files aside and rebuilds them"
+            if latest.get("repair", "").startswith("anti-entropy") else latest.get("repair"))
+    return problem(status["name"], DATA_DAMAGED, f"{what.get('what')} ({what.get('where')}), found by the "
+                   f"{latest.get('found_by')}", hint)
 
 
 def _why_unreachable(status: dict) -> str:

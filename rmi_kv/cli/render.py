@@ -291,7 +291,29 @@ def report_renderables(name: str, payload: dict) -> list[RenderableType]:
         return status_renderables(payload)
     if name == "health":
         return health_renderables(payload)
+    if name == "verify":
+        return verify_renderables(payload)
     return member_renderables(payload["members"])
+
+
+def verify_renderables(payload: dict) -> list[RenderableType]:
+    """One line per member: its data matches its digest (entries, time), or what is damaged; then the verdict."""
+    lines: list[RenderableType] = []
+    for result in payload["replicas"]:
+        if not result.get("reachable"):
+            lines.append(Text.assemble(f"{result['name']}: ", ("not checked", "bold red"), f": {result['error']}"))
+        elif result.get("ok"):
+            lines.append(Text.assemble(f"{result['name']}: ", ("ok", "green"),
+                                       f": {result['live']} keys, digest {result['computed_digest'][:12]} "
+                                       f"recomputed from the data ({result['seconds']:.2f} s)"))
+        else:
+            damage = result.get("damage") or {}
+            lines.append(Text.assemble(f"{result['name']}: ", ("damaged", "bold red"),
+                                       f": {damage.get('what')} ({damage.get('where')}); see its log and status"))
+    healthy = payload["healthy"]
+    lines.append(Text("every member's data matches its digest" if healthy else
+                      "not every member's data could be verified", "bold green" if healthy else "bold red"))
+    return lines
 
 
 def status_renderables(payload: dict) -> list[RenderableType]:

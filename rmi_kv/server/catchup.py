@@ -52,6 +52,8 @@ class CatchUp:
         self.sources = sources or membership.names
         self.epoch = epoch
         self.generation = generation
+        #: the member the data was copied from, once done (None: nothing to copy)
+        self.source: Optional[str] = None
 
     def run(self, stop: threading.Event) -> bool:
         """Copy from a member with complete data (or find that nobody holds
@@ -73,6 +75,7 @@ class CatchUp:
                     log.info("catch-up from %s: the data was emptied again meanwhile; copying again", peer)
                     break
                 log.info("caught up from %s: %d entries copied, %d buffered writes applied", peer, copied, applied)
+                self.source = peer
                 return True
             if not self.epoch() and self._nobody_has_data(peers):
                 self.participant.finish_catch_up()

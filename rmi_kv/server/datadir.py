@@ -8,15 +8,12 @@ the message a second process prints.
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import time
 from pathlib import Path
 from typing import Optional
 
 from rmi_kv.errors import AlreadyRunning
-
-log = logging.getLogger(__name__)
 
 DATABASE_NAME = "rmi_kv.sqlite3"
 LOCK_NAME = "rmi_kv.lock"
@@ -58,15 +55,18 @@ class DataDirectoryLock:
             self._fd = None
 
 
-def set_aside(database: Path) -> Path:
-    """Keep a removed replica's old data, renamed, and start from nothing;
-    returns the new name of the database file."""
+def set_aside(database: Path, reason: str) -> Path:
+    """Keep the database files (and their write-ahead log) renamed with
+    ``reason`` and the time, so the replica starts from nothing; returns the
+    new name of the database file. Nothing is deleted."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = Path(f"{database}.removed-{stamp}")
+    target = Path(f"{database}.{reason}-{stamp}")
+    serial = 1
+    while any(Path(f"{target}{suffix}").exists() for suffix in ("", "-wal", "-shm")):
+        serial += 1
+        target = Path(f"{database}.{reason}-{stamp}-{serial}")
     for suffix in ("", "-wal", "-shm"):
         path = Path(str(database) + suffix)
         if path.exists():
             path.rename(Path(f"{target}{suffix}"))
-    log.warning("this replica was removed from the cluster; its old data is out of date and was set aside "
-                "(%s): starting over and catching up", target)
     return target

@@ -59,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lease", type=options.seconds(), default=Settings().lease, metavar="S",
                         help="read lease, and about how long writes wait for a replica that is gone "
                              "(0.2 to 60; default %(default)s)")
+    parser.add_argument("--verify-every", type=options.seconds(allow_zero=True), default=Settings().verify_every,
+                        metavar="S", help="recompute the digest from the data in the background every S seconds, "
+                                          "when the replica is idle (0: only on the verify command; "
+                                          "default %(default)s)")
+    parser.add_argument("--anti-entropy", type=options.seconds(allow_zero=True),
+                        default=Settings().antientropy_every, metavar="S",
+                        help="compare the members' digests every S seconds when nothing is in flight, and re-sync "
+                             "a replica that differs from the majority (0: off; default %(default)s)")
     parser.add_argument("--ns-wait", type=options.seconds(allow_zero=True), default=15.0, metavar="S",
                         help="wait up to S seconds for the name server to come up (default %(default)s)")
     parser.add_argument("--failpoint", action="append", default=[], metavar="NAME=ACTION",
@@ -97,7 +105,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     timeouts = dataclasses.replace(Timeouts(), vote=args.vote_timeout, decision=args.vote_timeout,
                                    read_wait=args.read_wait)
     return Settings(timeouts=timeouts, max_connections=args.max_connections, early_reply=args.early_reply,
-                    failover=args.failover == "on", lease=args.lease)
+                    failover=args.failover == "on", lease=args.lease, verify_every=args.verify_every,
+                    antientropy_every=args.anti_entropy)
 
 
 def run_replica(args: argparse.Namespace) -> int:

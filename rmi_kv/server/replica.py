@@ -21,7 +21,7 @@ from rmi_kv.errors import AlreadyRunning, NameServerUnavailable, RmiKvError
 from rmi_kv.server.admin import claim_name, clear_removed
 from rmi_kv.server.catchup import CatchUp
 from rmi_kv.server.datadir import DATABASE_NAME, DataDirectoryLock, set_aside
-from rmi_kv.storage.sqlite import Storage
+from rmi_kv.server.integrity import RESYNC_REFUSAL, IntegrityKeeper, open_checked
 from rmi_kv.wire.pyro import configure_pyro
 from rmi_kv.wire.hardening import ConnectionGuard, GuardedDaemon, refuse_unsafe_messages
 from rmi_kv.wire.naming import object_name
@@ -61,8 +61,10 @@ class ReplicaServer:
             database = Path(data_dir) / DATABASE_NAME
             self.rejoining = claim.removed
             if self.rejoining:
-                set_aside(database)
-            self.storage = Storage(database, durable=settings.durable)
+                target = set_aside(database, "removed")
+                log.warning("this replica was removed from the cluster; its old data is out of date and was set "
+                            "aside (%s): starting over and catching up", target)
+            self.storage, self.damage_found = open_checked(database, durable=settings.durable)
         except BaseException:
             self.data_lock.release()
             raise
@@ -92,16 +94,19 @@ class ReplicaServer:
                                        epoch=(lambda: self.failover.epoch.number) if on else (lambda: None),
                                        quorum=(lambda: majority(self.membership.names())) if on else (lambda: None),
                                        defer_to_epoch=on)
+        self._peer_calls = PeerCalls(self.membership)
+        self.integrity = IntegrityKeeper(name, self.storage, self.participant, self.coordinator, self.membership,
+                                         self.failover, self._peer_calls, verify_every=settings.verify_every,
+                                         antientropy_every=settings.antientropy_every, refuse=self._integrity_refusal)
         self.kv = KeyValue(name, storage=self.storage, participant=self.participant, coordinator=self.coordinator,
                            membership=self.membership, failover=self.failover, settings=settings,
-                           failpoints=failpoints,
+                           failpoints=failpoints, integrity=self.integrity,
                            connections=lambda: {"open": guard.count(), "limit": guard.limit,
                                                 "evicted": guard.evicted, "denied": guard.denied})
         self.uri = str(self.daemon.register(self.kv, objectId=object_name(name)))
         self._stopping = threading.Event()
         self._stop_requested = threading.Event()
         self._maintenance = threading.Thread(target=self._maintain, name=f"{name}-maintenance", daemon=True)
-        self._peer_calls = PeerCalls(self.membership)
         self._epoch_keeper = threading.Thread(target=self._keep_epoch, name=f"{name}-epoch", daemon=True)
         self._copier: Optional[threading.Thread] = None
         self._copy_wanted = False
@@ -138,9 +143,23 @@ class ReplicaServer:
             if copier is not None:
                 copier.join()
         self._maintenance.start()
+        if self.settings.antientropy_every > 0 and not self.storage.catching_up:
+            self._compare_before_serving()
+        self.integrity.start()
         if self.settings.failover:
             self._wait_for_lease(10 * self.settings.lease)
         log.info("%s serving at %s", self.name, self.uri)
+
+    def _compare_before_serving(self) -> None:
+        """Compare digests with the members once before serving: data that lost
+        writes its disk had acknowledged is re-synced now if nothing is in flight
+        (anti-entropy finds it later otherwise)."""
+        try:
+            verdict = self.integrity.compare_round()
+        except Exception as error:  # the background rounds try again
+            log.info("could not compare digests before serving: %s", error)
+            return
+        log.info("digest compared with the members before serving: %s", verdict.state)
 
     # ------------------------------------------------------------- failover
     def _keep_epoch(self) -> None:
@@ -192,7 +211,16 @@ class ReplicaServer:
                                epoch=(lambda: failover.epoch.number) if failover.enabled else (lambda: None),
                                generation=lambda: failover.generation)
             if catch_up.run(self._stop_requested):
+                if catch_up.source is not None:
+                    self.integrity.rebuilt(catch_up.source)
                 self.kv.serve()
+
+    def _integrity_refusal(self, reason: Optional[str], transactions_too: bool) -> None:
+        """Refuse clients (and transactions) while the data is damaged; serve again once re-synced."""
+        if reason is not None:
+            self.kv.stop_serving(reason, transactions_too=transactions_too)
+        elif self.kv.refusal == RESYNC_REFUSAL:
+            self.kv.serve()
 
     def _announce(self, members: Mapping[str, Optional[str]]) -> None:
         """Tell every other member we are here (so none leaves us out of a
@@ -265,6 +293,7 @@ class ReplicaServer:
         if not self.kv.wait_idle(grace):
             log.warning("shutdown: writes still in flight after %.1f s", grace)
         self._stopping.set()
+        self.integrity.stop()
         try:
             self.failover.leave(self._peer_calls)
         except Exception as error:  # the others wait its lease out instead

@@ -317,18 +317,29 @@ class KeyValueClient:
 
     def _member_status(self, name: str, uri: str, registered: bool) -> dict:
         """``name``'s status, asked at ``uri`` (its name server entry when ``registered``)."""
+        return self._ask_member(name, uri, registered, "status")
+
+    def verify(self) -> list[dict]:
+        """Every registered member checks its data against its digest now
+        (``KeyValue.verify``); one dict per member, sorted by name, with
+        ``reachable`` and ``latency_ms``, and ``error`` where it failed."""
+        registered = self.replicas(refresh=True)
+        return [self._ask_member(name, registered[name], True, "verify") for name in sorted(registered)]
+
+    def _ask_member(self, name: str, uri: str, registered: bool, method: str) -> dict:
+        """``method``'s answer (a dict) from member ``name``, or why there is none."""
         started = time.perf_counter()
         try:
             proxy = self._connected(name) if registered else self._connected_at(name, uri)
-            status = dict(proxy.status())
-            status.update(reachable=True, registered=registered)
-            status.setdefault("uri", uri)
+            answer = dict(getattr(proxy, method)())
+            answer.update(name=answer.get("name", name), reachable=True, registered=registered)
+            answer.setdefault("uri", uri)
         except (RmiKvError, pyro_errors.CommunicationError) as error:
             self._drop(name)
-            status = {"name": name, "uri": uri, "reachable": False, "registered": registered, "error": str(error),
+            answer = {"name": name, "uri": uri, "reachable": False, "registered": registered, "error": str(error),
                       "cause": getattr(error, "cause", None) or str(error)}
-        status["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
-        return status
+        answer["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
+        return answer
 
     def _connected_at(self, name: str, uri: str) -> Proxy:
         """A connected proxy to member ``name`` at ``uri``, an address the name server does not give."""

@@ -11,7 +11,7 @@ import functools
 import logging
 import threading
 import time
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, Protocol, TypeVar
 
 from Pyro5.api import expose
 
@@ -79,14 +79,42 @@ def _answer_of(function: Callable, *args: Any) -> Any:
         return error
 
 
+class IntegrityView(Protocol):
+    """What the servant asks of the replica's integrity keeper (``rmi_kv.server.integrity``)."""
+
+    def report(self) -> dict:
+        """digestReport's answer: digest, nothing in flight, epoch, member."""
+
+    def describe(self) -> dict:
+        """status's ``integrity`` field."""
+
+    def verify_now(self) -> dict:
+        """A verification pass now, its findings acted on."""
+
+
+class NoIntegrity:
+    """No keeper: nothing verified, nothing compared."""
+
+    def report(self) -> dict:
+        return {"digest": None, "quiet": False, "epoch": None, "member": False}
+
+    def describe(self) -> dict:
+        return {}
+
+    def verify_now(self) -> dict:
+        raise ReplicaUnavailable("this replica does not verify its data")
+
+
 @expose
 class KeyValue:
     """The remote key-value object of one replica (participant and coordinator)."""
 
     def __init__(self, name: str, *, storage: ReplicaStorage, participant: Participant, coordinator: Coordinator,
                  membership: Membership, failover: Failover, settings: Settings = Settings(),
-                 failpoints: Failpoints = NO_FAILPOINTS, connections: Callable[[], dict] = dict) -> None:
+                 failpoints: Failpoints = NO_FAILPOINTS, connections: Callable[[], dict] = dict,
+                 integrity: IntegrityView = NoIntegrity()) -> None:
         self.name = name
+        self.integrity = integrity
         self.settings = settings
         self.limits = settings.limits
         self.storage = storage
@@ -265,10 +293,16 @@ class KeyValue:
             "removed_members": self.membership.removed(),
             "nameserver_reachable": self.membership.nameserver_reachable,
             "failover": self.failover.describe(),
+            "integrity": self.integrity.describe(),
             "failpoints": self.failpoints.describe(),
             "connections": self.connections(),
             "uptime": round(time.time() - self.started, 3),
         }
+
+    @remote_boundary
+    def verify(self) -> dict:
+        """Recompute the digest from the data now and compare it with the kept one (the verify command)."""
+        return self.integrity.verify_now()
 
     # ----------------------------------------------------- participant API
     @remote_boundary
@@ -377,6 +411,37 @@ class KeyValue:
             if size > CHUNK_BYTES:
                 break
         return {"entries": entries, "more": len(entries) < len(rows) or len(rows) == limit}
+
+    @remote_boundary
+    def digestReport(self) -> dict:
+        """For a member's anti-entropy round: this replica's digest, and whether anything is in flight."""
+        require_member("digestReport")
+        return self.integrity.report()
+
+    @remote_boundary
+    def rangeDigests(self, after: Optional[str], upto: Optional[str], parts: int) -> list:
+        """The key range ``after < key <= upto`` cut into up to ``parts`` ranges,
+        each as [after, upto, live entries, digest] (anti-entropy)."""
+        require_member("rangeDigests")
+        self._check_range(after, upto)
+        validation.check_limit(parts, 64)
+        return [summary.as_list() for summary in self.storage.split_range(after, upto, parts)]
+
+    @remote_boundary
+    def rangeEntries(self, after: Optional[str], upto: Optional[str], limit: int = 1000) -> dict:
+        """Entries (key, value, version, txid) of the range, tombstones too, in key order (anti-entropy)."""
+        require_member("rangeEntries")
+        self._check_range(after, upto)
+        validation.check_limit(limit, 5000)
+        rows = self.storage.range_entries(after, upto, limit + 1)
+        return {"entries": rows[:limit], "more": len(rows) > limit}
+
+    def _check_range(self, after: Any, upto: Any) -> None:
+        for bound in (after, upto):
+            if bound is not None:
+                validation.check_key(bound, self.limits)
+        if after is not None and upto is not None and not after < upto:
+            raise InvalidRequest("a key range must start below where it ends")
 
     @remote_boundary
     def announce(self, name: str, uri: Optional[str] = None) -> dict:
