@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                      epilog="exit codes: 0 success, 1 key not found, 2 usage error, 3 aborted, "
                      "4 cluster unavailable, 5 outcome unknown, "
                      f"{EXIT_UNHEALTHY} cluster unhealthy (status, health: a member is unreachable, not serving, "
-                     "catching up, in doubt for more than a moment, or holds different data), "
+                     "catching up, in doubt for more than a moment, or holds different data; verify: a member's data does not "
+                     "match its digest), "
                      f"{EXIT_INTERRUPTED} interrupted, 141 the reader of the output went away (as after SIGPIPE, "
                      "e.g. '... | head'; nothing on stderr). The benchmark: run_client.py bench --help")
     parser.add_argument("--ns-host", default=DEFAULT_NS_HOST, help="name server address (default %(default)s)")

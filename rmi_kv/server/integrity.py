@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 #: the replica counts as idle once nothing changed here for this long
 IDLE_AFTER = 1.0
 #: while writes go on, a verification pass sleeps this many times as long as each slice of rows took
-BUSY_PAUSE_FACTOR = 9.0
+#: (a twentieth of a core)
+BUSY_PAUSE_FACTOR = 19.0
 #: entries one rangeEntries call carries at most
 ENTRIES_PER_CALL = 1000
 #: why reads are refused while the data differs from the majority's
@@ -133,12 +134,14 @@ class IntegrityKeeper:
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
 
-    def rebuilt(self, source: str) -> None:
-        """The catch-up after a start-up rebuild is done: record where the data came from."""
+    def rebuilt(self, source: Optional[str]) -> None:
+        """The catch-up after a start-up rebuild is done: record where the data
+        came from (None: nowhere, every member was new and empty)."""
         kept = self.storage.integrity_record()
         history = kept.get("damage", [])
         if history and history[0].get("repaired_at") is None:
-            history[0] = {**history[0], "repaired_at": time.time(), "repaired_from": source}
+            history[0] = {**history[0], "repaired_at": time.time(),
+                          "repaired_from": source or "nobody: every member was new and held nothing"}
             self.storage.save_integrity_record({**kept, "damage": history})
             log.info("data rebuilt from %s after the damage found by the %s", source, history[0].get("found_by"))
 
@@ -186,20 +189,26 @@ class IntegrityKeeper:
         return result
 
     def _damaged(self, damage: Damage, found_by: str) -> None:
-        record: dict[str, Any] = {"damage": damage.as_dict(), "found_by": found_by, "found_at": time.time(),
-                                  "set_aside": None, "repaired_at": None}
-        if damage.where == "database file":
-            record["repair"] = "restart the replica"
+        adopted = None
+        if damage.where != "database file":
+            try:
+                adopted = self.storage.adopt_data_digest()
+            except Exception as error:  # the rows cannot even be read back: the file is what is damaged
+                damage = Damage(f"{damage.what}; reading the rows again failed: {error}", "database file")
+        if adopted is None:
             log.error("data damaged: %s, found by the %s; %s", damage.line(), found_by, BROKEN_REFUSAL)
             self._set_refusal(BROKEN_REFUSAL, transactions_too=True)
         else:
-            before, after = self.storage.adopt_data_digest()
-            record["repair"] = "anti-entropy: the keys that differ, from a majority"
+            before, after = adopted
             log.error("data damaged: %s, found by the %s; the digest is now the data's (%s…, was %s…), and the "
                       "keys that differ are re-synced from the other members", damage.line(), found_by,
                       after[:16], before[:16])
             self._set_refusal(RESYNC_REFUSAL)
             self._wake.set()
+        record: dict[str, Any] = {"damage": damage.as_dict(), "found_by": found_by, "found_at": time.time(),
+                                  "set_aside": None, "repaired_at": None,
+                                  "repair": "restart the replica" if adopted is None
+                                  else "anti-entropy: the keys that differ, from a majority"}
         try:
             _remember(self.storage, record)
         except Exception as error:  # the storage itself may be what is broken

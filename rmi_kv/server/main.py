@@ -215,7 +215,8 @@ def run_remove(args: argparse.Namespace) -> int:
 #: options that set up one replica, and so mean nothing with --replicas N (each child gets its own)
 _ONE_REPLICA_OPTIONS = ("name", "port", "advertise", "log_file", "host", "insecure")
 #: replica options that --replicas N passes on to every child it starts
-_FORWARDED_OPTIONS = ("vote_timeout", "read_wait", "max_connections", "ns_wait", "failpoint", "failover", "lease")
+_FORWARDED_OPTIONS = ("vote_timeout", "read_wait", "max_connections", "ns_wait", "failpoint", "failover", "lease",
+                      "verify_every", "anti_entropy")
 
 
 def _given(parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str) -> bool:

@@ -211,8 +211,7 @@ class ReplicaServer:
                                epoch=(lambda: failover.epoch.number) if failover.enabled else (lambda: None),
                                generation=lambda: failover.generation)
             if catch_up.run(self._stop_requested):
-                if catch_up.source is not None:
-                    self.integrity.rebuilt(catch_up.source)
+                self.integrity.rebuilt(catch_up.source)
                 self.kv.serve()
 
     def _integrity_refusal(self, reason: Optional[str], transactions_too: bool) -> None:

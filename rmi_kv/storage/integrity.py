@@ -35,8 +35,9 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 from rmi_kv.core import ops
 from rmi_kv.core.messages import ABORT, COMMIT
 
-#: rows read between two calls of a pass's ``pace`` (which may sleep, to leave the replica its CPU)
-PACE_ROWS = 2000
+#: rows read between two calls of a pass's ``pace`` (which may sleep, to leave the replica its CPU): about
+#: 1.5 ms of hashing, the longest the pass holds the interpreter while writes go on
+PACE_ROWS = 500
 #: from this many live entries on, the start-up check reads the rows in several processes
 PARALLEL_ROWS = 200_000
 _FORK = "fork" in multiprocessing.get_all_start_methods()

@@ -315,7 +315,11 @@ class Storage:
 
     def integrity_record(self) -> dict:
         text = self._meta_cache.get("integrity")
-        return {} if text is None else json.loads(text)
+        try:
+            record = json.loads(text) if text is not None else {}
+        except ValueError:  # only a report: an unreadable one is no reason to fail
+            return {}
+        return record if isinstance(record, dict) else {}
 
     def save_integrity_record(self, record: Mapping) -> None:
         self._set_metas({"integrity": json.dumps(dict(record), sort_keys=True)})

@@ -251,3 +251,36 @@ def test_failover_off_is_the_strict_protocol_without_epoch_problems():
     assert kinds(found) == [("r5", "unreachable")], "no lease, no majority: every member must vote"
     assert (found["epoch"]["failover"], found["epoch"]["number"], found["epoch"]["members"]) == (False, 0, FIVE)
     assert epoch_view([down("r1")]) is None
+
+
+def test_damage_not_yet_repaired_is_a_problem_with_what_to_do_and_a_repaired_one_is_not():
+    found_damage = {"damage": {"what": "the digest recomputed from the 100 live entries differs", "where": "table kv"},
+                    "found_by": "verify command", "repair": "anti-entropy: the keys that differ, from a majority",
+                    "repaired_at": None}
+    damaged = serving("r2", serving=False, refusal="re-syncing", integrity={"damage": [found_damage]})
+    found = verdict([serving("r1"), damaged, serving("r3")])
+    assert kinds(found) == [("r2", "data damaged")]
+    problem = found["problems"][0]
+    assert "found by the verify command" in problem["detail"] and "table kv" in problem["detail"]
+    assert "re-syncs the keys that differ" in problem["hint"]
+    assert problem_sentence(problem).startswith("r2 found its data damaged (the digest recomputed")
+    repaired = serving("r2", integrity={"damage": [{**found_damage, "repaired_at": 1.0}]})
+    assert verdict([serving("r1"), repaired, serving("r3")])["healthy"] is True
+
+
+def test_verify_shows_each_member_and_the_verdict():
+    from rich.console import Console
+
+    from rmi_kv.cli.render import verify_renderables
+
+    ok = {"name": "r1", "reachable": True, "ok": True, "live": 100, "computed_digest": DIGEST, "seconds": 0.01}
+    bad = {"name": "r2", "reachable": True, "ok": False, "damage": {"what": "the digest differs", "where": "table kv"}}
+    gone = {"name": "r3", "reachable": False, "error": "r3 is unreachable"}
+    console = Console(width=80, record=True, color_system=None)
+    for renderable in verify_renderables({"replicas": [ok, bad, gone], "healthy": False}):
+        console.print(renderable)
+    text = console.export_text()
+    assert "r1: ok: 100 keys, digest abababababab recomputed from the data (0.01 s)" in text
+    assert "r2: damaged: the digest differs (table kv)" in text
+    assert "r3: not checked: r3 is unreachable" in text
+    assert text.rstrip().endswith("not every member's data could be verified")
