@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from rmi_kv.errors import OutcomeUnknown, ReplicaUnavailable, TransactionAborted
+from support.checks import unsettled
 
 
 def settled_statuses(cluster, timeout: float = 30.0) -> list[dict]:
@@ -16,10 +17,10 @@ def settled_statuses(cluster, timeout: float = 30.0) -> list[dict]:
     def settled():
         with cluster.client() as kv:
             statuses = kv.status()
-        ok = (all(s["reachable"] and s["serving"] and not s["catching_up"] and not s["in_doubt"]
-                  and not s["unacknowledged_commits"] for s in statuses)
-              and len({s["digest"] for s in statuses}) == 1 and len(statuses) == len(cluster.names))
-        return statuses if ok else None
+        why = unsettled(statuses, cluster.names)  # raised, so that a timeout says what was last wrong
+        if why is not None:
+            raise AssertionError(why)
+        return statuses
     return cluster.wait_for(settled, timeout=timeout, what="all replicas settled and equal")
 
 
