@@ -55,11 +55,11 @@ BROKEN_REFUSAL = "its database is damaged: restart it, and its start-up check se
 KEEP_RECORDS = 5
 
 
-def open_checked(database: Path, *, durable: bool = True) -> tuple[Storage, Optional[dict]]:
+def open_checked(database: Path, *, durable: bool = True) -> Storage:
     """The storage of ``database``, checked first; a damaged one is set aside
-    and replaced by an empty one (returned with the record of the damage)."""
+    and replaced by an empty one, which keeps the record of the damage."""
     if not database.exists():
-        return Storage(database, durable=durable), None
+        return Storage(database, durable=durable)
     started = time.monotonic()
     damage, verification = integrity.check_file(str(database), workers=min(os.cpu_count() or 1, 4))
     if damage is None:
@@ -67,7 +67,7 @@ def open_checked(database: Path, *, durable: bool = True) -> tuple[Storage, Opti
         assert verification is not None
         log.info("start-up check: %d entries, digest %s… recomputed from the data and equal to the stored one "
                  "(%.2f s)", verification.rows, verification.computed[:16], time.monotonic() - started)
-        return storage, None
+        return storage
     kept = integrity.salvage(str(database))
     target = set_aside(database, "damaged")
     log.error("data damaged: %s, found by the start-up check; the files are set aside as %s and the data is "
@@ -80,7 +80,7 @@ def open_checked(database: Path, *, durable: bool = True) -> tuple[Storage, Opti
     record = {"damage": damage.as_dict(), "found_by": "start-up check", "found_at": time.time(),
               "set_aside": str(target), "repair": "rebuilt from a member by catch-up", "repaired_at": None}
     _remember(storage, record)
-    return storage, record
+    return storage
 
 
 def _remember(storage: Storage, record: dict) -> None:
@@ -96,10 +96,13 @@ class IntegrityKeeper:
     def __init__(self, name: str, storage: Storage, participant: Participant, coordinator: Coordinator,
                  membership: Membership, failover: Failover, peer_calls: PeerCalls, *,
                  verify_every: float, antientropy_every: float, refuse: Callable[[Optional[str], bool], None],
-                 peer_for: Optional[Callable[[str], Any]] = None) -> None:
+                 peer_for: Optional[Callable[[str], Any]] = None,
+                 restart: Optional[Callable[[], None]] = None) -> None:
         """``refuse(reason, transactions_too)`` refuses clients (and with the
         flag, transactions too) for ``reason``; ``refuse(None, False)`` lifts it.
-        ``peer_for(name)``: whom to re-sync from (default a ``PeerHandle``)."""
+        ``peer_for(name)``: whom to re-sync from (default a ``PeerHandle``).
+        ``restart()`` stops the replica and starts it again, so that its
+        start-up check sets a damaged file aside (None: it waits for an operator)."""
         self.name = name
         self.storage = storage
         self.participant = participant
@@ -111,6 +114,7 @@ class IntegrityKeeper:
         self.antientropy_every = antientropy_every
         self._refuse = refuse
         self._peer_for = peer_for or (lambda peer: PeerHandle(peer, membership))
+        self._restart = restart
         self._refusing: Optional[str] = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -196,8 +200,12 @@ class IntegrityKeeper:
             except Exception as error:  # the rows cannot even be read back: the file is what is damaged
                 damage = Damage(f"{damage.what}; reading the rows again failed: {error}", "database file")
         if adopted is None:
-            log.error("data damaged: %s, found by the %s; %s", damage.line(), found_by, BROKEN_REFUSAL)
             self._set_refusal(BROKEN_REFUSAL, transactions_too=True)
+            if self._restart is not None:
+                log.error("data damaged: %s, found by the %s; the replica restarts, and its start-up check sets "
+                          "the files aside and rebuilds them from a member", damage.line(), found_by)
+            else:
+                log.error("data damaged: %s, found by the %s; %s", damage.line(), found_by, BROKEN_REFUSAL)
         else:
             before, after = adopted
             log.error("data damaged: %s, found by the %s; the digest is now the data's (%s…, was %s…), and the "
@@ -213,6 +221,8 @@ class IntegrityKeeper:
             _remember(self.storage, record)
         except Exception as error:  # the storage itself may be what is broken
             log.warning("could not record the damage: %s", error)
+        if adopted is None and self._restart is not None:
+            self._restart()
 
     def _set_refusal(self, reason: Optional[str], transactions_too: bool = False) -> None:
         if reason is None and self._refusing is None:

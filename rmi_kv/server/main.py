@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import threading
@@ -148,7 +149,21 @@ def run_replica(args: argparse.Namespace) -> int:
     print(f"rmi_kv replica {args.name} ready at {server.uri}", flush=True)
     server.wait()
     server.stop()
+    if server.restart_requested:
+        restart_process()
     return 0
+
+
+def restart_process() -> None:
+    """Run this replica's command line again in this process (the PID stays, for whoever watches it)."""
+    from rmi_kv.server.replica import RESTARTED_FOR_DAMAGE
+
+    log.warning("starting again to rebuild the damaged data")
+    logging.shutdown()
+    os.environ[RESTARTED_FOR_DAMAGE] = "1"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 def run_cluster(args: argparse.Namespace) -> int:

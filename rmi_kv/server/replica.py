@@ -3,6 +3,7 @@ catch-up, background maintenance and a clean shutdown."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 #: how long finished transactions' outcomes are kept for late messages and peers
 OUTCOME_RETENTION = 600.0
+#: set in the environment of a replica process started again after its file was found damaged: if
+#: its start-up check found nothing and the damage is seen again, it waits for an operator (no loop)
+RESTARTED_FOR_DAMAGE = "RMI_KV_RESTARTED_FOR_DAMAGE"
 
 
 class ReplicaServer:
@@ -64,7 +68,7 @@ class ReplicaServer:
                 target = set_aside(database, "removed")
                 log.warning("this replica was removed from the cluster; its old data is out of date and was set "
                             "aside (%s): starting over and catching up", target)
-            self.storage, self.damage_found = open_checked(database, durable=settings.durable)
+            self.storage = open_checked(database, durable=settings.durable)
         except BaseException:
             self.data_lock.release()
             raise
@@ -97,7 +101,8 @@ class ReplicaServer:
         self._peer_calls = PeerCalls(self.membership)
         self.integrity = IntegrityKeeper(name, self.storage, self.participant, self.coordinator, self.membership,
                                          self.failover, self._peer_calls, verify_every=settings.verify_every,
-                                         antientropy_every=settings.antientropy_every, refuse=self._integrity_refusal)
+                                         antientropy_every=settings.antientropy_every, refuse=self._integrity_refusal,
+                                         restart=None if os.environ.get(RESTARTED_FOR_DAMAGE) else self._restart)
         self.kv = KeyValue(name, storage=self.storage, participant=self.participant, coordinator=self.coordinator,
                            membership=self.membership, failover=self.failover, settings=settings,
                            failpoints=failpoints, integrity=self.integrity,
@@ -106,6 +111,8 @@ class ReplicaServer:
         self.uri = str(self.daemon.register(self.kv, objectId=object_name(name)))
         self._stopping = threading.Event()
         self._stop_requested = threading.Event()
+        #: the database file was found damaged while running: start the process again once stopped
+        self.restart_requested = False
         self._maintenance = threading.Thread(target=self._maintain, name=f"{name}-maintenance", daemon=True)
         self._epoch_keeper = threading.Thread(target=self._keep_epoch, name=f"{name}-epoch", daemon=True)
         self._copier: Optional[threading.Thread] = None
@@ -214,10 +221,17 @@ class ReplicaServer:
                 self.integrity.rebuilt(catch_up.source)
                 self.kv.serve()
 
+    def _restart(self) -> None:
+        """Stop, and have the process start again (``rmi_kv.server.main``): its start-up check rebuilds the data."""
+        self.restart_requested = True
+        self.request_stop()
+
     def _integrity_refusal(self, reason: Optional[str], transactions_too: bool) -> None:
-        """Refuse clients (and transactions) while the data is damaged; serve again once re-synced."""
+        """Refuse clients (and transactions) while the data is damaged; serve again once re-synced.
+        A refusal for another reason (catching up, shutting down) stays as it is."""
         if reason is not None:
-            self.kv.stop_serving(reason, transactions_too=transactions_too)
+            if self.kv.refusal in (None, RESYNC_REFUSAL) or transactions_too:
+                self.kv.stop_serving(reason, transactions_too=transactions_too)
         elif self.kv.refusal == RESYNC_REFUSAL:
             self.kv.serve()
 

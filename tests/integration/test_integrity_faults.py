@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,33 @@ def test_bytes_changed_under_a_running_replica_are_found_by_verify_and_repaired(
     assert again.returncode == 0, again.stdout + again.stderr
     assert "every member's data matches its digest" in again.stdout
     assert "replica3: ok: 101 keys" in again.stdout  # the 100 and the write after healing
+
+
+def test_a_file_damaged_under_a_running_replica_makes_it_restart_and_rebuild(make_cluster):
+    """Random bytes in the pages of a running replica's database: verify finds that
+    SQLite's own check fails, and the replica starts again, sets the file aside and copies."""
+    cluster = make_cluster(replica_args=FAST_ROUNDS)
+    acknowledged = write_keys(cluster)
+    path = database(cluster, "replica3")
+    with sqlite3.connect(path) as connection:  # fold the write-ahead log in, so the pages are in the file
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pid = cluster.replicas["replica3"].pid
+    generator = random.Random(23)
+    data = bytearray(path.read_bytes())
+    for page in range(4096, len(data), 4096):  # the header stays: the file still opens as a database
+        for _ in range(64):
+            data[min(len(data) - 1, page + generator.randrange(8, 4096))] = generator.randrange(256)
+    with open(path, "r+b") as handle:
+        handle.write(data)
+
+    found = run_client(cluster, "--json", "verify")
+    assert found.returncode == 6, found.stdout + found.stderr
+    log_path = cluster.replicas["replica3"].log_path
+    wait_until(lambda: "set aside as" in log_path.read_text(), 30, "replica3 to restart and set its file aside")
+    log_text = log_path.read_text()
+    assert "SQLite's integrity check failed" in log_text and "the replica restarts" in log_text
+    assert cluster.replicas["replica3"].pid == pid  # the same process, started again in place
+    statuses = assert_healed(cluster, acknowledged)
+    history = status_of(statuses, "replica3")["integrity"]["damage"]
+    assert history[0]["found_by"] == "start-up check" and history[0]["repaired_at"] is not None
+    assert any(".damaged-" in p.name for p in path.parent.iterdir())
