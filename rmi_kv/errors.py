@@ -115,6 +115,13 @@ class AlreadyRunning(RmiKvError):
     exit_code = 7
 
 
+class CompareFailed(RmiKvError):
+    """A guard of a transaction (compare-and-set) did not hold: nothing was
+    written. ``key``, ``expected``/``op`` and ``actual`` say which and why."""
+
+    exit_code = 8
+
+
 class InjectedFault(RmiKvError):
     """A failpoint armed with ``error`` fired (tests and the demo only)."""
 
@@ -136,6 +143,7 @@ ALL_ERRORS: tuple[type[RmiKvError], ...] = (
     EpochChanged,
     PermissionDenied,
     AlreadyRunning,
+    CompareFailed,
 )
 
 

@@ -12,7 +12,8 @@ import sys
 from typing import Any, Optional, Sequence
 
 from rmi_kv import options
-from rmi_kv.cli.commands import KEYS_LIMIT, Command, UsageError, argv_words, parse_limit, parse_txn
+from rmi_kv.cli.commands import (HELP, KEYS_LIMIT, Command, UsageError, argv_words, parse_limit, parse_txn,
+                                 parse_words)
 from rmi_kv.config import DEFAULT_NS_HOST, DEFAULT_NS_PORT
 from rmi_kv.errors import ClusterUnhealthy
 
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "4 cluster unavailable, 5 outcome unknown, "
                      f"{EXIT_UNHEALTHY} cluster unhealthy (status, health: a member is unreachable, not serving, "
                      "catching up, in doubt for more than a moment, or holds different data; verify: a member's data does not "
-                     "match its digest), "
+                     "match its digest), 8 compare failed (cas, txn with guards: nothing written), "
                      f"{EXIT_INTERRUPTED} interrupted, 141 the reader of the output went away (as after SIGPIPE, "
                      "e.g. '... | head'; nothing on stderr). The benchmark: run_client.py bench --help")
     parser.add_argument("--ns-host", default=DEFAULT_NS_HOST, help="name server address (default %(default)s)")
@@ -72,10 +73,28 @@ def build_parser() -> argparse.ArgumentParser:
     put = commands.add_parser("put", parents=[shared], help="set KEY to VALUE on every replica")
     put.add_argument("key")
     put.add_argument("value")
-    get = commands.add_parser("get", parents=[shared], help="print the value of KEY")
-    get.add_argument("key")
-    delete = commands.add_parser("delete", parents=[shared], help="delete KEY on every replica")
-    delete.add_argument("key")
+    get = commands.add_parser("get", parents=[shared], help="print the value of KEY (or of every key under --prefix)",
+                              description="Print the value of KEY; with --prefix, each key starting with PREFIX "
+                              "and its value (a key line, then a value line, as etcdctl does), a page at a time.")
+    get.add_argument("key", nargs="?", help="the key to read")
+    get.add_argument("--prefix", metavar="PREFIX", help="read every key starting with PREFIX instead")
+    get.add_argument("--limit", type=parse_limit, default=KEYS_LIMIT, metavar="N",
+                     help="with --prefix: keys per page (default %(default)s)")
+    get.add_argument("--after", metavar="KEY", help="with --prefix: only the keys after KEY (the page before's last)")
+    delete = commands.add_parser("delete", parents=[shared], help="delete KEY (or every key under --prefix)",
+                                 description="Delete KEY on every replica; with --prefix, every key starting with "
+                                 "PREFIX in one atomic transaction, and say how many.")
+    delete.add_argument("key", nargs="?", help="the key to delete")
+    delete.add_argument("--prefix", metavar="PREFIX", help="delete every key starting with PREFIX instead")
+    count = commands.add_parser("count", parents=[shared], help="how many keys there are (starting with PREFIX)")
+    count.add_argument("prefix", nargs="?", default="", help="count only the keys starting with it")
+    cas = commands.add_parser("cas", parents=[shared], help="set KEY to NEW only if it holds EXPECTED now",
+                              description="Compare-and-set through two-phase commit: every replica checks, under "
+                              "the key's lock, that KEY holds EXPECTED (the word absent: no value) before NEW is "
+                              "written. A failed compare writes nothing and exits with 8.")
+    cas.add_argument("key", help="the key to set")
+    cas.add_argument("expected", help="the value it must hold now, or absent")
+    cas.add_argument("new", help="the value to set")
     txn = commands.add_parser("txn", parents=[shared], help="several writes atomically: txn put K V, delete K, ...")
     txn.add_argument("words", nargs="+", metavar="WRITE")
     keys = commands.add_parser("keys", parents=[shared], help="list keys (optionally those starting with PREFIX)",
@@ -109,6 +128,16 @@ def command_from_args(args: argparse.Namespace) -> Command:
         return parse_txn(argv_words(args.words))
     if args.command == "keys":
         return Command("keys", (args.prefix,) if args.prefix else (), limit=args.limit, after=args.after)
+    if args.command in ("get", "delete") and (args.prefix is None) == (args.key is None):
+        raise UsageError(f"{args.command} takes a KEY or --prefix PREFIX (one of them)",
+                         hint=f"for example: {HELP[args.command].example}")
+    if args.command in ("get", "delete") and args.prefix is not None:
+        return Command(args.command, (), prefix=args.prefix, limit=getattr(args, "limit", KEYS_LIMIT),
+                       after=getattr(args, "after", None))
+    if args.command == "cas":
+        return parse_words(["cas", args.key, args.expected, args.new])
+    if args.command == "count":
+        return Command("count", (args.prefix,) if args.prefix else ())
     arguments = {"put": ("key", "value"), "get": ("key",), "delete": ("key",), "status": (), "health": (),
                  "verify": (), "member": ("action",)}[args.command]
     return Command(args.command, tuple(getattr(args, name) for name in arguments))

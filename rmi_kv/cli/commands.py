@@ -27,11 +27,11 @@ KEYS_LIMIT = 100
 parse_limit = options.whole_number(low=1, high=MAX_LIMIT)
 
 #: commands that change data (a cancelled one may or may not have committed)
-WRITE_COMMANDS = frozenset({"put", "delete", "txn"})
+WRITE_COMMANDS = frozenset({"put", "delete", "txn", "cas"})
 #: commands about every member, not only the replica in use
 CLUSTER_COMMANDS = frozenset({"status", "health", "member", "verify"})
 #: commands that talk to the cluster; the others only change the session
-DATA_COMMANDS = frozenset({"put", "get", "delete", "txn", "keys"}) | CLUSTER_COMMANDS
+DATA_COMMANDS = frozenset({"put", "get", "delete", "txn", "keys", "count", "cas"}) | CLUSTER_COMMANDS
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,23 @@ class HelpEntry:
 HELP: dict[str, HelpEntry] = {
     "put": HelpEntry("put KEY VALUE", "set KEY to VALUE on every replica (one two-phase commit)",
                      'put color "blue sky"'),
-    "get": HelpEntry("get KEY", "read KEY from the replica in use", "get color"),
-    "delete": HelpEntry("delete KEY", "delete KEY on every replica", "delete color"),
-    "txn": HelpEntry("txn put KEY VALUE, delete KEY, ...",
-                     "several writes in one atomic transaction: all of them or none", "txn put a 1, put b 2, delete c"),
+    "get": HelpEntry("get KEY | get --prefix PREFIX [--after KEY] [--limit N]",
+                     "read KEY from the replica in use; with --prefix, the keys starting with PREFIX and their "
+                     f"values, {KEYS_LIMIT} or N at a time (a cut page ends with the command for the next one)",
+                     "get --prefix user:"),
+    "delete": HelpEntry("delete KEY | delete --prefix PREFIX",
+                        "delete KEY on every replica; with --prefix, every key starting with PREFIX in one "
+                        "atomic transaction (at most as many as a transaction may write), and say how many",
+                        "delete --prefix session:"),
+    "count": HelpEntry("count [PREFIX]", "how many keys there are (starting with PREFIX)", "count user:"),
+    "cas": HelpEntry("cas KEY EXPECTED NEW",
+                     "compare-and-set: set KEY to NEW only if it holds EXPECTED now (the word absent: only if it "
+                     "has no value); otherwise nothing is written and the answer says what it holds",
+                     "cas counter 41 42"),
+    "txn": HelpEntry("txn [if KEY == VALUE, if KEY != VALUE, ...] put KEY VALUE, delete KEY, ...",
+                     "several writes in one atomic transaction: all of them or none; with guards (VALUE absent "
+                     "means no value), none unless every guard holds when it commits",
+                     "txn if a == 1, put a 2, delete b"),
     "keys": HelpEntry("keys [PREFIX] [--after KEY] [--limit N]",
                       f"list the keys (starting with PREFIX) in order, {KEYS_LIMIT} or N at a time; a cut list "
                       "ends with the command for the next page: --after KEY goes on after KEY, like SCAN's cursor",
@@ -70,6 +83,7 @@ ALIASES = {"exit": "quit"}
 
 #: (fewest, most) arguments of each command but txn
 _ARITY = {"put": (2, 2), "get": (1, 1), "delete": (1, 1), "status": (0, 0), "health": (0, 0), "verify": (0, 0),
+          "count": (0, 1), "cas": (3, 3),
           "member": (1, 1),
           "use": (1, 1), "trace": (0, 1), "help": (0, 1), "quit": (0, 0)}
 
@@ -99,6 +113,11 @@ class Command:
     limit: int = KEYS_LIMIT
     #: keys: list only the keys after this one (the last key of the page before)
     after: Optional[str] = None
+    #: get --prefix, delete --prefix: the keys starting with this (None: one key)
+    prefix: Optional[str] = None
+    #: txn: what must hold for its writes to be made, (key, "==" or "!=", value) with a
+    #: value of None meaning absent (``core.guards``)
+    guards: tuple = ()
 
 
 # ------------------------------------------------------------------ parsing
@@ -172,6 +191,8 @@ def parse_words(words: list) -> Command:
         return parse_txn(list(args))
     if name == "keys":
         return _parse_keys(list(args))
+    if name in ("get", "delete") and "--prefix" in args:
+        return _parse_prefixed(name, list(args))
     if name not in _ARITY:
         raise UsageError(f"unknown command {words[0]!r}", hint=_unknown_hint(words[0]))
     fewest, most = _ARITY[name]
@@ -183,36 +204,61 @@ def parse_words(words: list) -> Command:
         if args[0].lower() != "list":
             raise UsageError(f"usage: {HELP['member'].usage}", hint=f"for example: {HELP['member'].example}")
         args = ("list",)
+    if name == "cas":
+        return Command("cas", (args[0], args[2]), guards=((args[0], "==", expected_value(args[1])),))
     if name == "help" and args and ALIASES.get(args[0].lower(), args[0].lower()) not in HELP:
         raise UsageError(f"no command named {args[0]!r}", hint=_unknown_hint(args[0]))
     return Command(name, args)
 
 
-def _parse_keys(words: list[str]) -> Command:
-    """``keys [PREFIX] [--after KEY] [--limit N]``, the options anywhere after ``keys``."""
-    prefixes, values = [], {"--after": None, "--limit": None}
+def _parse_prefixed(name: str, words: list[str]) -> Command:
+    """``get --prefix P [--after KEY] [--limit N]`` and ``delete --prefix P``."""
+    allowed = ("--prefix", "--after", "--limit") if name == "get" else ("--prefix",)
+    rest, values = _options(name, words, allowed)
+    if rest or values["--prefix"] is None:
+        raise UsageError(f"usage: {HELP[name].usage}", hint=f"for example: {HELP[name].example}")
+    return Command(name, (), prefix=values["--prefix"], limit=_limit(name, values), after=values.get("--after"))
+
+
+def _options(name: str, words: list[str], allowed: tuple) -> tuple[list[str], dict]:
+    """Split ``words`` into the plain words and the values of the ``allowed`` options (anywhere)."""
+    plain, values = [], dict.fromkeys(allowed)
     while words:
         word = words.pop(0)
         if word not in values:
-            prefixes.append(word)
+            if word.startswith("--") and len(word) > 2:
+                raise UsageError(f"{name} takes no option {word}", hint=f"for example: {HELP[name].example}")
+            plain.append(word)
         elif not words:
-            raise UsageError(f"{word} needs a value", hint=f"for example: {HELP['keys'].example}")
+            raise UsageError(f"{word} needs a value", hint=f"for example: {HELP[name].example}")
         else:
             values[word] = words.pop(0)
+    return plain, values
+
+
+def _limit(name: str, values: dict) -> int:
+    if values.get("--limit") is None:
+        return KEYS_LIMIT
+    try:
+        return parse_limit(values["--limit"])
+    except argparse.ArgumentTypeError as error:
+        raise UsageError(f"--limit {error}", hint=f"for example: {name} --limit 50") from None
+
+
+def _parse_keys(words: list[str]) -> Command:
+    """``keys [PREFIX] [--after KEY] [--limit N]``, the options anywhere after ``keys``."""
+    prefixes, values = _options("keys", words, ("--after", "--limit"))
     if len(prefixes) > 1:
         raise UsageError(f"usage: {HELP['keys'].usage}", hint=f"for example: {HELP['keys'].example}")
-    limit = KEYS_LIMIT
-    if values["--limit"] is not None:
-        try:
-            limit = parse_limit(values["--limit"])
-        except argparse.ArgumentTypeError as error:
-            raise UsageError(f"--limit {error}", hint="for example: keys --limit 50") from None
-    return Command("keys", tuple(prefixes), limit=limit, after=values["--after"])
+    return Command("keys", tuple(prefixes), limit=_limit("keys", values), after=values["--after"])
 
 
 def next_page(payload: dict) -> str:
-    """The keys command for the page after a cut ``keys`` result (words quoted as in a shell)."""
-    words = ["keys", *([payload["prefix"]] if payload["prefix"] else []), "--after", payload["next_after"]]
+    """The command for the page after a cut ``keys`` or ``get --prefix`` result (words quoted as in a shell)."""
+    if "items" in payload:
+        words = ["get", "--prefix", payload["prefix"], "--after", payload["next_after"]]
+    else:
+        words = ["keys", *([payload["prefix"]] if payload["prefix"] else []), "--after", payload["next_after"]]
     if payload["limit"] != KEYS_LIMIT:
         words += ["--limit", str(payload["limit"])]
     return shlex.join(words)
@@ -242,7 +288,14 @@ def parse_txn(words: list) -> Command:
         else:
             groups[-1].append(word)
     writes: dict[str, Optional[str]] = {}
+    guards: list[tuple] = []
     for group in (g for g in groups if g):
+        if group[0].lower() == "if":
+            if writes:
+                raise UsageError("txn: the guards (if ...) come before the writes",
+                                 hint=f"for example: {HELP['txn'].example}")
+            guards.append(_txn_guard(group))
+            continue
         key, value = _txn_write(group)
         if key in writes:
             raise UsageError(f"key {key!r} appears twice in the transaction",
@@ -250,7 +303,24 @@ def parse_txn(words: list) -> Command:
         writes[key] = value
     if not writes:
         raise UsageError(f"usage: {HELP['txn'].usage}", hint=f"for example: {HELP['txn'].example}")
-    return Command("txn", writes=writes)
+    return Command("txn", writes=writes, guards=tuple(guards))
+
+
+def _txn_guard(group: list[str]) -> tuple:
+    """``if KEY == VALUE`` or ``if KEY != VALUE`` (VALUE ``absent``: no value) as (key, op, value)."""
+    if len(group) == 4 and group[2] in ("==", "!="):
+        return group[1], group[2], expected_value(group[3])
+    raise UsageError(f"txn: expected 'if KEY == VALUE' or 'if KEY != VALUE', got {' '.join(group)!r}",
+                     hint=f"for example: {HELP['txn'].example} (VALUE absent: the key has no value)")
+
+
+#: the word that, as an expected value, means "no value"
+ABSENT = "absent"
+
+
+def expected_value(word: str) -> Optional[str]:
+    """An expected value as a guard compares it: the word ``absent`` is no value."""
+    return None if word == ABSENT else word
 
 
 def _txn_write(group: list[str]) -> tuple[str, Optional[str]]:

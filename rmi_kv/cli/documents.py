@@ -6,7 +6,7 @@ from typing import Any, Optional
 from rmi_kv.cli.commands import Command
 from rmi_kv.cli.execute import Result
 from rmi_kv.cli.failures import describe, exit_code_of
-from rmi_kv.errors import TransactionAborted
+from rmi_kv.errors import CompareFailed, TransactionAborted
 
 
 def error_document(error: BaseException, *, command: Optional[Command] = None, **extra: Any) -> dict:
@@ -20,6 +20,8 @@ def error_document(error: BaseException, *, command: Optional[Command] = None, *
         document["hint"] = hint
     if isinstance(error, TransactionAborted):
         document["replicas"] = dict(getattr(error, "replicas", {}))
+    if isinstance(error, CompareFailed):  # its own answer: which key held what
+        document.update(compared=False, **{name: getattr(error, name, None) for name in ("key", "expected", "actual")})
     document.update(extra)
     return document
 

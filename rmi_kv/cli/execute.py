@@ -60,6 +60,8 @@ def _put(kv: Any, command: Command, trace: bool) -> tuple[dict, Optional[dict]]:
 
 
 def _get(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
+    if command.prefix is not None:
+        return _get_prefix(kv, command), None
     key = command.args[0]
     value = kv.get(key)
     if value is None:
@@ -67,7 +69,30 @@ def _get(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
     return {"key": key, "value": value}, None
 
 
+def _get_prefix(kv: Any, command: Command) -> dict:
+    prefix, limit = command.prefix, command.limit
+    items = kv.scan(prefix, limit, after=command.after)
+    # a full page may be the last one: more only when a key follows it
+    more = len(items) >= limit and bool(kv.keys(prefix, 1, after=items[-1][0]))
+    return {"prefix": prefix, "items": [{"key": key, "value": value} for key, value in items], "limit": limit,
+            "after": command.after, "more": more, "next_after": items[-1][0] if more else None}
+
+
+def _count(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
+    prefix = command.args[0] if command.args else ""
+    return {"prefix": prefix, "count": kv.count(prefix)}, None
+
+
+def _cas(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
+    key, value = command.args
+    (_, _, expected), = command.guards
+    kv.cas(key, expected, value)
+    return {"key": key, "expected": expected, "value": value, "swapped": True}, None
+
+
 def _delete(kv: Any, command: Command, trace: bool) -> tuple[dict, Optional[dict]]:
+    if command.prefix is not None:
+        return {"prefix": command.prefix, "deleted": kv.delete_prefix(command.prefix)}, None
     key = command.args[0]
     round_trace = None
     if trace:
@@ -81,6 +106,9 @@ def _delete(kv: Any, command: Command, trace: bool) -> tuple[dict, Optional[dict
 
 def _txn(kv: Any, command: Command, trace: bool) -> tuple[dict, Optional[dict]]:
     writes = dict(command.writes or {})
+    if command.guards:  # (a traced round shows no guards: the plain call)
+        kv.transaction(writes, command.guards)
+        return {"writes": writes, "guards": [list(guard) for guard in command.guards]}, None
     round_trace = kv.traced(writes) if trace else kv.transaction(writes)
     return {"writes": writes}, round_trace
 
@@ -127,4 +155,4 @@ def _members(kv: Any) -> list[dict]:
 
 
 _RUNNERS = {"put": _put, "get": _get, "delete": _delete, "txn": _txn, "keys": _keys, "status": _status,
-            "health": _health, "member": _member, "verify": _verify}
+            "health": _health, "member": _member, "verify": _verify, "count": _count, "cas": _cas}

@@ -10,7 +10,8 @@ Exit codes: 0 success, 1 key not found, 2 usage error, 3 aborted,
 4 cluster unavailable (no name server, or no replica to ask), 5 outcome
 unknown, 6 cluster unhealthy (status or health: a member is unreachable, not
 serving, catching up, in doubt for more than a moment, or holds different
-data; verify: a member's data does not match its digest), 130 interrupted, 141 the reader of the output went away (``... |
+data; verify: a member's data does not match its digest), 8 compare failed
+(cas, txn with guards: nothing was written), 130 interrupted, 141 the reader of the output went away (``... |
 head``: quietly, as a tool killed by SIGPIPE). A script stops at its first
 failure with that failure's code; with --keep-going it runs every line and
 exits with the first failure's code.

@@ -34,22 +34,35 @@ class PlainOutput:
             self.fail(result.error, command=result.command, line=line)
             return
         payload, name = result.payload, result.command.name
-        if name == "get":
+        if name == "get" and "items" in payload:
+            for item in payload["items"]:  # a key line, then a value line (as etcdctl prints them)
+                self._raw(item["key"])
+                self._raw(item["value"])
+            self._more(payload, len(payload["items"]), line)
+        elif name == "get":
             self._raw(payload["value"])
         elif name == "keys":
             for key in payload["keys"]:
                 self._raw(key)
-            if payload["more"]:  # on stderr: stdout holds keys only, for whatever reads them
-                program = "run_client.py " if line is None else ""
-                emit(self.err, Text(f"(showing {len(payload['keys'])} keys; more after {payload['next_after']!r}: "
-                                    f"{program}{next_page(payload)})", "dim"))
+            self._more(payload, len(payload["keys"]), line)
+        elif name == "count":
+            self._raw(str(payload["count"]))
+        elif name == "delete" and "prefix" in payload:
+            self._raw(str(payload["deleted"]))
         elif name in CLUSTER_COMMANDS:
             for renderable in report_renderables(name, payload):
                 emit(self.out, renderable)
         else:
-            self._raw({"put": "OK", "delete": "deleted", "txn": "OK"}[name])
+            self._raw({"put": "OK", "delete": "deleted", "txn": "OK", "cas": "OK"}[name])
         if result.trace is not None:
             emit(self.out, trace_renderable(result.trace))
+
+    def _more(self, payload: dict, shown: int, line: Optional[int]) -> None:
+        """A cut page: on stderr (stdout holds the keys only, for whatever reads them), the next page's command."""
+        if payload["more"]:
+            program = "run_client.py " if line is None else ""
+            emit(self.err, Text(f"(showing {shown} keys; more after {payload['next_after']!r}: "
+                                f"{program}{next_page(payload)})", "dim"))
 
     def session(self, command: Command, detail: dict) -> None:
         """A session command of a script (use, trace, help): silent but help."""

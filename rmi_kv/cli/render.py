@@ -469,10 +469,23 @@ def result_renderables(result: Result) -> list[RenderableType]:
     name = result.command.name
     if name == "put":
         shown: list[RenderableType] = [Text.assemble(("OK", "bold green"), latency)]
+    elif name == "get" and "items" in payload:
+        shown = _items_lines(payload, latency)
     elif name == "get":
         shown = [Text.assemble(quoted(payload["value"]), latency)]
+    elif name == "delete" and "prefix" in payload:
+        count = payload["deleted"]
+        shown = [Text.assemble(("deleted", "bold green"), f": {count} key{'s' if count != 1 else ''} starting with "
+                               f"{quoted(payload['prefix'])}, in one transaction", latency)]
     elif name == "delete":
         shown = [Text.assemble(("deleted", "bold green"), latency)]
+    elif name == "count":
+        under = f" starting with {quoted(payload['prefix'])}" if payload["prefix"] else ""
+        shown = [Text.assemble(f"{payload['count']} key{'s' if payload['count'] != 1 else ''}{under}", latency)]
+    elif name == "cas":
+        shown = [Text.assemble(("OK", "bold green"), f": {payload['key']} was "
+                               f"{'absent' if payload['expected'] is None else quoted(payload['expected'])}, "
+                               f"now {quoted(payload['value'])}", latency)]
     elif name == "txn":
         count = len(payload["writes"])
         shown = [Text.assemble(("OK", "bold green"), f": {count} write{'s' if count != 1 else ''} "
@@ -486,10 +499,19 @@ def result_renderables(result: Result) -> list[RenderableType]:
     return shown
 
 
+def _items_lines(payload: dict, latency: Text) -> list[RenderableType]:
+    items = payload["items"]
+    return _page([Text(f"{index}) {quoted(item['key'])} = {quoted(item['value'])}")
+                  for index, item in enumerate(items, 1)], payload, latency)
+
+
 def _keys_lines(payload: dict, latency: Text) -> list[RenderableType]:
-    keys = payload["keys"]
-    lines: list[RenderableType] = [Text(f"{index}) {quoted(key)}") for index, key in enumerate(keys, 1)]
-    count = Text(f"{len(keys)} key{'s' if len(keys) != 1 else ''}" if keys else "(no keys)")
+    return _page([Text(f"{index}) {quoted(key)}") for index, key in enumerate(payload["keys"], 1)], payload, latency)
+
+
+def _page(lines: list[RenderableType], payload: dict, latency: Text) -> list[RenderableType]:
+    """A page of keys: its lines, how many, and the command for the next page when it was cut."""
+    count = Text(f"{len(lines)} key{'s' if len(lines) != 1 else ''}" if lines else "(no keys)")
     lines.append(count + latency)
     if payload["more"]:
         lines.append(Text.assemble(f"more after {quoted(payload['next_after'])}: ", (next_page(payload), "cyan")))

@@ -15,13 +15,13 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from rmi_kv.core import txid as txids
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.handles import LocalParticipant, ParticipantHandle, timed
 from rmi_kv.core.messages import ABORT, CAN_COMMIT, COMMIT, DO_ABORT, DO_COMMIT, HAVE_COMMITTED, UNKNOWN, Reply
-from rmi_kv.errors import MembershipChanged, OutcomeUnknown, RmiKvError, TransactionAborted
+from rmi_kv.errors import CompareFailed, MembershipChanged, OutcomeUnknown, RmiKvError, TransactionAborted
 from rmi_kv.storage.interfaces import DecisionLog
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ class Outcome:
     retryable: bool = False
     #: some participant knew of a member this coordinator left out
     membership_changed: bool = False
+    #: a guard did not hold (``core.guards``): the answer, not a failure to retry
+    compare_failed: Optional[CompareFailed] = None
 
 
 class _Round:
@@ -253,8 +255,10 @@ class Coordinator:
     # ------------------------------------------------------------- execution
     def execute(self, writes: Mapping[str, Optional[str]],
                 handles: Handles | Callable[[bool], Handles],
-                observe: Callable[[Mapping[str, Optional[str]]], Any] | None = None) -> Outcome:
-        """Commit ``writes`` on every participant, or raise TransactionAborted.
+                observe: Callable[[Mapping[str, Optional[str]]], Any] | None = None,
+                guards: Sequence = ()) -> Outcome:
+        """Commit ``writes`` on every participant, or raise TransactionAborted
+        (CompareFailed when one of ``guards`` does not hold: ``core.guards``).
 
         ``handles`` maps participant names to handles, or is a function
         returning them (called with True when the member list must be
@@ -268,10 +272,14 @@ class Coordinator:
         started_us = time.time_ns() // 1000
         for attempt in itertools.count(1):
             current = handles(reload_members) if callable(handles) else handles
-            outcome = self._attempt(self.new_txid(started_us), writes, current, observe)
+            outcome = self._attempt(self.new_txid(started_us), writes, current, observe, tuple(guards))
             outcome.attempts = attempt
             if outcome.committed:
                 return outcome
+            if outcome.compare_failed is not None:
+                failed = outcome.compare_failed
+                raise CompareFailed(failed.message, txid=outcome.txid,
+                                    **{name: getattr(failed, name, None) for name in ("key", "op", "expected", "actual")})
             if not outcome.retryable or attempt > self.conflict_retries:
                 raise TransactionAborted(_abort_message(outcome), replicas=outcome.refusals,
                                          txid=outcome.txid, attempts=attempt)
@@ -282,17 +290,18 @@ class Coordinator:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _attempt(self, txid: str, writes: Mapping[str, Optional[str]],
-                 handles: Handles, observe) -> Outcome:
+                 handles: Handles, observe, guards: tuple = ()) -> Outcome:
         participants = sorted(handles)
         round_ = _Round(txid)
         with self._lock:
             self._active[txid] = self.VOTING
         try:
-            refusals, voted_yes, retryable, membership_changed = self._collect_votes(
-                round_, txid, dict(writes), handles, participants)
+            refusals, voted_yes, retryable, membership_changed, compare_failed = self._collect_votes(
+                round_, txid, dict(writes), handles, participants, guards)
             if refusals:
                 outcome = self._abort(round_, txid, handles, refusals, voted_yes)
                 outcome.retryable, outcome.membership_changed = retryable, membership_changed
+                outcome.compare_failed = compare_failed
                 return outcome
             self.failpoints.hit("coordinator.after_prepare")  # every participant voted YES; nothing decided
             # the replica's own participant can apply in the very write that forces the decision
@@ -373,12 +382,14 @@ class Coordinator:
             return None if self._awaited.get(txid) else holding()
 
     def _collect_votes(self, round_: _Round, txid: str, writes: dict,
-                       handles: Handles, participants: list[str]):
+                       handles: Handles, participants: list[str], guards: tuple = ()):
         deadline = time.monotonic() + self.vote_timeout
         futures = {}
         sent_at: dict[str, float] = {}
         epoch = self.epoch()
-        arguments = (txid, writes, self.name, participants) + (() if epoch is None else (epoch,))
+        arguments = (txid, writes, self.name, participants) + (() if epoch is None and not guards else (epoch,))
+        if guards:
+            arguments += ([list(guard) for guard in guards],)
         for name in participants:
             if name != self.name:
                 round_.note(CAN_COMMIT, name, "sent")
@@ -386,7 +397,7 @@ class Coordinator:
                 futures[handles[name].send(CAN_COMMIT, *arguments, expires=deadline)] = name
         refusals: dict[str, str] = {}
         voted_yes: list[str] = []
-        state = {"retryable": True, "membership_changed": False}
+        state: dict[str, Any] = {"retryable": True, "membership_changed": False, "compare_failed": None}
 
         def count(name: str, result: tuple) -> None:
             value, error, elapsed_ms = result
@@ -397,6 +408,8 @@ class Coordinator:
                     state["membership_changed"] = True
                 else:
                     state["retryable"] = False
+                if isinstance(error, CompareFailed):
+                    state["compare_failed"] = state["compare_failed"] or error
                 round_.note("vote", name, f"failed after {elapsed_ms:.2f} ms: {refusals[name]}", at_ms)
             elif value is True:
                 voted_yes.append(name)
@@ -420,7 +433,7 @@ class Coordinator:
         log.debug("votes %s yes=%s no=%s", txid, voted_yes, refusals)
         # a participant that timed out or failed may have prepared anyway: it must hear the abort too
         may_have_prepared = [name for name in refusals if refusals[name] != CONFLICT]
-        return refusals, voted_yes + may_have_prepared, retryable, membership_changed
+        return refusals, voted_yes + may_have_prepared, retryable, membership_changed, state["compare_failed"]
 
     def _abort(self, round_: _Round, txid: str, handles: Handles,
                refusals: dict[str, str], prepared: list[str]) -> Outcome:

@@ -31,7 +31,7 @@ class LocalParticipant(Protocol):
     """The coordinator's own participant, called directly."""
 
     def canCommit(self, txid: str, writes: dict, coordinator: str, participants: list,
-                  epoch: Optional[int] = None) -> bool: ...
+                  epoch: Optional[int] = None, guards: Sequence = ()) -> bool: ...
 
     def doCommit(self, txid: str) -> bool: ...
 
@@ -65,8 +65,8 @@ class LocalHandle:
         self.participant = participant
 
     def canCommit(self, txid: str, writes: dict, coordinator: str, participants: list,
-                  epoch: Optional[int] = None) -> bool:
-        return self.participant.can_commit(txid, writes, coordinator, participants, epoch)
+                  epoch: Optional[int] = None, guards: Sequence = ()) -> bool:
+        return self.participant.can_commit(txid, writes, coordinator, participants, epoch, guards)
 
     def doCommit(self, txid: str) -> bool:
         return self.participant.do_commit(txid)

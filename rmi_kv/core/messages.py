@@ -20,7 +20,7 @@ GET_DECISION = "getDecision"
 
 #: the messages a coordinator may send in one batch, with how many arguments each may take
 #: (canCommit's fifth is the transaction's epoch, with failover on)
-BATCHED = {CAN_COMMIT: (4, 5), DO_COMMIT: (1,), DO_ABORT: (1,)}
+BATCHED = {CAN_COMMIT: (4, 5, 6), DO_COMMIT: (1,), DO_ABORT: (1,)}
 
 #: outcomes, as recorded in the log and answered to getDecision
 COMMIT = "commit"
@@ -38,6 +38,8 @@ class VoteRequest(NamedTuple):
     participants: Sequence[str] = ()
     #: the coordinator's epoch (None: failover off, epoch 0 for ever)
     epoch: Optional[int] = None
+    #: what must hold for the writes to be made (``core.guards``)
+    guards: Sequence = ()
 
 
 class Reply(NamedTuple):

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from rmi_kv.errors import EpochChanged, InvalidRequest, KeyInDoubt, MembershipChanged, ReplicaUnavailable
+from rmi_kv.core import guards as guard_rules
 from rmi_kv.core import txid as txids
 from rmi_kv.core.messages import UNKNOWN, VoteRequest
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
@@ -89,7 +90,7 @@ class Participant:
         """
         for record in self.storage.prepared():
             self._prepared[record.txid] = record
-            blocker = self.locks.acquire(record.txid, record.writes.keys(), 0)
+            blocker = self.locks.acquire(record.txid, record.keys(), 0)
             if blocker is not None:  # two PREPARED records on one key cannot both be live
                 log.error("recovery: %s and %s both hold keys; keeping both in doubt", record.txid, blocker)
         return list(self._prepared)
@@ -114,16 +115,17 @@ class Participant:
 
     # -------------------------------------------------------------- protocol
     def can_commit(self, txid: str, writes: Mapping[str, Optional[str]], coordinator: str,
-                   participants: Sequence[str] = (), epoch: Optional[int] = None) -> bool:
+                   participants: Sequence[str] = (), epoch: Optional[int] = None, guards: Sequence = ()) -> bool:
         """Phase 1: lock the keys, force PREPARED, vote YES; NO on a lock conflict.
 
         A repeated or late canCommit gets the answer the transaction already
         has. A coordinator that left out a member this replica knows of gets
         MembershipChanged (it reloads its member list and tries again); one
-        of another epoch, EpochChanged.
+        of another epoch, EpochChanged; one whose guards do not hold,
+        CompareFailed (``core.guards``).
         """
         return _raise_or_return(self.can_commit_many([VoteRequest(txid, writes, coordinator, participants,
-                                                                  epoch)])[0])
+                                                                  epoch, tuple(guards))])[0])
 
     def can_commit_many(self, requests: Sequence[VoteRequest]) -> list:
         """Phase 1 for several transactions (txid, writes, coordinator,
@@ -153,10 +155,11 @@ class Participant:
             for txid in sorted(set(commits) | {vote.txid for vote in votes}):  # one order: no deadlock
                 guards.enter_context(self._exclusive(txid))
             applying = self._stage_commits(commits, decision, commit_answers, gated=not settled)
-            committing_keys = {key for _, record in applying for key in record.writes}
+            committing_keys = {key for _, record in applying for key in record.keys()}
             applied: list[str] = []
             prepared: list[str] = []
-            if any(key in committing_keys for vote in votes for key in vote.writes):
+            if any(key in committing_keys for vote in votes
+                   for key in [*vote.writes, *guard_rules.keys_of(vote.guards)]):
                 applied += self._write_staged(applying, decision, commit_answers, [], vote_answers)[0]
                 applying = []
             voting: list[str] = []
@@ -183,7 +186,7 @@ class Participant:
         """Check and lock each vote's keys; the (index, record) of those to prepare."""
         staged: list[tuple[int, PreparedRecord]] = []
         seen: set[str] = set()
-        for index, (txid, writes, coordinator, participants, epoch) in enumerate(votes):
+        for index, (txid, writes, coordinator, participants, epoch, guards) in enumerate(votes):
             if txid in seen:
                 answers[index] = InvalidRequest(f"transaction {txid} appears twice in one batch")
                 continue
@@ -192,12 +195,14 @@ class Participant:
             self._voting[txid] = participants  # visible to a catching-up peer's drain
             self._vote_epochs[txid] = epoch
             voting.append(txid)
+            reads = tuple(key for key in guard_rules.keys_of(guards) if key not in writes)
             try:
-                answers[index] = self._lock_for_vote(txid, writes, coordinator, participants, epoch)
+                answers[index] = self._lock_for_vote(txid, writes, coordinator, participants, epoch, guards, reads)
             except Exception as error:
                 answers[index] = error
             if answers[index] is None:
-                staged.append((index, PreparedRecord(txid, dict(writes), coordinator, participants, time.time())))
+                staged.append((index, PreparedRecord(txid, dict(writes), coordinator, participants, time.time(),
+                                                     reads)))
         return staged
 
     def _stage_commits(self, txids: Sequence[str], decision: Optional[Sequence[str]], answers: list,
@@ -252,13 +257,13 @@ class Participant:
                 continue
             del self._prepared[record.txid]
             self._vote_epochs.pop(record.txid, None)
-            self.locks.release(record.txid, record.writes.keys())
+            self.locks.release(record.txid, record.keys())
             commit_answers[index] = True
         errors = dict(zip((record.txid for record in forced), prepare_errors))
         for index, record in staged:
             error = errors.get(record.txid)
             if error is not None:
-                self.locks.release(record.txid, record.writes.keys())
+                self.locks.release(record.txid, record.keys())
                 vote_answers[index] = error
             else:
                 self._prepared[record.txid] = record
@@ -267,7 +272,8 @@ class Participant:
                 [record.txid for index, record in staged if vote_answers[index] is True])
 
     def _lock_for_vote(self, txid: str, writes: Mapping[str, Optional[str]], coordinator: str,
-                       participants: tuple, epoch: Optional[int] = None) -> Optional[bool]:
+                       participants: tuple, epoch: Optional[int] = None, guards: Sequence = (),
+                       reads: tuple = ()) -> Optional[bool]:
         """The checks of phase 1 and the key locks: the vote when it is already
         decided, or None when the transaction may be prepared."""
         log.debug("canCommit %s from %s keys=%d", txid, coordinator, len(writes))
@@ -289,10 +295,16 @@ class Participant:
                 raise MembershipChanged(f"{self.name} votes no: the coordinator left out member(s) "
                                         f"{', '.join(sorted(left_out))}", replica=self.name)
         self.failpoints.hit("participant.before_prepare")
-        blocker = self.locks.acquire(txid, writes.keys(), self.lock_wait, may_wait=_older_than(txid))
+        keys = [*writes, *reads]
+        blocker = self.locks.acquire(txid, keys, self.lock_wait, may_wait=_older_than(txid))
         if blocker is not None:
             log.debug("vote NO %s: keys held by %s", txid, blocker)
             return False
+        failed = guard_rules.first_failed(guards, self.read_own)
+        if failed is not None:
+            self.locks.release(txid, keys)
+            log.debug("vote NO %s: guard %s does not hold", txid, failed[0])
+            raise guard_rules.compare_failed(*failed, where=self.name)
         return None
 
     def do_commit(self, txid: str, decision: Optional[Sequence[str]] = None) -> bool:
@@ -351,7 +363,7 @@ class Participant:
             except BaseException:
                 self._prepared[txid] = record
                 raise
-            self.locks.release(txid, record.writes.keys())
+            self.locks.release(txid, record.keys())
         self._finished()
         return True
 
@@ -423,7 +435,7 @@ class Participant:
         with self._catch_up_lock.exclusive():
             self.storage.reset_for_catch_up()
             for txid, record in list(self._prepared.items()):
-                self.locks.release(txid, record.writes.keys())
+                self.locks.release(txid, record.keys())
             self._prepared.clear()
             self._vote_epochs.clear()
         self._finished()
@@ -494,6 +506,23 @@ class Participant:
                     replica=self.name, txid=blocker)
         entry = self.storage.get(key)
         return None if entry is None else entry[0]
+
+    def read_prefix(self, prefix: str, limit: int, after: Optional[str] = None) -> list[tuple[str, str]]:
+        """The committed (key, value) pairs of live keys starting with ``prefix``
+        (a page, as ``keys`` gives them), once no undecided transaction holds a
+        key with that prefix (waiting, bounded, as ``read`` does)."""
+        self._wait_for_prefix(prefix, after)
+        return self.storage.items(prefix, limit=limit, after=after)
+
+    def count(self, prefix: str) -> int:
+        """How many live keys start with ``prefix``, once no undecided transaction holds one."""
+        self._wait_for_prefix(prefix)
+        return self.storage.count(prefix)
+
+    def _wait_for_prefix(self, prefix: str, after: Optional[str] = None) -> None:
+        for key in sorted(self.locks.held()):
+            if key.startswith(prefix) and (after is None or key > after):
+                self.read(key)  # waits for its transaction, or raises KeyInDoubt
 
     def read_own(self, key: str) -> Optional[str]:
         """The committed value of a key the caller's transaction has locked."""

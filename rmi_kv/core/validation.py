@@ -65,6 +65,25 @@ def check_writes(writes: Any, limits: Limits) -> dict[str, Optional[str]]:
     return dict(writes)
 
 
+def check_guards(guards: Any, limits: Limits) -> tuple:
+    """A transaction's guards: a list of (key, "==" or "!=", value or None)."""
+    if guards is None:
+        return ()
+    if not isinstance(guards, (list, tuple)) or len(guards) > limits.max_keys_per_transaction:
+        raise InvalidRequest(f"guards must be a list of at most {limits.max_keys_per_transaction} "
+                             f"(key, '==' or '!=', value or None)")
+    checked = []
+    for guard in guards:
+        if not isinstance(guard, (list, tuple)) or len(guard) != 3 or guard[1] not in ("==", "!="):
+            raise InvalidRequest(f"a guard is (key, '==' or '!=', value or None), not {str(guard)[:80]!r}")
+        key, op, value = guard
+        check_key(key, limits)
+        if value is not None:
+            check_value(value, limits)
+        checked.append((key, op, value))
+    return tuple(checked)
+
+
 def check_txid(txid: Any) -> str:
     if not txids.is_valid(txid):
         raise InvalidRequest(f"malformed transaction id {str(txid)[:80]!r}: expected {txids.FORMAT}")

@@ -52,6 +52,12 @@ class PreparedRecord:
     participants: tuple
     #: wall time (epoch seconds) the record was forced
     created: float
+    #: keys its guards read and it locked without writing them (kept in memory only)
+    reads: tuple = ()
+
+    def keys(self) -> list:
+        """Every key the transaction holds locked: the written ones and the guarded ones."""
+        return [*self.writes, *(key for key in self.reads if key not in self.writes)]
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,12 @@ class Data(Protocol):
     def keys(self, prefix: str = "", *, limit: int = 1000, after: Optional[str] = None) -> list[str]:
         """Live keys starting with ``prefix``, sorted, at most ``limit``; with
         ``after`` (a cursor: the last key of the page before), only later ones."""
+
+    def items(self, prefix: str = "", *, limit: int = 1000, after: Optional[str] = None) -> list[tuple[str, str]]:
+        """Like ``keys``, each live key with its value: (key, value) pairs."""
+
+    def count(self, prefix: str = "") -> int:
+        """How many live keys start with ``prefix``."""
 
     def read_chunk(self, after_key: Optional[str], limit: int) -> list[SnapshotEntry]:
         """Up to ``limit`` entries in key order after ``after_key`` (None: from

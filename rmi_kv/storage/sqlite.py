@@ -203,18 +203,33 @@ class Storage:
         return row[0], row[1]
 
     def keys(self, prefix: str = "", *, limit: int = 1000, after: Optional[str] = None) -> list[str]:
+        return [key for key, _ in self.items(prefix, limit=limit, after=after)]
+
+    def items(self, prefix: str = "", *, limit: int = 1000, after: Optional[str] = None) -> list[tuple[str, str]]:
         # keys sharing a prefix are contiguous in key order: start at the later bound, stop at
         # the first key without the prefix
         operator, start = (">", after) if after is not None and after >= prefix else (">=", prefix)
         rows = self._reader().execute(
-            f"SELECT key FROM kv WHERE key {operator} ? AND value IS NOT NULL ORDER BY key", (start,))
-        found: list[str] = []
-        for (key,) in rows:
+            f"SELECT key, value FROM kv WHERE key {operator} ? AND value IS NOT NULL ORDER BY key", (start,))
+        found: list[tuple[str, str]] = []
+        for key, value in rows:
             if not key.startswith(prefix) or len(found) >= limit:
                 break
-            found.append(key)
+            found.append((key, value))
         rows.close()
         return found
+
+    def count(self, prefix: str = "") -> int:
+        if not prefix:
+            return self.live_keys
+        rows = self._reader().execute("SELECT key FROM kv WHERE key >= ? AND value IS NOT NULL ORDER BY key", (prefix,))
+        counted = 0
+        for (key,) in rows:
+            if not key.startswith(prefix):
+                break
+            counted += 1
+        rows.close()
+        return counted
 
     def read_chunk(self, after_key: Optional[str], limit: int) -> list[SnapshotEntry]:
         if after_key is None:

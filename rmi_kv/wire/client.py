@@ -14,7 +14,7 @@ import random
 import threading
 import time
 import weakref
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from Pyro5 import errors as pyro_errors
 from Pyro5.api import Proxy
@@ -26,7 +26,7 @@ from rmi_kv.wire.pyro import configure_pyro
 
 log = logging.getLogger("rmi_kv.wire.client")
 
-_WRITES = frozenset({"put", "delete", "transaction", "traced"})
+_WRITES = frozenset({"put", "delete", "transaction", "traced", "deletePrefix", "cas"})
 #: seconds to wait for a replica to accept a connection (calls then get the full timeout)
 CONNECT_TIMEOUT = 3.0
 #: first pause before asking a replica that is still starting again (it doubles, up to 0.5 s)
@@ -256,9 +256,11 @@ class KeyValueClient:
         """Delete ``key`` on every replica; True when it had a value."""
         return bool(self._invoke("delete", key))
 
-    def transaction(self, writes: dict) -> None:
-        """Apply several writes atomically: key -> value, or key -> None to delete."""
-        self._invoke("transaction", writes)
+    def transaction(self, writes: dict, guards: Sequence = ()) -> None:
+        """Apply several writes atomically: key -> value, or key -> None to delete;
+        with ``guards`` (key, "==" or "!=", value or None), only if each holds
+        (CompareFailed otherwise, and nothing is written)."""
+        self._invoke("transaction", writes, *([[list(guard) for guard in guards]] if guards else []))
 
     def traced(self, writes: dict) -> dict:
         """Like ``transaction``; returns the two-phase commit round message by message."""
@@ -269,6 +271,22 @@ class KeyValueClient:
         of the page before), the next page: a cursor that walks the whole key space."""
         cursor = () if after is None else (after,)  # a replica of an older version takes two arguments
         return list(self._invoke("keys", prefix, limit, *cursor))
+
+    def scan(self, prefix: str = "", limit: int = 100, *, after: Optional[str] = None) -> list[tuple[str, str]]:
+        """A page of (key, value) pairs of the keys starting with ``prefix``, after ``after``."""
+        cursor = () if after is None else (after,)
+        return [(key, value) for key, value in self._invoke("scan", prefix, limit, *cursor)]
+
+    def count(self, prefix: str = "") -> int:
+        return int(self._invoke("count", prefix))
+
+    def cas(self, key: str, expected: Optional[str], value: Optional[str]) -> None:
+        """Set ``key`` to ``value`` only if it holds ``expected`` (None: no value); CompareFailed otherwise."""
+        self._invoke("cas", key, expected, value)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix``, atomically; how many there were."""
+        return int(self._invoke("deletePrefix", prefix))
 
     def ping(self) -> str:
         return self._invoke("ping")

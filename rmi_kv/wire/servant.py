@@ -186,7 +186,7 @@ class KeyValue:
                                      starting=self.failover.soon())
         return value
 
-    def _write(self, writes: dict, observe=None):
+    def _write(self, writes: dict, observe=None, guards: tuple = ()):
         self._serving()
         refusal = self.failover.coordinate_refusal()
         if refusal is not None:
@@ -196,7 +196,7 @@ class KeyValue:
         with self._inflight_changed:
             self._inflight += 1
         try:
-            return self.coordinator.execute(writes, self._handles, observe)
+            return self.coordinator.execute(writes, self._handles, observe, guards)
         finally:
             with self._inflight_changed:
                 self._inflight -= 1
@@ -237,9 +237,21 @@ class KeyValue:
         return bool(outcome.observed)
 
     @remote_boundary
-    def transaction(self, writes: dict) -> None:
-        """Apply several puts (str) and deletes (None) atomically."""
-        self._write(validation.check_writes(writes, self.limits))
+    def transaction(self, writes: dict, guards: Optional[list] = None) -> None:
+        """Apply several puts (str) and deletes (None) atomically; with
+        ``guards`` [(key, "==" or "!=", value or None)], only if every one holds
+        (CompareFailed otherwise: nothing written)."""
+        self._write(validation.check_writes(writes, self.limits), guards=validation.check_guards(guards, self.limits))
+
+    @remote_boundary
+    def cas(self, key: str, expected: Optional[str], value: Optional[str]) -> None:
+        """Compare-and-set: ``key`` becomes ``value`` (None: deleted) only if it
+        holds ``expected`` (None: no value) now; CompareFailed otherwise."""
+        validation.check_key(key, self.limits)
+        for given in (expected, value):
+            if given is not None:
+                validation.check_value(given, self.limits)
+        self._write({key: value}, guards=((key, "==", expected),))
 
     @remote_boundary
     def traced(self, writes: dict) -> dict:
@@ -257,6 +269,41 @@ class KeyValue:
         if after is not None:
             validation.check_key(after, self.limits)
         return self._read(lambda: self.storage.keys(prefix, limit=limit, after=after))
+
+    @remote_boundary
+    def scan(self, prefix: str = "", limit: int = 100, after: Optional[str] = None) -> list:
+        """Live keys starting with ``prefix`` with their values, as [key, value]
+        pairs in key order, a page of at most ``limit`` after ``after``; waits
+        while an undecided write holds a key with that prefix."""
+        validation.check_prefix(prefix, self.limits)
+        validation.check_limit(limit)
+        if after is not None:
+            validation.check_key(after, self.limits)
+        return [[key, value] for key, value in self._read(lambda: self.participant.read_prefix(prefix, limit, after))]
+
+    @remote_boundary
+    def count(self, prefix: str = "") -> int:
+        """How many live keys start with ``prefix``."""
+        validation.check_prefix(prefix, self.limits)
+        return self._read(lambda: self.participant.count(prefix))
+
+    @remote_boundary
+    def deletePrefix(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix`` in one transaction; how
+        many held a value. Refused when more keys than one transaction may
+        write start with it."""
+        validation.check_prefix(prefix, self.limits)
+        most = self.limits.max_keys_per_transaction
+        keys = self._read(lambda: self.storage.keys(prefix, limit=most + 1))
+        if len(keys) > most:
+            total = self._read(lambda: self.storage.count(prefix))
+            raise InvalidRequest(f"{total} keys start with {prefix!r}, more than the {most} one transaction may "
+                                 f"delete; delete them under longer prefixes, {most} at most at a time")
+        if not keys:
+            return 0
+        outcome = self._write({key: None for key in keys}, observe=lambda writes: sum(
+            1 for key in writes if self.participant.read_own(key) is not None))
+        return int(outcome.observed or 0)
 
     @remote_boundary
     def ping(self) -> str:
@@ -307,13 +354,14 @@ class KeyValue:
     # ----------------------------------------------------- participant API
     @remote_boundary
     def canCommit(self, txid: str, writes: dict, coordinator: str, participants: Optional[list] = None,
-                  epoch: Optional[int] = None) -> bool:
-        """Phase 1 (from a coordinator): vote on ``writes`` (of ``epoch``, with failover on)."""
+                  epoch: Optional[int] = None, guards: Optional[list] = None) -> bool:
+        """Phase 1 (from a coordinator): vote on ``writes`` (of ``epoch``, with failover on), if ``guards`` hold."""
         require_member(CAN_COMMIT)
-        return self.participant.can_commit(*self._checked_vote(txid, writes, coordinator, participants, epoch))
+        return self.participant.can_commit(*self._checked_vote(txid, writes, coordinator, participants, epoch,
+                                                               guards))
 
     def _checked_vote(self, txid: Any, writes: Any, coordinator: Any, participants: Any = None,
-                      epoch: Any = None) -> VoteRequest:
+                      epoch: Any = None, guards: Any = None) -> VoteRequest:
         """A canCommit's arguments, validated."""
         validation.check_txid(txid)
         validation.check_name(coordinator, "coordinator name")
@@ -329,7 +377,7 @@ class KeyValue:
             raise InvalidRequest("canCommit needs the list of participants, with the coordinator and this replica")
         if epoch is not None:
             validation.check_epoch_number(epoch)
-        return VoteRequest(txid, writes, coordinator, participants, epoch)
+        return VoteRequest(txid, writes, coordinator, participants, epoch, validation.check_guards(guards, self.limits))
 
     @remote_boundary
     def doCommit(self, txid: str) -> bool:

@@ -3,7 +3,9 @@
 A history is linearizable when every operation can be given a single point in
 time, between its invocation and its completion, such that the operations,
 applied one by one in that order to a plain sequential register per key
-(``put`` sets the value, ``delete`` removes it, ``get`` returns it), return
+(``put`` sets the value, ``delete`` removes it, ``get`` returns it, ``cas``
+sets it only where it holds the expected value: a compare that failed is a
+``get`` of what it found), return
 exactly what the clients observed. This is the strongest single-object
 guarantee a replicated store can offer, and checking it catches stale reads,
 lost writes and reads of values that were never written, which per-operation
@@ -26,8 +28,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 
-PUT, DELETE, GET = "put", "delete", "get"
-KINDS = (PUT, DELETE, GET)
+PUT, DELETE, GET, CAS = "put", "delete", "get", "cas"
+KINDS = (PUT, DELETE, GET, CAS)
 
 #: how many search steps run between two looks at the clock
 _CLOCK_EVERY = 1024
@@ -48,6 +50,8 @@ class Operation:
     invoked: float
     completed: Optional[float]
     client: str = ""
+    #: a cas: the value the key must hold for it to write ``value`` (None: absent)
+    expected: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -73,15 +77,16 @@ class History:
         self._ops: Dict[int, Operation] = {}
         self._pending: Set[int] = set()
 
-    def invoke(self, key: str, kind: str, value: Optional[str] = None, client: str = "") -> int:
+    def invoke(self, key: str, kind: str, value: Optional[str] = None, client: str = "",
+               expected: Optional[str] = None) -> int:
         """Record the start of an operation; returns the token for its outcome."""
         _check_kind(kind)
         if kind == PUT and value is None:
             raise ValueError("a put needs the value it writes")
         with self._lock:
             token = next(self._tokens)
-            self._ops[token] = Operation(key, kind, value if kind == PUT else None,
-                                         self._clock(), None, client)
+            self._ops[token] = Operation(key, kind, value if kind in (PUT, CAS) else None,
+                                         self._clock(), None, client, expected)
             self._pending.add(token)
         return token
 
@@ -92,6 +97,12 @@ class History:
             op.completed = self._clock()
             if op.kind == GET:
                 op.value = result_value
+
+    def compare_failed(self, token: int, actual: Optional[str]) -> None:
+        """A cas whose compare failed: it wrote nothing and read ``actual``, as a get does."""
+        with self._lock:
+            op = self._ops[self._finish(token)]
+            op.kind, op.value, op.expected, op.completed = GET, actual, None, self._clock()
 
     def unknown(self, token: int) -> None:
         """The outcome is unknown (e.g. OutcomeUnknown): a write may or may not have happened.
@@ -189,15 +200,29 @@ def _deadlines(ops: Sequence[Operation]) -> Dict[int, float]:
     """
     last_read: Dict[Optional[str], float] = {}
     for op in ops:
-        if op.kind == GET:
-            last_read[op.value] = max(op.completed, last_read.get(op.value, -math.inf))
+        seen = _observed(op)
+        if seen is not _NOTHING and op.completed is not None:  # a completed cas read its expected value too
+            last_read[seen] = max(op.completed, last_read.get(seen, -math.inf))
     deadlines = {}
     for i, op in enumerate(ops):
         if op.completed is not None:
             deadlines[i] = op.completed
-        elif last_read.get(op.value if op.kind == PUT else None, -math.inf) >= op.invoked:
-            deadlines[i] = last_read[op.value if op.kind == PUT else None]
+        elif last_read.get(_written(op), -math.inf) >= op.invoked:
+            deadlines[i] = last_read[_written(op)]
     return deadlines
+
+
+#: ``_observed`` of an operation that reads nothing
+_NOTHING = object()
+
+
+def _observed(op: Operation) -> object:
+    """The value an operation saw in the register: a get's result, a cas's expected value."""
+    if op.kind == GET:
+        return op.value
+    if op.kind == CAS:
+        return op.expected
+    return _NOTHING
 
 
 def _check_key(key: Optional[str], ops: Iterable[Operation], initial: Optional[str],
@@ -261,7 +286,7 @@ def _impossible_read(ops: Sequence[Operation], initial: Optional[str], origin: f
 
 
 def _written(op: Operation) -> Optional[str]:
-    return op.value if op.kind == PUT else None
+    return op.value if op.kind in (PUT, CAS) else None
 
 
 class _Overwrites:
@@ -350,8 +375,9 @@ def _search(ops: Sequence[Operation], deadlines: Sequence[float], initial: Optio
     prv = list(range(-1, tail))
     kinds = [op.kind for op in ops]
     values = [op.value for op in ops]
+    expected = [op.expected for op in ops]
     optional = [op.completed is None for op in ops]
-    read = {op.value for op in ops if op.kind == GET}
+    read = {_observed(op) for op in ops if _observed(op) is not _NOTHING}
 
     failure = _Failure()
     cache = set()
@@ -378,10 +404,10 @@ def _search(ops: Sequence[Operation], deadlines: Sequence[float], initial: Optio
         else:
             i = op_of[entry]
             if match[entry]:  # a call; only writes are left to try here
-                if kinds[i] == GET:
+                if kinds[i] == GET or (kinds[i] == CAS and state != expected[i]):
                     entry = nxt[entry]
                     continue
-                call, new_state, how = entry, values[i] if kinds[i] == PUT else None, _CHOSEN
+                call, new_state, how = entry, _written(ops[i]), _CHOSEN
             elif optional[i]:  # an unknown write at its deadline: it may never have happened
                 call, new_state, how = call_entry[i], state, _SKIPPED
             else:  # a return whose operation is not linearized: stuck
@@ -435,6 +461,8 @@ def _show(value: Optional[str]) -> str:
 def _describe(op: Operation, origin: float) -> str:
     if op.kind == PUT:
         what = f"put({op.key!r}, {op.value!r})"
+    elif op.kind == CAS:
+        what = f"cas({op.key!r}, {_show(op.expected)} -> {_show(op.value)})"
     elif op.kind == DELETE:
         what = f"delete({op.key!r})"
     else:

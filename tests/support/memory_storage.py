@@ -78,9 +78,16 @@ class MemoryStorage:
         return None if value is None else (value, version)
 
     def keys(self, prefix: str = "", *, limit: int = 1000, after: Optional[str] = None) -> list[str]:
+        return [key for key, _ in self.items(prefix, limit=limit, after=after)]
+
+    def items(self, prefix: str = "", *, limit: int = 1000, after: Optional[str] = None) -> list[tuple[str, str]]:
         with self._lock:
-            live = sorted(key for key, (value, _, _) in self._image.kv.items() if value is not None)
-        return [key for key in live if key.startswith(prefix) and (after is None or key > after)][:limit]
+            live = sorted((key, value) for key, (value, _, _) in self._image.kv.items() if value is not None)
+        return [(key, value) for key, value in live if key.startswith(prefix) and (after is None or key > after)][:limit]
+
+    def count(self, prefix: str = "") -> int:
+        with self._lock:
+            return sum(1 for key, (value, _, _) in self._image.kv.items() if value is not None and key.startswith(prefix))
 
     def read_chunk(self, after_key: Optional[str], limit: int) -> list[SnapshotEntry]:
         with self._lock:

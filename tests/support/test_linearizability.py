@@ -235,7 +235,7 @@ def test_history_returns_copies_and_refuses_a_second_outcome():
     with pytest.raises(KeyError, match="unknown"):
         history.fail(12345)
     with pytest.raises(ValueError):
-        history.invoke("k", "cas", "a")
+        history.invoke("k", "swap", "a")  # not a kind it knows
 
 
 def test_history_recorded_by_threads_against_a_linearizable_store():
@@ -398,3 +398,38 @@ def test_large_multi_key_history_names_the_bad_key():
 def test_timeout_is_never_reported_as_success(large_history):
     result = check_key(large_history, timeout=0)
     assert_rejected(result, "timed out")
+
+
+# --- compare-and-set -------------------------------------------------------------------
+
+def cas(expected, value, start, end, key="k", client=""):
+    return Operation(key, "cas", value, start, end, client, expected)
+
+
+def test_a_cas_takes_effect_only_where_the_register_holds_what_it_expects():
+    assert_ok(check_key([put("1", 0, 1), cas("1", "2", 2, 3), get("2", 4, 5)]))
+    assert_ok(check_key([cas(None, "1", 0, 1), get("1", 2, 3)]))  # absent at the start
+    assert_rejected(check_key([put("3", 0, 1), cas("1", "2", 2, 3)]), "cas('k', '1' -> '2')")
+
+
+def test_two_concurrent_cas_of_the_same_value_cannot_both_succeed():
+    assert_rejected(check_key([put("0", 0, 1), cas("0", "1", 2, 5), cas("0", "2", 3, 6)]))
+    # one after the other, each expecting what the other wrote: fine
+    assert_ok(check_key([put("0", 0, 1), cas("0", "1", 2, 5), cas("1", "2", 3, 6), get("2", 7, 8)]))
+
+
+def test_a_failed_compare_is_a_read_of_what_it_found():
+    history = History(clock=iter(range(100)).__next__)
+    history.complete(history.invoke("k", "put", "1"))
+    token = history.invoke("k", "cas", "3", expected="2")
+    history.compare_failed(token, "1")
+    assert_ok(check_history(history.operations()))
+    stale = History(clock=iter(range(100)).__next__)
+    stale.complete(stale.invoke("k", "put", "1"))
+    stale.compare_failed(stale.invoke("k", "cas", "3", expected="2"), "0")  # found a value never written
+    assert_rejected(check_history(stale.operations()), "never written")
+
+
+def test_a_cas_of_unknown_outcome_may_have_taken_effect_or_not():
+    assert_ok(check_key([put("0", 0, 1), cas("0", "1", 2, None), get("1", 5, 6)]))
+    assert_ok(check_key([put("0", 0, 1), cas("0", "1", 2, None), get("0", 5, 6)]))
