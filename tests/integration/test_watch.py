@@ -176,3 +176,33 @@ def test_watch_works_with_a_client_certificate_under_tls(tls_cluster):
         assert put.returncode == 0, put.stderr
         change = watcher.next_event("change")
         assert (change["key"], change["value"]) == ("tls:k", "v")
+
+
+@pytest.mark.parametrize("args", [
+    ("", False, None, 1.0),  # an empty key (a prefix may be empty, a key not)
+    ("k", "yes", None, 1.0),
+    ("k", False, None, 0),
+    ("k", False, None, 31),
+    ("k", False, None, "1"),
+    ("k", False, {"boot": "b"}, 1.0),
+    ("k", False, {"boot": "b", "seq": -1}, 1.0),
+    ("k" * 2000, True, None, 1.0),
+])
+def test_bad_watch_arguments_are_refused_with_a_clear_error(shared_cluster, args):
+    from Pyro5.api import Proxy
+
+    from rmi_kv.errors import InvalidRequest
+
+    with Proxy(shared_cluster.client().replicas()["replica5"]) as proxy:
+        proxy._pyroTimeout = 10
+        with pytest.raises(InvalidRequest) as refused:
+            proxy.watch(*args)
+    assert str(refused.value)
+
+
+def test_a_cursor_of_another_boot_resumes_from_now_and_says_missed(shared_cluster):
+    with shared_cluster.client("replica5") as kv:
+        proxy = kv._connected("replica5")
+        answer = proxy.watch("", True, {"boot": "not-this-boot", "seq": 3}, 0.01)
+    assert answer["missed"] is True and answer["events"] == [] and answer["replica"] == "replica5"
+    assert answer["resumed_from"] == answer["next"] and answer["next"]["boot"] == answer["boot"]
