@@ -81,13 +81,12 @@ def test_a_watcher_sees_the_changes_made_through_other_replicas_only_for_its_pre
             Watcher(shared_cluster.ns_port, "--replica", "replica3", "watch", "user:2") as key:
         watching = prefix.next_event("watching")
         assert (watching["replica"], watching["target"], watching["prefix"]) == ("replica2", "user:", True)
-        with shared_cluster.client("replica3") as kv3:
-            wait_until_watching(shared_cluster, "replica3")
-            with shared_cluster.client("replica4") as kv4, shared_cluster.client("replica5") as kv5:
-                first = kv4.traced({"user:1": "a"})["txid"]
-                kv4.put("other", "not watched")
-                second = kv5.traced({"user:2": "b b", "elsewhere": "x"})["txid"]
-                third = kv5.traced({"user:1": None})["txid"]
+        wait_until_watching(shared_cluster, "replica3")
+        with shared_cluster.client("replica4") as kv4, shared_cluster.client("replica5") as kv5:
+            first = kv4.traced({"user:1": "a"})["txid"]
+            kv4.put("other", "not watched")
+            second = kv5.traced({"user:2": "b b", "elsewhere": "x"})["txid"]
+            third = kv5.traced({"user:1": None})["txid"]
         changes = [prefix.next_event("change") for _ in range(3)]
         assert [(c["key"], c["value"], c["deleted"], c["txid"]) for c in changes] == [
             ("user:1", "a", False, first), ("user:2", "b b", False, second), ("user:1", None, True, third)]
