@@ -87,9 +87,12 @@ def test_a_watcher_sees_the_changes_made_through_other_replicas_only_for_its_pre
             kv4.put("other", "not watched")
             second = kv5.traced({"user:2": "b b", "elsewhere": "x"})["txid"]
             third = kv5.traced({"user:1": None})["txid"]
-        changes = [prefix.next_event("change") for _ in range(3)]
+        with shared_cluster.client("replica2") as kv2:  # coordinated by the watched replica itself
+            fourth = kv2.traced({"user:3": "own"})["txid"]
+        changes = [prefix.next_event("change") for _ in range(4)]
         assert [(c["key"], c["value"], c["deleted"], c["txid"]) for c in changes] == [
-            ("user:1", "a", False, first), ("user:2", "b b", False, second), ("user:1", None, True, third)]
+            ("user:1", "a", False, first), ("user:2", "b b", False, second), ("user:1", None, True, third),
+            ("user:3", "own", False, fourth)]
         assert all(c["replica"] == "replica2" and c["time"] for c in changes)
         line = key.next_line(lambda text: True)
         assert line.split("  ")[1:] == ["user:2", '"b b"', second]  # time, key, value, txid
