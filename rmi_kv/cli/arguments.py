@@ -104,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--limit", type=parse_limit, default=KEYS_LIMIT, metavar="N",
                       help="keys per page (default %(default)s)")
     keys.add_argument("--after", metavar="KEY", help="only the keys after KEY: the last key of the page before")
+    watch = commands.add_parser("watch", parents=[shared], help="print every change to KEY (or --prefix P) "
+                                "as it happens, until Ctrl-C",
+                                description="Print every change committed to KEY, or to the keys starting with "
+                                "PREFIX, as it happens: time, key, new value or deleted, txid (with --json: one "
+                                "document a line). Runs until Ctrl-C (exit code 130); reconnects by itself and "
+                                "says whether changes may have been missed.")
+    watched = watch.add_mutually_exclusive_group(required=True)
+    watched.add_argument("key", nargs="?")
+    watched.add_argument("--prefix", metavar="PREFIX", help="watch every key starting with PREFIX ('' for all)")
     commands.add_parser("status", parents=[shared], help="show every member's state, and what is wrong")
     commands.add_parser("health", parents=[shared], help="is every member healthy? one line each, then the verdict")
     commands.add_parser("verify", parents=[shared], help="every member checks its data against its digest now")
@@ -138,6 +147,8 @@ def command_from_args(args: argparse.Namespace) -> Command:
         return parse_words(["cas", args.key, args.expected, args.new])
     if args.command == "count":
         return Command("count", (args.prefix,) if args.prefix else ())
+    if args.command == "watch":
+        return Command("watch", ("key", args.key) if args.prefix is None else ("prefix", args.prefix))
     arguments = {"put": ("key", "value"), "get": ("key",), "delete": ("key",), "status": (), "health": (),
                  "verify": (), "member": ("action",)}[args.command]
     return Command(args.command, tuple(getattr(args, name) for name in arguments))

@@ -65,6 +65,11 @@ HELP: dict[str, HelpEntry] = {
                       f"list the keys (starting with PREFIX) in order, {KEYS_LIMIT} or N at a time; a cut list "
                       "ends with the command for the next page: --after KEY goes on after KEY, like SCAN's cursor",
                       "keys user: --after user:0099"),
+    "watch": HelpEntry("watch KEY | watch --prefix PREFIX",
+                       "print every change committed to KEY (or to the keys starting with PREFIX) as it happens, "
+                       "from any replica: time, key, new value or deleted, txid; until Ctrl-C. After a lost "
+                       "connection it reconnects by itself and says whether changes may have been missed",
+                       "watch --prefix user:"),
     "status": HelpEntry("status", "every member: reachable, keys, digest, in-doubt transactions, counts; "
                         "then what is wrong, if anything", "status"),
     "health": HelpEntry("health", "every member: healthy, or why not; healthy only when all are and hold the same data",
@@ -193,6 +198,8 @@ def parse_words(words: list) -> Command:
         return _parse_keys(list(args))
     if name in ("get", "delete") and "--prefix" in args:
         return _parse_prefixed(name, list(args))
+    if name == "watch":
+        return parse_watch(list(args))
     if name not in _ARITY:
         raise UsageError(f"unknown command {words[0]!r}", hint=_unknown_hint(words[0]))
     fewest, most = _ARITY[name]
@@ -251,6 +258,15 @@ def _parse_keys(words: list[str]) -> Command:
     if len(prefixes) > 1:
         raise UsageError(f"usage: {HELP['keys'].usage}", hint=f"for example: {HELP['keys'].example}")
     return Command("keys", tuple(prefixes), limit=_limit("keys", values), after=values["--after"])
+
+
+def parse_watch(words: list[str]) -> Command:
+    """``watch KEY`` as Command("watch", ("key", KEY)); ``watch --prefix P`` as ("prefix", P)."""
+    if len(words) == 2 and words[0] == "--prefix":
+        return Command("watch", ("prefix", words[1]))
+    if len(words) == 1 and words[0] != "--prefix":
+        return Command("watch", ("key", words[0]))
+    raise UsageError(f"usage: {HELP['watch'].usage}", hint=f"for example: {HELP['watch'].example}")
 
 
 def next_page(payload: dict) -> str:

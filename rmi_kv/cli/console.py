@@ -254,6 +254,23 @@ class ReplicaConsole:
         self.known_replicas.add(name)
         self._say(Text.assemble(f"now using {name}", latency_text((self.clock() - started) * 1000)))
 
+    def _do_watch(self, command: Command) -> None:
+        """Changes as they happen, until Ctrl-C; then back to the prompt."""
+        from rmi_kv.cli.watching import console_watch
+
+        if not self.connected and not self._connect():
+            return
+        kv = self.kv if self.pinned else self.connect(None)  # unpinned, it may move to any replica
+        try:
+            error = console_watch(kv, command, self.console)
+        finally:
+            if kv is not self.kv:
+                kv.close()
+        if error is not None:
+            self._show_error(error)
+        if kv is self.kv:
+            self._recheck()  # Ctrl-C may have cut a call short: its connection goes
+
     def _do_trace(self, command: Command) -> None:
         if command.args:
             self.trace = command.args[0].lower() == "on"

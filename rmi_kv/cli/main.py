@@ -137,6 +137,11 @@ def _one_shot(args: argparse.Namespace, connect: Callable, output: Any) -> int:
     except UsageError as error:
         output.fail(error)
         return EXIT_USAGE
+    if command.name == "watch":
+        from rmi_kv.cli.watching import run_watch
+
+        with connect(args.replica) as kv:
+            return run_watch(kv, command, output)
     with connect(args.replica) as kv:
         result = execute(kv, command, trace=args.trace)
     output.show(result)

@@ -22,6 +22,10 @@ class ScriptSession:
         if command.name in ("use", "trace", "help"):
             self.output.session(command, self._session_command(command))
             return EXIT_OK
+        if command.name == "watch":  # until Ctrl-C
+            from rmi_kv.cli.watching import run_watch
+
+            return run_watch(self.kv, command, self.output)
         result = execute(self.kv, command, trace=self.trace)
         self.output.show(result, line=line)
         return result.exit_code

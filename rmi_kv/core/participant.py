@@ -50,11 +50,14 @@ class Participant:
                  failpoints: Failpoints = NO_FAILPOINTS, lock_wait: float = 0.05,
                  read_wait: float = 5.0, members: Optional[Callable[[], Iterable[str]]] = None,
                  admits: Optional[Callable[[Optional[int]], Optional[str]]] = None,
-                 commit_gate: Optional[Callable[[str], Optional[str]]] = None) -> None:
+                 commit_gate: Optional[Callable[[str], Optional[str]]] = None,
+                 on_commit: Optional[Callable[[str, Mapping[str, Optional[str]]], None]] = None) -> None:
         """``members``: whom every transaction must include; ``admits``: why a
         transaction of an epoch is refused (None: it is not); ``commit_gate``:
         why a COMMIT of a txid may not be applied now (an epoch change is
-        settling its coordinator's transactions), with failover on."""
+        settling its coordinator's transactions), with failover on;
+        ``on_commit(txid, writes)``: told of every commit once it is durably
+        applied here (not of those buffered while catching up)."""
         self.name = name
         self.storage = storage
         self.locks = locks or LockTable()
@@ -73,6 +76,7 @@ class Participant:
         self.members = members
         self.admits = admits
         self.commit_gate = commit_gate
+        self.on_commit = on_commit
         #: txid -> participants, for canCommit calls still being handled
         self._voting: dict[str, tuple] = {}
         #: txid -> the epoch its canCommit carried, for the PREPARED ones voted on since the start
@@ -241,7 +245,8 @@ class Participant:
         prepares = [(r.txid, r.writes, r.coordinator, r.participants) for r in forced]
         try:
             with self._catch_up_lock.shared():
-                if self.storage.catching_up:
+                applied_now = not self.storage.catching_up
+                if not applied_now:
                     commit_errors = [self._buffer(record, decision) for _, record in applying]
                     prepare_errors = self.storage.commit_and_prepare([], prepares)[1] if prepares else []
                 elif applying or prepares:
@@ -251,12 +256,15 @@ class Participant:
                     commit_errors, prepare_errors = [], []
         except Exception as error:  # nothing was written: the commits stay prepared, the votes free their keys
             commit_errors, prepare_errors = [error] * len(applying), [error] * len(prepares)
+            applied_now = False
         for (index, record), error in zip(applying, commit_errors):
             if error is not None:
                 commit_answers[index] = error
                 continue
             del self._prepared[record.txid]
             self._vote_epochs.pop(record.txid, None)
+            if applied_now and self.on_commit is not None:  # before the keys are free: in each key's order
+                self._tell_commit(record)
             self.locks.release(record.txid, record.keys())
             commit_answers[index] = True
         errors = dict(zip((record.txid for record in forced), prepare_errors))
@@ -270,6 +278,13 @@ class Participant:
                 vote_answers[index] = True
         return ([record.txid for index, record in applying if commit_answers[index] is True],
                 [record.txid for index, record in staged if vote_answers[index] is True])
+
+    def _tell_commit(self, record: PreparedRecord) -> None:
+        """``on_commit`` for an applied commit; its failure never undoes the commit."""
+        try:
+            self.on_commit(record.txid, record.writes)
+        except Exception:
+            log.exception("telling of the commit of %s failed", record.txid)
 
     def _lock_for_vote(self, txid: str, writes: Mapping[str, Optional[str]], coordinator: str,
                        participants: tuple, epoch: Optional[int] = None, guards: Sequence = (),

@@ -155,3 +155,28 @@ def check_prefix(prefix: Any, limits: Limits) -> str:
     if utf8_size(prefix, "the prefix") > limits.max_key_bytes:
         raise InvalidRequest(f"prefix is longer than the key limit of {limits.max_key_bytes} bytes")
     return prefix
+
+
+#: the longest a watch call waits for a change (it holds a connection's worker meanwhile)
+MAX_WATCH_WAIT = 30.0
+
+
+def check_wait(wait: Any, most: float = MAX_WATCH_WAIT) -> float:
+    """Seconds a long poll may wait: a number above 0, at most ``most``."""
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 < wait <= most:
+        raise InvalidRequest(f"wait must be a number of seconds above 0 and at most {most:g}")
+    return float(wait)
+
+
+def check_watch_cursor(cursor: Any) -> Optional[tuple[str, int]]:
+    """A watch cursor (``{"boot": str, "seq": int}``) as (boot, seq), or None (from now)."""
+    if cursor is None:
+        return None
+    if not isinstance(cursor, dict) or set(cursor) != {"boot", "seq"}:
+        raise InvalidRequest('a watch cursor is {"boot": ..., "seq": ...}, as a watch answer\'s "next"')
+    boot, seq = cursor["boot"], cursor["seq"]
+    if not isinstance(boot, str) or not 1 <= len(boot) <= 64:
+        raise InvalidRequest("a watch cursor's boot is the text a watch answer gave")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise InvalidRequest("a watch cursor's seq is a whole number from 0")
+    return boot, seq

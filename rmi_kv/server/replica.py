@@ -11,6 +11,7 @@ from typing import Mapping, Optional
 
 from rmi_kv.config import Settings
 from rmi_kv.core import validation
+from rmi_kv.core.changes import ChangeFeed
 from rmi_kv.core.coordinator import Coordinator
 from rmi_kv.core.epochs import majority
 from rmi_kv.core.failover import Failover
@@ -86,11 +87,14 @@ class ReplicaServer:
                                  catch_up=self._start_catch_up, left_out=lambda: self.coordinator.defer(),
                                  failpoints=failpoints)
         on = settings.failover
+        #: the changes committed here, for watchers
+        self.changes = ChangeFeed()
         self.participant = Participant(name, self.storage, locks=LockTable(), failpoints=failpoints,
                                        lock_wait=timeouts.lock_wait, read_wait=timeouts.read_wait,
                                        members=self.failover.members,
                                        admits=self.failover.transaction_refusal if on else None,
-                                       commit_gate=self.failover.commit_refusal if on else None)
+                                       commit_gate=self.failover.commit_refusal if on else None,
+                                       on_commit=self.changes.append_commit)
         self.failover.settling = self.participant
         self.coordinator = Coordinator(name, self.storage, failpoints=failpoints, vote_timeout=timeouts.vote,
                                        decision_timeout=timeouts.decision, conflict_retries=settings.conflict_retries,
@@ -105,7 +109,7 @@ class ReplicaServer:
                                          restart=None if os.environ.get(RESTARTED_FOR_DAMAGE) else self._restart)
         self.kv = KeyValue(name, storage=self.storage, participant=self.participant, coordinator=self.coordinator,
                            membership=self.membership, failover=self.failover, settings=settings,
-                           failpoints=failpoints, integrity=self.integrity,
+                           failpoints=failpoints, integrity=self.integrity, changes=self.changes,
                            connections=lambda: {"open": guard.count(), "limit": guard.limit,
                                                 "evicted": guard.evicted, "denied": guard.denied})
         self.uri = str(self.daemon.register(self.kv, objectId=object_name(name)))
@@ -197,6 +201,7 @@ class ReplicaServer:
         """A newcomer to an epoch: refuse clients, empty the data, catch up from now on."""
         self.kv.stop_serving("catching up: copying the data of the current epoch from a member")
         self.participant.start_catch_up()
+        self.changes.reset()  # what watchers saw is gone with the data: their cursors say so
 
     def _start_catch_up(self) -> None:
         """Copy the data from a member in the background (once at a time; again when asked meanwhile)."""

@@ -14,7 +14,7 @@ import random
 import threading
 import time
 import weakref
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from Pyro5 import errors as pyro_errors
 from Pyro5.api import Proxy
@@ -31,6 +31,10 @@ _WRITES = frozenset({"put", "delete", "transaction", "traced", "deletePrefix", "
 CONNECT_TIMEOUT = 3.0
 #: first pause before asking a replica that is still starting again (it doubles, up to 0.5 s)
 STARTING_POLL = 0.02
+#: how long one watch call waits at the replica for a change
+WATCH_WAIT = 5.0
+#: the longest pause between two attempts to reach a replica again while watching
+WATCH_RETRY_MAX = 1.0
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -290,6 +294,75 @@ class KeyValueClient:
 
     def ping(self) -> str:
         return self._invoke("ping")
+
+    def watch(self, target: str, *, prefix: bool = False, wait: float = WATCH_WAIT) -> Iterator[dict]:
+        """Every change committed from now on to key ``target`` (or, with ``prefix``, to the keys
+        starting with it), as it happens, until the caller stops iterating.
+
+        It long-polls one replica (the one in use, or any): each ``watch`` call waits up to
+        ``wait`` seconds there for a change. Yields dicts with a ``type``:
+        ``watching`` once it is in place (replica, cursor); ``change`` for each change (key,
+        value or None, deleted, txid, committed_at, replica, seq); ``lost`` when the replica went
+        away (error: why; it keeps trying, the same replica first, another unless one was
+        chosen); ``resumed`` when a replica answers again: ``missed`` says whether changes may
+        have gone by unseen (the replica restarted, another one answers, or too many changes
+        came meanwhile) since ``since`` (when the last change seen was committed, or the watch
+        began), and ``resumed_from`` is the cursor it goes on from.
+        """
+        current, cursor = self.replica, None
+        since = time.time()
+        lost: Optional[str] = None
+        pause = STARTING_POLL
+        while True:
+            try:
+                name, answer = self._watch_once(current, target, prefix, cursor, wait if cursor else 0.001)
+            except (ReplicaUnavailable, NameServerUnavailable) as error:
+                if cursor is None:
+                    raise  # never reached: say so, as every other command does
+                if lost is None:
+                    lost = current or "any replica"
+                    yield {"type": "lost", "replica": current, "error": str(error), "since": since}
+                time.sleep(pause)
+                pause = min(pause * 2, WATCH_RETRY_MAX)
+                continue
+            pause = STARTING_POLL
+            if cursor is None:
+                yield {"type": "watching", "replica": name, "target": target, "prefix": prefix,
+                       "cursor": answer["next"]}
+            elif lost is not None or answer["missed"] or name != current:
+                yield {"type": "resumed", "replica": name, "previous": current, "missed": bool(answer["missed"]),
+                       "since": since, "resumed_from": answer["resumed_from"]}
+            lost, current, cursor = None, name, answer["next"]
+            for event in answer["events"]:
+                since = event["committed_at"]
+                yield {"type": "change", "replica": name, **event}
+
+    def _watch_once(self, current: Optional[str], target: str, prefix: bool, cursor: Optional[dict],
+                    wait: float) -> tuple[str, dict]:
+        """(replica, answer) of one ``watch`` call: to ``current`` first, then (unless the
+        client is pinned to a replica) to any other; ReplicaUnavailable when none answers."""
+        if self.replica is not None:
+            names = [self.replica]
+        else:
+            others = [name for name in self._candidates() if name != current]
+            names = ([current] if current else []) + others
+        last_error: Optional[RmiKvError] = None
+        for name in names:
+            try:
+                proxy = self._connected(name)
+                proxy._pyroTimeout = wait + self.timeout
+                try:
+                    return name, proxy.watch(target, prefix, cursor, wait)
+                finally:
+                    proxy._pyroTimeout = self.timeout
+            except (ReplicaUnavailable, NameServerUnavailable) as error:
+                last_error = error
+            except pyro_errors.CommunicationError as error:
+                self._drop(name)
+                last_error = ReplicaUnavailable(f"replica {name} did not answer watch ({error})", replica=name)
+        if last_error is None:
+            last_error = ReplicaUnavailable("no replica is registered in the name server")
+        raise ReplicaUnavailable(str(last_error), replica=getattr(last_error, "replica", None))
 
     def status(self) -> list[dict]:
         """One status dict per member, sorted by name; unreachable ones say why.

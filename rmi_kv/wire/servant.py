@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import functools
 import logging
+import select
 import threading
 import time
 from typing import Any, Callable, Optional, Protocol, TypeVar
 
 from Pyro5.api import expose
+from Pyro5.callcontext import current_context
 
 from rmi_kv import __version__
 from rmi_kv.config import Settings
 from rmi_kv.core import txid as txids
 from rmi_kv.core import validation
+from rmi_kv.core.changes import ChangeFeed, Cursor, matcher
 from rmi_kv.core.coordinator import Coordinator
 from rmi_kv.core.failover import MEMBER, Failover
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
@@ -71,6 +74,20 @@ def as_rmi_kv_error(error: Exception, replica: str, what: str) -> RmiKvError:
     return RmiKvError(f"{replica}: internal error in {what}: {type(error).__name__}: {error}", replica=replica)
 
 
+def caller_gone() -> bool:
+    """Whether the client of the call being served closed its connection (or sent something
+    while it should be waiting for the answer): a long poll for it may end now."""
+    connection = getattr(current_context, "client", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):  # closed under us
+        return True
+    return bool(readable)
+
+
 def _answer_of(function: Callable, *args: Any) -> Any:
     """``function(*args)``, or the exception it raised (one message's answer)."""
     try:
@@ -112,8 +129,10 @@ class KeyValue:
     def __init__(self, name: str, *, storage: ReplicaStorage, participant: Participant, coordinator: Coordinator,
                  membership: Membership, failover: Failover, settings: Settings = Settings(),
                  failpoints: Failpoints = NO_FAILPOINTS, connections: Callable[[], dict] = dict,
-                 integrity: IntegrityView = NoIntegrity()) -> None:
+                 integrity: IntegrityView = NoIntegrity(), changes: Optional[ChangeFeed] = None) -> None:
         self.name = name
+        #: the changes committed here, for watchers (``watch``)
+        self.changes = changes or ChangeFeed()
         self.integrity = integrity
         self.settings = settings
         self.limits = settings.limits
@@ -306,6 +325,27 @@ class KeyValue:
         return int(outcome.observed or 0)
 
     @remote_boundary
+    def watch(self, target: str, is_prefix: bool, cursor: Optional[dict], wait: float) -> dict:
+        """The changes committed here after ``cursor`` (None: from now) to key ``target``, or to
+        the keys starting with it (``is_prefix``; "" is every key): a long poll that waits up to
+        ``wait`` seconds for one. ``next`` is the cursor to ask with next; ``missed``: changes may
+        have gone by unseen (a cursor of another boot of this replica, or older than what it
+        keeps), and ``resumed_from`` says from where the answer goes on."""
+        if not isinstance(is_prefix, bool):
+            raise InvalidRequest("is_prefix must be true or false")
+        if is_prefix:
+            validation.check_prefix(target, self.limits)
+        else:
+            validation.check_key(target, self.limits)
+        checked = validation.check_watch_cursor(cursor)
+        wait = validation.check_wait(wait)
+        batch = self._read(lambda: self.changes.since(None if checked is None else Cursor(*checked),
+                                                      matcher(target, is_prefix), timeout=wait,
+                                                      gone=caller_gone))
+        return {"replica": self.name, "boot": batch.next.boot, "events": [c.as_dict() for c in batch.changes],
+                "next": batch.next.as_dict(), "missed": batch.missed, "resumed_from": batch.resumed_from.as_dict()}
+
+    @remote_boundary
     def ping(self) -> str:
         """A no-op round trip (the benchmark's floor)."""
         return self.name
@@ -343,6 +383,7 @@ class KeyValue:
             "integrity": self.integrity.describe(),
             "failpoints": self.failpoints.describe(),
             "connections": self.connections(),
+            "watch": self.changes.describe(),
             "uptime": round(time.time() - self.started, 3),
         }
 
