@@ -115,6 +115,10 @@ class AlreadyRunning(RmiKvError):
     exit_code = 7
 
 
+class SnapshotDamaged(InvalidRequest):
+    """A snapshot file is not one, is damaged, or does not match its digest; nothing was restored."""
+
+
 class InjectedFault(RmiKvError):
     """A failpoint armed with ``error`` fired (tests and the demo only)."""
 
@@ -136,6 +140,7 @@ ALL_ERRORS: tuple[type[RmiKvError], ...] = (
     EpochChanged,
     PermissionDenied,
     AlreadyRunning,
+    SnapshotDamaged,
 )
 
 

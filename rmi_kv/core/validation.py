@@ -136,3 +136,13 @@ def check_prefix(prefix: Any, limits: Limits) -> str:
     if utf8_size(prefix, "the prefix") > limits.max_key_bytes:
         raise InvalidRequest(f"prefix is longer than the key limit of {limits.max_key_bytes} bytes")
     return prefix
+
+
+SNAPSHOT_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+
+
+def check_snapshot_id(snapshot_id: Any) -> str:
+    """A snapshot session id, as ``snapshotOpen`` hands them out (32 hex digits)."""
+    if not isinstance(snapshot_id, str) or SNAPSHOT_ID_PATTERN.fullmatch(snapshot_id) is None:
+        raise InvalidRequest("a snapshot id is the 32 hex digits snapshotOpen answered with")
+    return snapshot_id
