@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "any, consistently, while writes go on; status: read FILE (no cluster needed). "
                                    "run_server.py --restore FILE starts a new cluster from it.")
     snapshot.add_argument("action", choices=["save", "status"])
-    snapshot.add_argument("file", metavar="FILE")
+    snapshot.add_argument("snapshot_file", metavar="FILE")
     return parser
 
 
@@ -117,7 +117,7 @@ def command_from_args(args: argparse.Namespace) -> Command:
     if args.command == "keys":
         return Command("keys", (args.prefix,) if args.prefix else (), limit=args.limit, after=args.after)
     arguments = {"put": ("key", "value"), "get": ("key",), "delete": ("key",), "status": (), "health": (),
-                 "verify": (), "member": ("action",), "snapshot": ("action", "file")}[args.command]
+                 "verify": (), "member": ("action",), "snapshot": ("action", "snapshot_file")}[args.command]
     return Command(args.command, tuple(getattr(args, name) for name in arguments))
 
 

@@ -122,7 +122,7 @@ class KeyValue:
                  integrity: IntegrityView = NoIntegrity(), snapshots: Optional[SnapshotSessions] = None) -> None:
         self.name = name
         #: the consistent reads clients copy for backups (none without a storage that takes them)
-        self.snapshots = snapshots or SnapshotSessions(name, _no_snapshots)
+        self.snapshots = snapshots if snapshots is not None else SnapshotSessions(name, _no_snapshots)
         self.integrity = integrity
         self.settings = settings
         self.limits = settings.limits
