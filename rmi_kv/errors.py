@@ -122,6 +122,10 @@ class CompareFailed(RmiKvError):
     exit_code = 8
 
 
+class SnapshotDamaged(InvalidRequest):
+    """A snapshot file is not one, is damaged, or does not match its digest; nothing was restored."""
+
+
 class InjectedFault(RmiKvError):
     """A failpoint armed with ``error`` fired (tests and the demo only)."""
 
@@ -144,6 +148,7 @@ ALL_ERRORS: tuple[type[RmiKvError], ...] = (
     PermissionDenied,
     AlreadyRunning,
     CompareFailed,
+    SnapshotDamaged,
 )
 
 

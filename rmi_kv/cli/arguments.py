@@ -118,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("verify", parents=[shared], help="every member checks its data against its digest now")
     member = commands.add_parser("member", parents=[shared], help="member list: every member's name, URI, role")
     member.add_argument("action", choices=["list"])
+    snapshot = commands.add_parser("snapshot", parents=[shared], help="save a consistent copy of the committed "
+                                   "data to FILE, or show FILE's keys, size and digest",
+                                   description="save: copy the committed data of the replica asked (--replica) or "
+                                   "any, consistently, while writes go on; status: read FILE (no cluster needed). "
+                                   "run_server.py --restore FILE starts a new cluster from it.")
+    snapshot.add_argument("action", choices=["save", "status"])
+    snapshot.add_argument("snapshot_file", metavar="FILE")
     return parser
 
 
@@ -150,7 +157,7 @@ def command_from_args(args: argparse.Namespace) -> Command:
     if args.command == "watch":
         return Command("watch", ("key", args.key) if args.prefix is None else ("prefix", args.prefix))
     arguments = {"put": ("key", "value"), "get": ("key",), "delete": ("key",), "status": (), "health": (),
-                 "verify": (), "member": ("action",)}[args.command]
+                 "verify": (), "member": ("action",), "snapshot": ("action", "snapshot_file")}[args.command]
     return Command(args.command, tuple(getattr(args, name) for name in arguments))
 
 

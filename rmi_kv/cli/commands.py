@@ -31,7 +31,7 @@ WRITE_COMMANDS = frozenset({"put", "delete", "txn", "cas"})
 #: commands about every member, not only the replica in use
 CLUSTER_COMMANDS = frozenset({"status", "health", "member", "verify"})
 #: commands that talk to the cluster; the others only change the session
-DATA_COMMANDS = frozenset({"put", "get", "delete", "txn", "keys", "count", "cas"}) | CLUSTER_COMMANDS
+DATA_COMMANDS = frozenset({"put", "get", "delete", "txn", "keys", "count", "cas", "snapshot"}) | CLUSTER_COMMANDS
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,10 @@ HELP: dict[str, HelpEntry] = {
                         "one it keeps; a difference is reported, and the keys that differ are re-synced from the "
                         "majority", "verify"),
     "member": HelpEntry("member list", "every member: name, URI, reachable or not, and its role", "member list"),
+    "snapshot": HelpEntry("snapshot save|status FILE",
+                          "save: copy the committed data of the replica in use (or any) to FILE, consistently, "
+                          "while writes go on; status: FILE's keys, size and digest, and whether it checks out "
+                          "(run_server.py --restore FILE starts a new cluster from it)", "snapshot save backup.snap"),
     "use": HelpEntry("use REPLICA", "send the next commands to REPLICA", "use replica3"),
     "trace": HelpEntry("trace on|off", "after every write, show the two-phase commit round it caused", "trace on"),
     "help": HelpEntry("help [COMMAND]", "list the commands, or explain one", "help txn"),
@@ -89,7 +93,7 @@ ALIASES = {"exit": "quit"}
 #: (fewest, most) arguments of each command but txn
 _ARITY = {"put": (2, 2), "get": (1, 1), "delete": (1, 1), "status": (0, 0), "health": (0, 0), "verify": (0, 0),
           "count": (0, 1), "cas": (3, 3),
-          "member": (1, 1),
+          "member": (1, 1), "snapshot": (2, 2),
           "use": (1, 1), "trace": (0, 1), "help": (0, 1), "quit": (0, 0)}
 
 
@@ -213,6 +217,10 @@ def parse_words(words: list) -> Command:
         args = ("list",)
     if name == "cas":
         return Command("cas", (args[0], args[2]), guards=((args[0], "==", expected_value(args[1])),))
+    if name == "snapshot":
+        if args[0].lower() not in ("save", "status"):
+            raise UsageError(f"usage: {HELP['snapshot'].usage}", hint=f"for example: {HELP['snapshot'].example}")
+        args = (args[0].lower(), args[1])
     if name == "help" and args and ALIASES.get(args[0].lower(), args[0].lower()) not in HELP:
         raise UsageError(f"no command named {args[0]!r}", hint=_unknown_hint(args[0]))
     return Command(name, args)

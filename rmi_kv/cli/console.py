@@ -26,6 +26,7 @@ from rmi_kv.cli.execute import Result, execute
 from rmi_kv.cli.failures import traceback_text
 from rmi_kv.cli.reading import InputReader, PromptReader, StreamReader
 from rmi_kv.cli.render import emit, error_lines, help_renderable, latency_text, result_renderables
+from rmi_kv.cli.snapshots import is_local
 from rmi_kv.errors import KeyNotFound, NameServerUnavailable, OutcomeUnknown, ReplicaUnavailable, RmiKvError
 
 ClientFactory = Callable[[Optional[str]], Any]
@@ -175,7 +176,8 @@ class ReplicaConsole:
     def _request(self, command: Command) -> None:
         kv = None
         try:
-            if command.name not in CLUSTER_COMMANDS and not self.connected and not self._connect():
+            if command.name not in CLUSTER_COMMANDS and not is_local(command) and not self.connected \
+                    and not self._connect():
                 return
             kv = self.kv if self.kv is not None else self.connect(None)  # status and health need no replica in use
             try:
@@ -199,7 +201,7 @@ class ReplicaConsole:
                 self._say(renderable)
             if result.command.name in CLUSTER_COMMANDS:
                 self._learn(result.payload.get("replicas") or result.payload["members"])
-            else:
+            elif not is_local(result.command):
                 self.connected = True
             return
         if isinstance(error, (ReplicaUnavailable, NameServerUnavailable, OutcomeUnknown)):

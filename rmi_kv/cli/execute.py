@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 from rmi_kv.cli.commands import Command
 from rmi_kv.cli.failures import exit_code_of
 from rmi_kv.cli.health import annotate_digests, member_health, member_list, verdict
+from rmi_kv.cli.snapshots import run_snapshot
 from rmi_kv.errors import ClusterUnhealthy, KeyNotFound, ReplicaUnavailable, RmiKvError
 
 
@@ -155,4 +156,5 @@ def _members(kv: Any) -> list[dict]:
 
 
 _RUNNERS = {"put": _put, "get": _get, "delete": _delete, "txn": _txn, "keys": _keys, "status": _status,
-            "health": _health, "member": _member, "verify": _verify, "count": _count, "cas": _cas}
+            "health": _health, "member": _member, "verify": _verify, "count": _count, "cas": _cas,
+            "snapshot": run_snapshot}

@@ -18,6 +18,7 @@ from rmi_kv.cli.documents import error_document, result_document
 from rmi_kv.cli.execute import Result
 from rmi_kv.cli.failures import traceback_text
 from rmi_kv.cli.render import emit, error_lines, help_renderable, report_renderables, trace_renderable
+from rmi_kv.cli.snapshots import snapshot_line
 from rmi_kv.errors import KeyNotFound
 
 
@@ -49,6 +50,8 @@ class PlainOutput:
             self._raw(str(payload["count"]))
         elif name == "delete" and "prefix" in payload:
             self._raw(str(payload["deleted"]))
+        elif name == "snapshot":
+            emit(self.out, snapshot_line(payload))
         elif name in CLUSTER_COMMANDS:
             for renderable in report_renderables(name, payload):
                 emit(self.out, renderable)

@@ -21,6 +21,7 @@ from rich.text import Text
 from rmi_kv.cli.commands import HELP, UsageError, next_page
 from rmi_kv.cli.execute import Result
 from rmi_kv.cli.failures import describe
+from rmi_kv.cli.snapshots import snapshot_line
 from rmi_kv.cli.health import (NO_ADDRESS, OUTSIDE_EPOCH, UNREACHABLE, epoch_view, failover_of, problem_sentence,
                                summary)
 from rmi_kv.errors import KeyNotFound, RmiKvError
@@ -492,6 +493,8 @@ def result_renderables(result: Result) -> list[RenderableType]:
                                "committed atomically", latency)]
     elif name == "keys":
         shown = _keys_lines(payload, latency)
+    elif name == "snapshot":
+        shown = [snapshot_line(payload) + latency]
     else:
         shown = [*report_renderables(name, payload), latency_text(result.latency_ms, lead="")]
     if result.trace is not None:

@@ -180,3 +180,13 @@ def check_watch_cursor(cursor: Any) -> Optional[tuple[str, int]]:
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise InvalidRequest("a watch cursor's seq is a whole number from 0")
     return boot, seq
+
+
+SNAPSHOT_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+
+
+def check_snapshot_id(snapshot_id: Any) -> str:
+    """A snapshot session id, as ``snapshotOpen`` hands them out (32 hex digits)."""
+    if not isinstance(snapshot_id, str) or SNAPSHOT_ID_PATTERN.fullmatch(snapshot_id) is None:
+        raise InvalidRequest("a snapshot id is the 32 hex digits snapshotOpen answered with")
+    return snapshot_id

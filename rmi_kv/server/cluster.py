@@ -198,12 +198,12 @@ class LocalCluster:
         return self.nameserver
 
     def spawn_replica(self, name: str, failpoints: Iterable[str] = (), extra_env: Optional[dict] = None,
-                      data_dir: Optional[Path] = None) -> ChildProcess:
-        """Start replica ``name`` without waiting for it to be ready."""
+                      data_dir: Optional[Path] = None, extra_args: Iterable[str] = ()) -> ChildProcess:
+        """Start replica ``name`` without waiting for it to be ready (``extra_args``: options of its own)."""
         command = [sys.executable, "-m", "rmi_kv.server.main", "--name", name,
                    "--ns-host", self.ns_host, "--ns-port", str(self.ns_port), "--host", "127.0.0.1",
                    "--port", "0", "--data-dir", str(data_dir or self.data_dir / name),
-                   "--log-level", self.log_level, *self.replica_args]
+                   "--log-level", self.log_level, *self.replica_args, *extra_args]
         for failpoint in failpoints:
             command += ["--failpoint", failpoint]
         env = dict(self.env)

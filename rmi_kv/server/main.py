@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="wait up to S seconds for the name server to come up (default %(default)s)")
     parser.add_argument("--failpoint", action="append", default=[], metavar="NAME=ACTION",
                         help="make the replica fail on purpose (crash, error, delay:MS; 'once:' prefix)")
+    parser.add_argument("--restore", metavar="FILE",
+                        help="start from the snapshot FILE (run_client.py snapshot save): only into a new, empty "
+                             "data directory; start the restored replica first, or give each replica --restore")
     parser.add_argument("--remove", metavar="NAME",
                         help="take the stopped replica NAME out of the cluster for good, then exit")
     parser.add_argument("--replicas", type=options.whole_number(low=1, high=100), metavar="N",
@@ -126,7 +129,7 @@ def run_replica(args: argparse.Namespace) -> int:
         wait_for_nameserver(args.ns_host, args.ns_port, args.ns_wait)
         server = ReplicaServer(args.name, args.data_dir or Path("data") / args.name, args.ns_host, args.ns_port,
                                host=args.host, port=args.port, settings=settings, failpoints=failpoints,
-                               advertise=args.advertise, tls_dir=args.tls_dir)
+                               advertise=args.advertise, tls_dir=args.tls_dir, restore=args.restore)
     except RmiKvError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
@@ -142,7 +145,7 @@ def run_replica(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     try:
         server.start()
-    except NameServerUnavailable as error:
+    except RmiKvError as error:
         print(f"error: {error}", file=sys.stderr)
         server.stop(grace=0)
         return error.exit_code
@@ -231,7 +234,7 @@ def run_remove(args: argparse.Namespace) -> int:
 _ONE_REPLICA_OPTIONS = ("name", "port", "advertise", "log_file", "host", "insecure")
 #: replica options that --replicas N passes on to every child it starts
 _FORWARDED_OPTIONS = ("vote_timeout", "read_wait", "max_connections", "ns_wait", "failpoint", "failover", "lease",
-                      "verify_every", "anti_entropy")
+                      "verify_every", "anti_entropy", "restore")
 
 
 def _given(parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str) -> bool:

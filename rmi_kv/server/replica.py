@@ -24,6 +24,8 @@ from rmi_kv.server.admin import claim_name, clear_removed
 from rmi_kv.server.catchup import CatchUp
 from rmi_kv.server.datadir import DATABASE_NAME, DataDirectoryLock, set_aside
 from rmi_kv.server.integrity import RESYNC_REFUSAL, IntegrityKeeper, open_checked
+from rmi_kv.server import restore as restoring
+from rmi_kv.core.snapshot_sessions import SnapshotSessions
 from rmi_kv.wire.pyro import configure_pyro
 from rmi_kv.wire.hardening import ConnectionGuard, GuardedDaemon, refuse_unsafe_messages
 from rmi_kv.wire.naming import object_name
@@ -46,8 +48,9 @@ class ReplicaServer:
     def __init__(self, name: str, data_dir: str | Path, ns_host: str, ns_port: int, *,
                  host: str = "127.0.0.1", port: int = 0, settings: Settings = Settings(),
                  failpoints: Failpoints = NO_FAILPOINTS, advertise: Optional[tuple[str, int]] = None,
-                 tls_dir: Optional[str] = None) -> None:
-        """``advertise``: the (host, port) others dial, when not the bound one (port 0: the bound port)."""
+                 tls_dir: Optional[str] = None, restore: Optional[str | Path] = None) -> None:
+        """``advertise``: the (host, port) others dial, when not the bound one (port 0: the bound port);
+        ``restore``: a snapshot file to start from (a replica of a new cluster, ``rmi_kv.server.restore``)."""
         self.name = validation.check_name(name)
         self.settings = settings
         configure_pyro(server=True, limits=settings.limits, max_connections=settings.max_connections,
@@ -71,6 +74,13 @@ class ReplicaServer:
                             "aside (%s): starting over and catching up", target)
             self.storage = open_checked(database, durable=settings.durable)
         except BaseException:
+            self.data_lock.release()
+            raise
+        self.restore_file = restore
+        try:
+            self.restore_info = restoring.check_restorable(self.storage, restore, data_dir) if restore else None
+        except BaseException:
+            self.storage.close()
             self.data_lock.release()
             raise
         self.membership = Membership(name, ns_host, ns_port, store=self.storage,
@@ -110,6 +120,7 @@ class ReplicaServer:
         self.kv = KeyValue(name, storage=self.storage, participant=self.participant, coordinator=self.coordinator,
                            membership=self.membership, failover=self.failover, settings=settings,
                            failpoints=failpoints, integrity=self.integrity, changes=self.changes,
+                           snapshots=SnapshotSessions(name, self.storage.open_snapshot),
                            connections=lambda: {"open": guard.count(), "limit": guard.limit,
                                                 "evicted": guard.evicted, "denied": guard.denied})
         self.uri = str(self.daemon.register(self.kv, objectId=object_name(name)))
@@ -133,6 +144,9 @@ class ReplicaServer:
         self._daemon_thread = threading.Thread(target=self._serve, name=f"{self.name}-daemon", daemon=True)
         self._daemon_thread.start()
         members = self.membership.refresh()
+        if self.restore_info is not None:
+            restoring.check_peers(self.name, self.restore_info, self.membership, members)
+            restoring.install(self.storage, self.restore_file, self.restore_info)
         if self.storage.created_now:
             peers = sorted(set(members) - {self.name})
             if peers:
@@ -289,6 +303,7 @@ class ReplicaServer:
             except NameServerUnavailable as error:
                 log.debug("member refresh: %s", error)
             try:
+                self.kv.snapshots.expire()
                 self._recover_once()
                 if now >= next_prune:
                     next_prune = now + 10.0
@@ -326,6 +341,7 @@ class ReplicaServer:
         self.coordinator.close()
         self._peer_calls.close()
         self.membership.close()
+        self.kv.snapshots.close_all()
         self.storage.close()
         self.data_lock.release()
         log.info("%s stopped", self.name)

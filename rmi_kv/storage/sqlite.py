@@ -36,6 +36,7 @@ from rmi_kv.storage import integrity
 from rmi_kv.storage.group_commit import GroupCommit, Operation
 from rmi_kv.core.messages import ABORT, COMMIT
 from rmi_kv.storage.integrity import RangeSummary, Verification
+from rmi_kv.storage.snapshot import ReadSnapshot
 from rmi_kv.storage.interfaces import (
     Commit, DecisionRecord, Errors, Prepare, PreparedRecord, Repair, SnapshotEntry, Writes)
 
@@ -240,6 +241,10 @@ class Storage:
                 "SELECT key, value, version, txid FROM kv WHERE key > ? ORDER BY key LIMIT ?", (after_key, limit))
         return [tuple(row) for row in rows]
 
+    def open_snapshot(self) -> ReadSnapshot:
+        """A consistent view of the committed data, on a connection of its own, while writes go on (backups)."""
+        return ReadSnapshot(self._path)
+
     @property
     def digest(self) -> str:
         return ops.digest_hex(self._counters.digest)
@@ -440,6 +445,27 @@ class Storage:
                 self._store(connection, key, ops.replace(key, row, (value, version)), txid)
 
         self._write(operation)
+
+    def restore(self, entries: Iterable[tuple[str, str, int]], txid: str, digest: str) -> None:
+        """Force, in one transaction: the live ``entries`` (key, value, version) of a backup, each
+        marked as written by ``txid``, into this new and empty database, which then serves (it
+        copies from nobody). Nothing is kept if it fails midway, or if the data's digest is not
+        ``digest`` then (ValueError); ValueError too when the database is not new and empty."""
+        if not self.created_now or self._read_all("SELECT 1 FROM kv LIMIT 1"):
+            raise ValueError("the database is not new and empty")
+
+        def operation(connection: sqlite3.Connection) -> None:
+            for key, value, version in entries:
+                row = connection.execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
+                self._store(connection, key, ops.replace(key, row, (value, version)), txid)
+            restored = ops.digest_hex(self._counters.digest)
+            if restored != digest:
+                raise ValueError(f"the restored entries have digest {restored}, not {digest}")
+            connection.execute(_SET_META, ("state", "serving"))
+
+        self._write(operation)
+        self._meta_cache["state"] = "serving"
+        self.created_now = False
 
     def buffer_commit(self, txid: str, writes: Writes, *, decision: Optional[Sequence[str]] = None) -> None:
         def operation(connection: sqlite3.Connection) -> None:

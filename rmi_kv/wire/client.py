@@ -364,6 +364,29 @@ class KeyValueClient:
             last_error = ReplicaUnavailable("no replica is registered in the name server")
         raise ReplicaUnavailable(str(last_error), replica=getattr(last_error, "replica", None))
 
+    def snapshot_open(self) -> dict:
+        """Begin a consistent copy of a replica's committed data (the replica in use, or any):
+        ``id``, ``replica``, ``digest``, ``keys``, ``taken_at``; page through it on that replica."""
+        return dict(self._invoke("snapshotOpen"))
+
+    def snapshot_page(self, replica: str, snapshot_id: str, after: Optional[str] = None,
+                      limit: int = 1000) -> dict:
+        """The entries of snapshot ``snapshot_id`` on ``replica`` after key ``after``: ``entries``, ``more``."""
+        return dict(self._call_on(replica, "snapshotPage", snapshot_id, after, limit))
+
+    def snapshot_close(self, replica: str, snapshot_id: str) -> bool:
+        """End snapshot ``snapshot_id`` on ``replica``."""
+        return bool(self._call_on(replica, "snapshotClose", snapshot_id))
+
+    def _call_on(self, name: str, method: str, *args: Any) -> Any:
+        """``method`` on replica ``name`` itself (a read: no answer is ReplicaUnavailable)."""
+        proxy = self._connected(name)
+        try:
+            return getattr(proxy, method)(*args)
+        except pyro_errors.CommunicationError as error:
+            self._drop(name)
+            raise ReplicaUnavailable(f"replica {name} did not answer {method} ({error})", replica=name) from None
+
     def status(self) -> list[dict]:
         """One status dict per member, sorted by name; unreachable ones say why.
 

@@ -28,6 +28,7 @@ from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.handles import LocalHandle
 from rmi_kv.core.messages import CAN_COMMIT, DO_ABORT, DO_COMMIT, GET_DECISION, HAVE_COMMITTED, VoteRequest
 from rmi_kv.core.participant import Participant
+from rmi_kv.core.snapshot_sessions import SnapshotSessions
 from rmi_kv.errors import InvalidRequest, NameServerUnavailable, ReplicaUnavailable, RmiKvError
 from rmi_kv.storage.interfaces import ReplicaStorage
 from rmi_kv.wire.codec import decode_batch, encode_answers, protocol_message
@@ -42,6 +43,8 @@ T = TypeVar("T")
 CHUNK_BYTES = 1024 * 1024
 #: how long a snapshot chunk waits for transactions that leave the requester out
 SNAPSHOT_DRAIN = 5.0
+#: the most entries one snapshotPage returns
+SNAPSHOT_PAGE_LIMIT = 5000
 
 
 def remote_boundary(method: Callable) -> Callable:
@@ -122,6 +125,10 @@ class NoIntegrity:
         raise ReplicaUnavailable("this replica does not verify its data")
 
 
+def _no_snapshots() -> Any:
+    raise ReplicaUnavailable("this replica takes no snapshots")
+
+
 @expose
 class KeyValue:
     """The remote key-value object of one replica (participant and coordinator)."""
@@ -129,10 +136,13 @@ class KeyValue:
     def __init__(self, name: str, *, storage: ReplicaStorage, participant: Participant, coordinator: Coordinator,
                  membership: Membership, failover: Failover, settings: Settings = Settings(),
                  failpoints: Failpoints = NO_FAILPOINTS, connections: Callable[[], dict] = dict,
-                 integrity: IntegrityView = NoIntegrity(), changes: Optional[ChangeFeed] = None) -> None:
+                 integrity: IntegrityView = NoIntegrity(), changes: Optional[ChangeFeed] = None,
+                 snapshots: Optional[SnapshotSessions] = None) -> None:
         self.name = name
         #: the changes committed here, for watchers (``watch``)
         self.changes = changes or ChangeFeed()
+        #: the consistent reads clients copy for backups (none without a storage that takes them)
+        self.snapshots = snapshots if snapshots is not None else SnapshotSessions(name, _no_snapshots)
         self.integrity = integrity
         self.settings = settings
         self.limits = settings.limits
@@ -391,6 +401,44 @@ class KeyValue:
     def verify(self) -> dict:
         """Recompute the digest from the data now and compare it with the kept one (the verify command)."""
         return self.integrity.verify_now()
+
+    @remote_boundary
+    def snapshotOpen(self) -> dict:
+        """Begin a consistent copy of this replica's committed data (a backup), taken while writes go
+        on: its id, digest and live key count; the entries come with snapshotPage."""
+        if self.storage.catching_up:
+            raise ReplicaUnavailable(f"{self.name} is catching up: its data is not complete yet; ask another "
+                                     f"replica", replica=self.name, starting=True)
+        opened: list = []
+
+        def take() -> Any:
+            opened.append(self.snapshots.open())
+            return opened[-1]
+
+        try:
+            session_id, snapshot = self._read(take)
+        except BaseException:
+            for session_id, _ in opened:
+                self.snapshots.close(session_id)
+            raise
+        return {"id": session_id, "replica": self.name, "digest": snapshot.digest, "keys": snapshot.live_keys,
+                "taken_at": snapshot.taken_at}
+
+    @remote_boundary
+    def snapshotPage(self, snapshot_id: str, after: Optional[str] = None, limit: int = 1000) -> dict:
+        """Live entries [key, value, version] of snapshot ``snapshot_id`` after key ``after`` (None: from
+        the first), in key order, at most ``limit``; ``more`` says whether others follow."""
+        validation.check_snapshot_id(snapshot_id)
+        if after is not None:
+            validation.check_key(after, self.limits)
+        validation.check_limit(limit, SNAPSHOT_PAGE_LIMIT)
+        entries, more = self.snapshots.page(snapshot_id, after, limit)
+        return {"entries": [list(entry) for entry in entries], "more": more}
+
+    @remote_boundary
+    def snapshotClose(self, snapshot_id: str) -> bool:
+        """End snapshot ``snapshot_id`` (False: it was not open any more)."""
+        return self.snapshots.close(validation.check_snapshot_id(snapshot_id))
 
     # ----------------------------------------------------- participant API
     @remote_boundary

@@ -17,6 +17,7 @@ from rmi_kv.errors import RmiKvError
 METHODS = ["get", "put", "delete", "transaction", "traced", "keys", "status", "ping", "canCommit", "doCommit",
            "doAbort", "batch", "haveCommitted", "getDecision", "announce", "forgetMember", "snapshotChunk",
            "verify", "digestReport", "rangeDigests", "rangeEntries", "watch", "scan", "count", "deletePrefix", "cas",
+           "snapshotOpen", "snapshotPage", "snapshotClose",
            "no_such_method", "_private", "__init__", "__class__"]
 
 scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
