@@ -31,7 +31,9 @@ WRITE_COMMANDS = frozenset({"put", "delete", "txn"})
 #: commands about every member, not only the replica in use
 CLUSTER_COMMANDS = frozenset({"status", "health", "member", "verify"})
 #: commands that talk to the cluster; the others only change the session
-DATA_COMMANDS = frozenset({"put", "get", "delete", "txn", "keys"}) | CLUSTER_COMMANDS
+DATA_COMMANDS = frozenset({"put", "get", "delete", "txn", "keys", "exists", "ping"}) | CLUSTER_COMMANDS
+#: how results are written out (``-w``, and ``output`` in the console and scripts)
+OUTPUT_FORMATS = ("simple", "table", "json")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ HELP: dict[str, HelpEntry] = {
                      'put color "blue sky"'),
     "get": HelpEntry("get KEY", "read KEY from the replica in use", "get color"),
     "delete": HelpEntry("delete KEY", "delete KEY on every replica", "delete color"),
+    "exists": HelpEntry("exists KEY", "1 when KEY has a value on the replica in use, else 0", "exists color"),
+    "ping": HelpEntry("ping", "a round trip to the replica in use: PONG, its name and the latency", "ping"),
     "txn": HelpEntry("txn put KEY VALUE, delete KEY, ...",
                      "several writes in one atomic transaction: all of them or none", "txn put a 1, put b 2, delete c"),
     "keys": HelpEntry("keys [PREFIX] [--after KEY] [--limit N]",
@@ -62,15 +66,18 @@ HELP: dict[str, HelpEntry] = {
     "member": HelpEntry("member list", "every member: name, URI, reachable or not, and its role", "member list"),
     "use": HelpEntry("use REPLICA", "send the next commands to REPLICA", "use replica3"),
     "trace": HelpEntry("trace on|off", "after every write, show the two-phase commit round it caused", "trace on"),
+    "output": HelpEntry("output simple|table|json", "how results are shown from now on (as -w does)", "output table"),
+    "raw": HelpEntry("raw on|off", "show values and keys as they are, without quotes (as --raw does)", "raw on"),
     "help": HelpEntry("help [COMMAND]", "list the commands, or explain one", "help txn"),
     "quit": HelpEntry("quit", "leave (Ctrl-D does too)", "quit"),
 }
 
-ALIASES = {"exit": "quit"}
+#: other names of commands: the redis ones, and exit
+ALIASES = {"exit": "quit", "set": "put", "del": "delete"}
 
 #: (fewest, most) arguments of each command but txn
 _ARITY = {"put": (2, 2), "get": (1, 1), "delete": (1, 1), "status": (0, 0), "health": (0, 0), "verify": (0, 0),
-          "member": (1, 1),
+          "member": (1, 1), "exists": (1, 1), "ping": (0, 0), "output": (0, 1), "raw": (0, 1),
           "use": (1, 1), "trace": (0, 1), "help": (0, 1), "quit": (0, 0)}
 
 
@@ -177,8 +184,12 @@ def parse_words(words: list) -> Command:
     fewest, most = _ARITY[name]
     if not fewest <= len(args) <= most:
         raise UsageError(f"usage: {HELP[name].usage}", hint=f"for example: {HELP[name].example}")
-    if name == "trace" and args and args[0].lower() not in ("on", "off"):
-        raise UsageError("usage: trace on|off", hint="for example: trace on")
+    if name in ("trace", "raw") and args and args[0].lower() not in ("on", "off"):
+        raise UsageError(f"usage: {HELP[name].usage}", hint=f"for example: {HELP[name].example}")
+    if name == "output" and args:
+        if args[0].lower() not in OUTPUT_FORMATS:
+            raise UsageError(f"usage: {HELP['output'].usage}", hint=f"for example: {HELP['output'].example}")
+        args = (args[0].lower(),)
     if name == "member":
         if args[0].lower() != "list":
             raise UsageError(f"usage: {HELP['member'].usage}", hint=f"for example: {HELP['member'].example}")
@@ -254,11 +265,17 @@ def parse_txn(words: list) -> Command:
 
 
 def _txn_write(group: list[str]) -> tuple[str, Optional[str]]:
-    operation = group[0].lower()
+    operation = ALIASES.get(group[0].lower(), group[0].lower())
     if operation == "put" and len(group) == 3:
         return group[1], group[2]
     if operation == "delete" and len(group) == 2:
         return group[1], None
+    if operation not in ("put", "delete"):
+        raise UsageError(f"txn: {group[0]!r} is not a write", hint="a transaction holds only writes, 'put KEY VALUE' "
+                         f"and 'delete KEY'; read with get before or after it, for example: {HELP['txn'].example}")
+    if len(group) < (3 if operation == "put" else 2):
+        raise UsageError(f"txn: {' '.join(group)!r} needs a key{' and a value' if operation == 'put' else ''}",
+                         hint=f"for example: {HELP['txn'].example}")
     raise UsageError(f"txn: expected 'put KEY VALUE' or 'delete KEY', got {' '.join(group)!r}",
                      hint=f"separate the writes with commas, for example: {HELP['txn'].example}")
 
