@@ -36,8 +36,8 @@ FLOOR_EXPLANATION = (
     "round trip = p50 of a no-op ping() on a reused Pyro5 proxy from one thread; forced write = p50 "
     "of one SQLite commit (WAL, synchronous=FULL) in the cluster's data directory. "
     "put_early_reply_ms (2 x round trip + 2 x forced write) is the floor once the client is answered "
-    "at the commit point; put_issue_formula_ms is 2 x round trip + 3 x forced write as the issue "
-    "wrote it (one round trip short of the current path). put_shared_disk_ms replaces the two "
+    "at the commit point; put_planned_formula_ms is 2 x round trip + 3 x forced write, the formula "
+    "first planned for this store (one round trip short of the current path). put_shared_disk_ms replaces the two "
     "participant rounds' forced write by N forced writes started together on this disk (N = replicas), "
     "which is what they cost when every replica keeps its log on the same disk."
 )
@@ -74,7 +74,7 @@ class Baselines:
             "put_ms": round(PUT_ROUND_TRIPS * rtt + PUT_FORCED_WRITES * forced, 4),
             "get_ms": round(rtt, 4),
             "put_early_reply_ms": round(2 * rtt + 2 * forced, 4),
-            "put_issue_formula_ms": round(2 * rtt + 3 * forced, 4),
+            "put_planned_formula_ms": round(2 * rtt + 3 * forced, 4),
             # the two participant rounds as this disk does them when every replica writes at once
             "put_shared_disk_ms": round(PUT_ROUND_TRIPS * rtt + 2 * self.parallel_forced_write_p50_ms + forced, 4),
             "put_formula": f"{PUT_ROUND_TRIPS} x round trip + {PUT_FORCED_WRITES} x forced write",

@@ -25,7 +25,7 @@ from rmi_kv.errors import RmiKvError
 from . import baselines as baseline_probe
 from . import probe
 from .baselines import FLOOR_EXPLANATION
-from .report import run_json, show, write_chart
+from .report import clients_word, run_json, show, write_chart
 from .reference import ReferenceCluster
 from .runner import (NOOP_MAX_DURATION, NOOP_MAX_OPS, Target, Workload, noop_workload, preload, preload_batches,
                      run_noop, run_point, run_reference, wants_noop)
@@ -261,11 +261,11 @@ def run_all(workload: Workload, counts: list[int], target: Target, progress: Pro
     summaries = []
     with progress:
         for clients in counts:
-            bar = ProgressTask(progress, f"{clients:>3} clients", workload)
+            bar = ProgressTask(progress, f"{clients:>3} {clients_word(clients)}", workload)
             summary = run_point(workload, clients, target, bar.tick)
             bar.finish()
             if wants_noop(workload):
-                bar = ProgressTask(progress, f"{clients:>3} clients, no-op", noop_workload(workload))
+                bar = ProgressTask(progress, f"{clients:>3} {clients_word(clients)}, no-op", noop_workload(workload))
                 summary.noop = run_noop(workload, clients, target, bar.tick)
                 bar.finish()
             summaries.append(summary)

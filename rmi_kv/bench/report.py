@@ -139,33 +139,42 @@ def _ms(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _ms_unit(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
+
+
+def clients_word(count: int) -> str:
+    """'client' or 'clients', for ``count`` of them."""
+    return "client" if count == 1 else "clients"
+
+
 def _times(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.1f}×"
 
 
 def baselines_table(baselines: Baselines, floors: dict) -> Table:
     """The floors, measured before the runs."""
-    table = Table(title="Baselines (this machine, this cluster)", title_justify="left", show_header=False,
-                  box=box.SIMPLE)
-    table.add_column("what", no_wrap=True)
-    table.add_column("p50 ms", justify="right", no_wrap=True)
-    table.add_column("note", style="dim")
+    table = Table(title="Baselines (this machine, this cluster)", title_justify="left", box=box.SIMPLE)
+    table.add_column("baseline", no_wrap=True)
+    table.add_column("p50", justify="right", no_wrap=True)
+    table.add_column("note", style="dim", header_style="dim")
     width = baselines.parallel_forced_write_width
     rows = [
         ("RT: no-op ping()", baselines.round_trip_p50_ms,
-         f"reused direct proxy to {baselines.replica}; p95 {_ms(baselines.round_trip_p95_ms)}"),
+         f"reused direct proxy to {baselines.replica}; p95 {_ms_unit(baselines.round_trip_p95_ms)}"),
         ("ping() via KeyValueClient", baselines.client_ping_p50_ms, "RT plus the client library's own cost"),
         (f"ping() fan-out to {baselines.fanout_width}", baselines.fanout_p50_ms, "in parallel: the shape of a 2PC phase"),
         ("W: one forced write", baselines.forced_write_p50_ms,
-         f"SQLite commit, WAL, FULL; p95 {_ms(baselines.forced_write_p95_ms)}; {baselines.filesystem}"),
+         f"SQLite commit, WAL, FULL; p95 {_ms_unit(baselines.forced_write_p95_ms)}; {baselines.filesystem}"),
         (f"{width} forced writes at once", baselines.parallel_forced_write_p50_ms, "one per replica, on this disk"),
         ("append + os.fsync", baselines.fsync_p50_ms, ""),
-        ("floor PUT = 3 RT + 3 W", floors["put_ms"], f"early reply (2 RT + 2 W): {_ms(floors['put_early_reply_ms'])}"),
+        ("floor PUT = 3 RT + 3 W", floors["put_ms"],
+         f"early reply (2 RT + 2 W): {_ms_unit(floors['put_early_reply_ms'])}"),
         ("floor PUT, shared disk", floors["put_shared_disk_ms"], f"3 RT + 2 x ({width} writes at once) + W"),
         ("floor GET = 1 RT", floors["get_ms"], ""),
     ]
     for label, value, note in rows:
-        table.add_row(label, _ms(value), note)
+        table.add_row(label, _ms_unit(value), note)
     return table
 
 
@@ -193,16 +202,16 @@ def results_table(runs: list[dict]) -> Table:
 
 
 def _get_vs_noop_line(runs: list[dict]) -> Optional[Text]:
-    """'GET ÷ no-op throughput: 1 client 0.62×, 16 clients 0.71×' for the runs with a no-op run
+    """'GET ÷ no-op throughput: 1 client 0.62×, 16 clients 0.71×' for the read-only runs with a no-op run
     (GET ops/s over the calls/s of the no-op run with the same clients)."""
-    with_noop = [run for run in runs if run.get("noop")]
-    if not with_noop:
+    with_noop = [run for run in runs if run.get("noop") and not run["put"]["count"]]
+    if not with_noop:  # in a mixed run the clients' time goes to PUTs too: the ratio would mean nothing
         return None
     line = Text("GET ÷ no-op throughput: ")
     for position, run in enumerate(with_noop):
         ratio = run["get_vs_noop"]
         line.append(", " if position else "")
-        line.append(f"{run['clients']} client" + ("" if run["clients"] == 1 else "s") + " ")
+        line.append(f"{run['clients']} {clients_word(run['clients'])} ")
         line.append("-" if ratio is None else f"{ratio:.2f}×", style="bold")
     return line + "\n"  # a blank line before the next table
 

@@ -31,7 +31,10 @@ WRITE_COMMANDS = frozenset({"put", "delete", "txn", "cas"})
 #: commands about every member, not only the replica in use
 CLUSTER_COMMANDS = frozenset({"status", "health", "member", "verify"})
 #: commands that talk to the cluster; the others only change the session
-DATA_COMMANDS = frozenset({"put", "get", "delete", "txn", "keys", "count", "cas", "snapshot"}) | CLUSTER_COMMANDS
+DATA_COMMANDS = frozenset({"put", "get", "delete", "txn", "keys", "count", "cas", "snapshot", "exists",
+                           "ping"}) | CLUSTER_COMMANDS
+#: how results are written out (``-w``, and ``output`` in the console and scripts)
+OUTPUT_FORMATS = ("simple", "table", "json")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ HELP: dict[str, HelpEntry] = {
                         "delete KEY on every replica; with --prefix, every key starting with PREFIX in one "
                         "atomic transaction (at most as many as a transaction may write), and say how many",
                         "delete --prefix session:"),
+    "exists": HelpEntry("exists KEY", "1 when KEY has a value on the replica in use, else 0", "exists color"),
+    "ping": HelpEntry("ping", "a round trip to the replica in use: PONG, its name and the latency", "ping"),
     "count": HelpEntry("count [PREFIX]", "how many keys there are (starting with PREFIX)", "count user:"),
     "cas": HelpEntry("cas KEY EXPECTED NEW",
                      "compare-and-set: set KEY to NEW only if it holds EXPECTED now (the word absent: only if it "
@@ -84,16 +89,19 @@ HELP: dict[str, HelpEntry] = {
                           "(run_server.py --restore FILE starts a new cluster from it)", "snapshot save backup.snap"),
     "use": HelpEntry("use REPLICA", "send the next commands to REPLICA", "use replica3"),
     "trace": HelpEntry("trace on|off", "after every write, show the two-phase commit round it caused", "trace on"),
+    "output": HelpEntry("output simple|table|json", "how results are shown from now on (as -w does)", "output table"),
+    "raw": HelpEntry("raw on|off", "show values and keys as they are, without quotes (as --raw does)", "raw on"),
     "help": HelpEntry("help [COMMAND]", "list the commands, or explain one", "help txn"),
     "quit": HelpEntry("quit", "leave (Ctrl-D does too)", "quit"),
 }
 
-ALIASES = {"exit": "quit"}
+#: other names of commands: the redis ones, and exit
+ALIASES = {"exit": "quit", "set": "put", "del": "delete"}
 
 #: (fewest, most) arguments of each command but txn
 _ARITY = {"put": (2, 2), "get": (1, 1), "delete": (1, 1), "status": (0, 0), "health": (0, 0), "verify": (0, 0),
-          "count": (0, 1), "cas": (3, 3),
-          "member": (1, 1), "snapshot": (2, 2),
+          "count": (0, 1), "cas": (3, 3), "snapshot": (2, 2),
+          "member": (1, 1), "exists": (1, 1), "ping": (0, 0), "output": (0, 1), "raw": (0, 1),
           "use": (1, 1), "trace": (0, 1), "help": (0, 1), "quit": (0, 0)}
 
 
@@ -209,8 +217,12 @@ def parse_words(words: list) -> Command:
     fewest, most = _ARITY[name]
     if not fewest <= len(args) <= most:
         raise UsageError(f"usage: {HELP[name].usage}", hint=f"for example: {HELP[name].example}")
-    if name == "trace" and args and args[0].lower() not in ("on", "off"):
-        raise UsageError("usage: trace on|off", hint="for example: trace on")
+    if name in ("trace", "raw") and args and args[0].lower() not in ("on", "off"):
+        raise UsageError(f"usage: {HELP[name].usage}", hint=f"for example: {HELP[name].example}")
+    if name == "output" and args:
+        if args[0].lower() not in OUTPUT_FORMATS:
+            raise UsageError(f"usage: {HELP['output'].usage}", hint=f"for example: {HELP['output'].example}")
+        args = (args[0].lower(),)
     if name == "member":
         if args[0].lower() != "list":
             raise UsageError(f"usage: {HELP['member'].usage}", hint=f"for example: {HELP['member'].example}")
@@ -348,11 +360,17 @@ def expected_value(word: str) -> Optional[str]:
 
 
 def _txn_write(group: list[str]) -> tuple[str, Optional[str]]:
-    operation = group[0].lower()
+    operation = ALIASES.get(group[0].lower(), group[0].lower())
     if operation == "put" and len(group) == 3:
         return group[1], group[2]
     if operation == "delete" and len(group) == 2:
         return group[1], None
+    if operation not in ("put", "delete"):
+        raise UsageError(f"txn: {group[0]!r} is not a write", hint="a transaction holds only writes, 'put KEY VALUE' "
+                         f"and 'delete KEY'; read with get before or after it, for example: {HELP['txn'].example}")
+    if len(group) < (3 if operation == "put" else 2):
+        raise UsageError(f"txn: {' '.join(group)!r} needs a key{' and a value' if operation == 'put' else ''}",
+                         hint=f"for example: {HELP['txn'].example}")
     raise UsageError(f"txn: expected 'put KEY VALUE' or 'delete KEY', got {' '.join(group)!r}",
                      hint=f"separate the writes with commas, for example: {HELP['txn'].example}")
 

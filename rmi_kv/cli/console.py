@@ -14,6 +14,7 @@ demo.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import Any, Callable, Optional, TextIO
@@ -22,11 +23,13 @@ from rich.console import Console, RenderableType
 from rich.text import Text
 
 from rmi_kv.cli.commands import CLUSTER_COMMANDS, DATA_COMMANDS, WRITE_COMMANDS, Command, UsageError, parse_line
+from rmi_kv.cli.documents import error_document, result_document
 from rmi_kv.cli.execute import Result, execute
 from rmi_kv.cli.failures import traceback_text
 from rmi_kv.cli.reading import InputReader, PromptReader, StreamReader
-from rmi_kv.cli.render import emit, error_lines, help_renderable, latency_text, result_renderables
+from rmi_kv.cli.render import emit, error_lines, help_renderable, latency_text, result_renderables, trace_renderable
 from rmi_kv.cli.snapshots import is_local
+from rmi_kv.cli.tables import result_table
 from rmi_kv.errors import KeyNotFound, NameServerUnavailable, OutcomeUnknown, ReplicaUnavailable, RmiKvError
 
 ClientFactory = Callable[[Optional[str]], Any]
@@ -37,9 +40,11 @@ class ReplicaConsole:
     replica, shows results with their latency and errors with what to do."""
 
     def __init__(self, connect: ClientFactory, console: Console, input: Any, *, replica: Optional[str] = None,
-                 clock: Callable[[], float] = time.perf_counter, debug: bool = False) -> None:
+                 clock: Callable[[], float] = time.perf_counter, debug: bool = False, write_out: str = "simple",
+                 raw: bool = False) -> None:
         """``connect(name)`` makes a KeyValueClient for replica ``name`` (None: any);
-        ``input`` is a text stream or has ``read_line(prompt, connected)``."""
+        ``input`` is a text stream or has ``read_line(prompt, connected)``; ``write_out``
+        (simple, table, json) and ``raw`` are how results are shown until 'output' or 'raw' changes them."""
         self.connect = connect
         self.console = console
         self.reader = input if hasattr(input, "read_line") else StreamReader(input, console)
@@ -51,6 +56,7 @@ class ReplicaConsole:
         self.kv: Any = None
         self.connected = False
         self.trace = False
+        self.write_out, self.raw = write_out, raw
         self.known_replicas: set[str] = set()
 
     # ---------------------------------------------------------- the loop
@@ -197,7 +203,7 @@ class ReplicaConsole:
     def _show_result(self, result: Result) -> None:
         error = result.error
         if error is None:
-            for renderable in result_renderables(result):
+            for renderable in self._shown(result):
                 self._say(renderable)
             if result.command.name in CLUSTER_COMMANDS:
                 self._learn(result.payload.get("replicas") or result.payload["members"])
@@ -207,7 +213,22 @@ class ReplicaConsole:
         if isinstance(error, (ReplicaUnavailable, NameServerUnavailable, OutcomeUnknown)):
             if getattr(error, "replica", None) in (None, self.replica):
                 self.connected = False
-        self._show_error(error, latency_ms=result.latency_ms)
+        if self.write_out == "json":
+            self._say(Text(json.dumps(error_document(error, command=result.command), ensure_ascii=False)))
+        else:
+            self._show_error(error, latency_ms=result.latency_ms)
+
+    def _shown(self, result: Result) -> list[RenderableType]:
+        """A result as 'output' says: the console's lines, a table (where the command has one), or JSON."""
+        if self.write_out == "json":
+            return [Text(json.dumps(result_document(result), ensure_ascii=False))]
+        table = result_table(result, raw=self.raw) if self.write_out == "table" else None
+        if table is None:
+            return result_renderables(result, raw=self.raw)
+        shown: list[RenderableType] = [table, latency_text(result.latency_ms, lead="")]
+        if result.trace is not None:
+            shown.append(trace_renderable(result.trace))
+        return shown
 
     def _learn(self, statuses: list[dict]) -> None:
         """status, health and member list tell whether the replica in use is reachable, and every name."""
@@ -281,6 +302,17 @@ class ReplicaConsole:
         else:
             self._say(Text("trace is off"))
 
+    def _do_output(self, command: Command) -> None:
+        if command.args:
+            self.write_out = command.args[0]
+        self._say(Text(f"output is {self.write_out}" + (", raw" if self.raw else "")))
+
+    def _do_raw(self, command: Command) -> None:
+        if command.args:
+            self.raw = command.args[0].lower() == "on"
+        self._say(Text("raw is on: values and keys as they are, without quotes" if self.raw else
+                       "raw is off: values and keys in quotes"))
+
     def _do_help(self, command: Command) -> None:
         topic = command.args[0].lower() if command.args else None
         self._say(help_renderable({"exit": "quit"}.get(topic, topic) if topic else None))
@@ -297,10 +329,11 @@ class ReplicaConsole:
 
 
 def open_console(connect: ClientFactory, console: Console, *, replica: Optional[str] = None, debug: bool = False,
-                 color: bool = True, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> ReplicaConsole:
+                 color: bool = True, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, write_out: str = "simple",
+                 raw: bool = False) -> ReplicaConsole:
     """A console reading from ``stdin``: prompt_toolkit when both ends are
     terminals, input() when only stdin is, and echoed plain lines otherwise."""
-    repl = ReplicaConsole(connect, console, InputReader(), replica=replica, debug=debug)
+    repl = ReplicaConsole(connect, console, InputReader(), replica=replica, debug=debug, write_out=write_out, raw=raw)
     if not stdin.isatty():
         repl.reader = StreamReader(stdin, console, echo=True)
     elif stdout.isatty():

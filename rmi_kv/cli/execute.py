@@ -38,6 +38,8 @@ class Result:
     def exit_code(self) -> int:
         if self.error is not None:
             return exit_code_of(self.error)
+        if self.payload.get("exists") is False:  # like get's not found
+            return KeyNotFound.exit_code
         return 0 if self.ok else ClusterUnhealthy.exit_code
 
 
@@ -123,6 +125,15 @@ def _keys(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
             "next_after": keys[-1] if more else None}, None
 
 
+def _exists(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
+    key = command.args[0]
+    return {"key": key, "exists": kv.get(key) is not None}, None
+
+
+def _ping(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
+    return {"replica": kv.ping(), "answer": "PONG"}, None
+
+
 def _status(kv: Any, command: Command, trace: bool) -> tuple[dict, None]:
     statuses = _members(kv)
     return {"replicas": annotate_digests(statuses), **verdict(statuses)}, None
@@ -157,4 +168,4 @@ def _members(kv: Any) -> list[dict]:
 
 _RUNNERS = {"put": _put, "get": _get, "delete": _delete, "txn": _txn, "keys": _keys, "status": _status,
             "health": _health, "member": _member, "verify": _verify, "count": _count, "cas": _cas,
-            "snapshot": run_snapshot}
+            "snapshot": run_snapshot, "exists": _exists, "ping": _ping}

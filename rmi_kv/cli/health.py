@@ -226,7 +226,7 @@ def member_problems(status: dict, statuses: list[dict], *, in_doubt_moment: floa
     name = status["name"]
     start = f"start it with 'python run_server.py --name {name}'"
     if not status.get("reachable"):
-        return [problem(name, UNREACHABLE, _why_unreachable(status), f"is it running? {start}")]
+        return [problem(name, UNREACHABLE, _why_unreachable(status), _unreachable_hint(status, start))]
     found = _failing_over(status)
     if found is not None:
         outside = _epoch_problem(name, status, found, epoch_view(statuses) if epoch is None else epoch)
@@ -259,6 +259,18 @@ def _unrepaired_damage(status: dict) -> Optional[dict]:
             if latest.get("repair", "").startswith("anti-entropy") else latest.get("repair"))
     return problem(status["name"], DATA_DAMAGED, f"{what.get('what')} ({what.get('where')}), found by the "
                    f"{latest.get('found_by')}", hint)
+
+
+#: words of a cause that mean the replica took the connection (it runs) but did not answer in time
+_NO_ANSWER_WORDS = ("timeout", "timed out")
+
+
+def _unreachable_hint(status: dict, start: str) -> str:
+    """Start it, or, when it runs but did not answer in time (paused, overloaded), resume it or wait."""
+    if any(word in _why_unreachable(status).lower() for word in _NO_ANSWER_WORDS):
+        return "it runs but did not answer in time: it may be paused (SIGSTOP, a debugger) or overloaded; " \
+               "resume it (kill -CONT) or wait"
+    return f"is it running? {start}"
 
 
 def _why_unreachable(status: dict) -> str:

@@ -27,12 +27,12 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 from rich.console import Console
 
 from rmi_kv.cli.arguments import (EXIT_CLOSED_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, bench_arguments, build_parser,
-                                  command_from_args, report_usage)
+                                  command_from_args, report_usage, write_out)
 from rmi_kv.cli.commands import UsageError
 from rmi_kv.cli.console import open_console
 from rmi_kv.cli.execute import execute
 from rmi_kv.cli.failures import exit_code_of
-from rmi_kv.cli.output import JsonOutput, PlainOutput, make_consoles
+from rmi_kv.cli.output import JsonOutput, make_consoles, make_output
 from rmi_kv.cli.script import ScriptSession, run_script
 
 
@@ -88,11 +88,15 @@ def _main(argv: list[str]) -> int:
     try:
         args = parser.parse_args(argv)
     except UsageError as error:
-        return _usage_failure(error, json_mode="--json" in argv)
+        return _usage_failure(error, json_mode=_asks_for_json(argv))
     no_color = args.no_color or bool(os.environ.get("NO_COLOR"))
     out, err = make_consoles(no_color=no_color)
-    output: Any = (JsonOutput(sys.stdout, sys.stderr, debug=args.debug) if args.json
-                   else PlainOutput(out, err, debug=args.debug))
+
+    def outputs(name: str) -> Any:
+        return make_output(name, out, err, debug=args.debug, raw=args.raw)
+
+    args.outputs = outputs
+    output: Any = outputs(write_out(args))
     setup_client_logging(args.log_file, debug=args.debug)
     from rmi_kv.wire.client import KeyValueClient
 
@@ -120,7 +124,8 @@ def _dispatch(args: argparse.Namespace, connect: Callable, output: Any, out: Con
     if args.file:
         return _script_file(args, connect, output)
     if args.interactive or sys.stdin.isatty():
-        return open_console(connect, out, replica=args.replica, debug=args.debug, color=not no_color).run()
+        return open_console(connect, out, replica=args.replica, debug=args.debug, color=not no_color,
+                            write_out=write_out(args), raw=args.raw).run()
     code, seen = _script(sys.stdin, args, connect, output)
     if not seen:
         output.fail(UsageError("nothing to do: stdin held no commands",
@@ -161,11 +166,18 @@ def _script_file(args: argparse.Namespace, connect: Callable, output: Any) -> in
 
 
 def _script(lines: Iterable[str], args: argparse.Namespace, connect: Callable, output: Any) -> tuple[int, int]:
-    session = ScriptSession(connect, output, replica=args.replica, trace=args.trace)
+    session = ScriptSession(connect, output, replica=args.replica, trace=args.trace, outputs=args.outputs)
     try:
         return run_script(lines, session, keep_going=args.keep_going)
     finally:
         session.close()
+
+
+def _asks_for_json(argv: Sequence[str]) -> bool:
+    """--json, -w json, --write-out json (or =json) somewhere on a command line argparse refused."""
+    joined = [f"{word} {after}" for word, after in zip(argv, [*argv[1:], ""])]
+    return "--json" in argv or any(pair in ("-w json", "--write-out json") for pair in joined) \
+        or any(word in ("-wjson", "--write-out=json") for word in argv)
 
 
 def _usage_failure(error: UsageError, json_mode: bool) -> int:

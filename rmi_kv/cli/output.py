@@ -1,7 +1,9 @@
-"""How script mode and the one-shot commands print: plain text for people and pipes, or JSON.
+"""How script mode and the one-shot commands print (``-w``): plain text for people and pipes
+(``simple``), tables (``table``), or JSON (``json``, ``--json``).
 
-Both outputs have ``show(result)``, ``session(command, detail)`` and
-``fail(error)``; ``rmi_kv.cli.render`` builds what the plain one prints.
+Every output has ``show(result)``, ``session(command, detail)`` and
+``fail(error)``; ``rmi_kv.cli.render`` builds what the plain one prints and
+``rmi_kv.cli.tables`` the tables; ``make_output`` picks one by its name.
 """
 from __future__ import annotations
 
@@ -17,14 +19,20 @@ from rmi_kv.cli.commands import CLUSTER_COMMANDS, Command, UsageError, next_page
 from rmi_kv.cli.documents import error_document, result_document
 from rmi_kv.cli.execute import Result
 from rmi_kv.cli.failures import traceback_text
-from rmi_kv.cli.render import emit, error_lines, help_renderable, report_renderables, trace_renderable
+from rmi_kv.cli.render import (answer_text, emit, error_lines, help_renderable, latency_text, report_renderables,
+                               trace_renderable)
 from rmi_kv.cli.snapshots import snapshot_line
+from rmi_kv.cli.tables import result_table
 from rmi_kv.errors import KeyNotFound
 
 
 class PlainOutput:
     """Results as plain text on stdout, for people and for scripts that read
     them (a value is printed as it is); errors coloured on stderr."""
+
+    name = "simple"
+    #: values and keys without quotes: what simple output does anyway (tables heed it)
+    raw = False
 
     def __init__(self, out: Console, err: Console, *, debug: bool = False) -> None:
         self.out, self.err, self.debug = out, err, debug
@@ -55,8 +63,15 @@ class PlainOutput:
         elif name in CLUSTER_COMMANDS:
             for renderable in report_renderables(name, payload):
                 emit(self.out, renderable)
+        elif name == "exists":
+            self._raw("1" if payload["exists"] else "0")
+        elif name == "ping":
+            emit(self.out, answer_text(result) + latency_text(result.latency_ms))
         else:
             self._raw({"put": "OK", "delete": "deleted", "txn": "OK", "cas": "OK"}[name])
+        self._trace(result)
+
+    def _trace(self, result: Result) -> None:
         if result.trace is not None:
             emit(self.out, trace_renderable(result.trace))
 
@@ -68,7 +83,7 @@ class PlainOutput:
                                 f"{program}{next_page(payload)})", "dim"))
 
     def session(self, command: Command, detail: dict) -> None:
-        """A session command of a script (use, trace, help): silent but help."""
+        """A session command of a script (use, trace, output, raw, help): silent but help."""
         if command.name == "help":
             emit(self.out, help_renderable(detail.get("topic")))
 
@@ -84,8 +99,34 @@ class PlainOutput:
         self.out.file.flush()
 
 
+class TableOutput(PlainOutput):
+    """Results as tables (``-w table``): a key/value table for get, keys, txn and exists, the report
+    tables of status, health, verify and member list; a command without a table shows as ``simple``.
+    ``raw``: values and keys in the cells without quotes."""
+
+    name = "table"
+
+    def __init__(self, out: Console, err: Console, *, debug: bool = False, raw: bool = False) -> None:
+        super().__init__(out, err, debug=debug)
+        self.raw = raw
+
+    def show(self, result: Result, *, line: Optional[int] = None) -> None:
+        table = result_table(result, raw=self.raw)
+        if table is None:
+            super().show(result, line=line)
+            return
+        emit(self.out, table)
+        if result.command.name == "keys" or "items" in result.payload:
+            self._more(result.payload, len(result.payload.get("keys", result.payload.get("items", []))), line)
+        self._trace(result)
+
+
 class JsonOutput:
     """One JSON document per result on stdout; failures as JSON on stderr."""
+
+    name = "json"
+    #: JSON strings are always quoted: kept only to be handed on by 'output'
+    raw = False
 
     def __init__(self, out: TextIO, err: TextIO, *, debug: bool = False) -> None:
         self.out, self.err, self.debug = out, err, debug
@@ -98,7 +139,7 @@ class JsonOutput:
             self._write(self.out, result_document(result, **_line(line)))
 
     def session(self, command: Command, detail: dict) -> None:
-        """A session command of a script (use, trace, help) and what it set."""
+        """A session command of a script (use, trace, output, raw, help) and what it set."""
         self._write(self.out, {"ok": True, "command": command.name, **detail})
 
     def fail(self, error: BaseException, *, command: Optional[Command] = None, line: Optional[int] = None) -> None:
@@ -116,6 +157,15 @@ class JsonOutput:
 
 def _line(line: Optional[int]) -> dict:
     return {} if line is None else {"line": line}
+
+
+def make_output(write_out: str, out: Console, err: Console, *, debug: bool = False, raw: bool = False) -> Any:
+    """The output named by ``-w`` (``simple``, ``table``, ``json``)."""
+    if write_out == "json":
+        return JsonOutput(out.file, err.file, debug=debug)
+    if write_out == "table":
+        return TableOutput(out, err, debug=debug, raw=raw)
+    return PlainOutput(out, err, debug=debug)
 
 
 class _PipedConsole(Console):

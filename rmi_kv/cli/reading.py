@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Optional, TextIO
 from rich.console import Console
 from rich.text import Text
 
-from rmi_kv.cli.commands import HELP
+from rmi_kv.cli.commands import HELP, OUTPUT_FORMATS
 
 #: the console's history file in the user's home directory (RMI_KV_HISTORY overrides it)
 HISTORY_NAME = ".rmi_kv_history"
@@ -100,8 +100,10 @@ def completion_choices(before_cursor: str, replica_names: Callable[[], Iterable[
         return sorted(replica_names())
     if command == "help" and len(words) == 1:
         return list(HELP)
-    if command == "trace" and len(words) == 1:
+    if command in ("trace", "raw") and len(words) == 1:
         return ["on", "off"]
+    if command == "output" and len(words) == 1:
+        return list(OUTPUT_FORMATS)
     if command == "member" and len(words) == 1:
         return ["list"]
     if command == "txn" and (len(words) == 1 or words[-1].endswith(",")):

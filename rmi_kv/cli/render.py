@@ -46,6 +46,11 @@ def quoted(value: Optional[str]) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def shown(value: Optional[str], *, raw: bool = False) -> str:
+    """A value or key as the console shows it: quoted, or as it is with ``raw`` (--raw, 'raw on')."""
+    return value if raw and value is not None else quoted(value)
+
+
 def value_text(value: Optional[str]) -> Text:
     """A value read from a replica, or a dim '—' when the key has none."""
     return Text("—", style="dim") if value is None else Text(quoted(value))
@@ -464,52 +469,61 @@ def trace_renderable(trace: dict) -> Text:
 
 
 # ------------------------------------------------------------------ results
-def result_renderables(result: Result) -> list[RenderableType]:
-    """What the console shows for a successful data command."""
+def result_renderables(result: Result, *, raw: bool = False) -> list[RenderableType]:
+    """What the console shows for a successful data command (``raw``: values and keys without quotes)."""
     payload, latency = result.payload, latency_text(result.latency_ms)
     name = result.command.name
     if name == "put":
-        shown: list[RenderableType] = [Text.assemble(("OK", "bold green"), latency)]
+        renderables: list[RenderableType] = [Text.assemble(("OK", "bold green"), latency)]
     elif name == "get" and "items" in payload:
-        shown = _items_lines(payload, latency)
+        renderables = _items_lines(payload, latency, raw=raw)
     elif name == "get":
-        shown = [Text.assemble(quoted(payload["value"]), latency)]
+        renderables = [Text.assemble(shown(payload["value"], raw=raw), latency)]
     elif name == "delete" and "prefix" in payload:
         count = payload["deleted"]
-        shown = [Text.assemble(("deleted", "bold green"), f": {count} key{'s' if count != 1 else ''} starting with "
-                               f"{quoted(payload['prefix'])}, in one transaction", latency)]
+        renderables = [Text.assemble(("deleted", "bold green"), f": {count} key{'s' if count != 1 else ''} starting "
+                                     f"with {shown(payload['prefix'], raw=raw)}, in one transaction", latency)]
     elif name == "delete":
-        shown = [Text.assemble(("deleted", "bold green"), latency)]
+        renderables = [Text.assemble(("deleted", "bold green"), latency)]
     elif name == "count":
-        under = f" starting with {quoted(payload['prefix'])}" if payload["prefix"] else ""
-        shown = [Text.assemble(f"{payload['count']} key{'s' if payload['count'] != 1 else ''}{under}", latency)]
+        under = f" starting with {shown(payload['prefix'], raw=raw)}" if payload["prefix"] else ""
+        renderables = [Text.assemble(f"{payload['count']} key{'s' if payload['count'] != 1 else ''}{under}", latency)]
     elif name == "cas":
-        shown = [Text.assemble(("OK", "bold green"), f": {payload['key']} was "
-                               f"{'absent' if payload['expected'] is None else quoted(payload['expected'])}, "
-                               f"now {quoted(payload['value'])}", latency)]
+        was = "absent" if payload["expected"] is None else shown(payload["expected"], raw=raw)
+        renderables = [Text.assemble(("OK", "bold green"), f": {payload['key']} was {was}, now "
+                                     f"{shown(payload['value'], raw=raw)}", latency)]
     elif name == "txn":
         count = len(payload["writes"])
-        shown = [Text.assemble(("OK", "bold green"), f": {count} write{'s' if count != 1 else ''} "
-                               "committed atomically", latency)]
+        renderables = [Text.assemble(("OK", "bold green"), f": {count} write{'s' if count != 1 else ''} "
+                                "committed atomically", latency)]
     elif name == "keys":
-        shown = _keys_lines(payload, latency)
+        renderables = _keys_lines(payload, latency, raw=raw)
     elif name == "snapshot":
-        shown = [snapshot_line(payload) + latency]
+        renderables = [snapshot_line(payload) + latency]
+    elif name in ("exists", "ping"):
+        renderables = [Text.assemble(answer_text(result), latency)]
     else:
-        shown = [*report_renderables(name, payload), latency_text(result.latency_ms, lead="")]
+        renderables = [*report_renderables(name, payload), latency_text(result.latency_ms, lead="")]
     if result.trace is not None:
-        shown.append(trace_renderable(result.trace))
-    return shown
+        renderables.append(trace_renderable(result.trace))
+    return renderables
 
 
-def _items_lines(payload: dict, latency: Text) -> list[RenderableType]:
-    items = payload["items"]
-    return _page([Text(f"{index}) {quoted(item['key'])} = {quoted(item['value'])}")
-                  for index, item in enumerate(items, 1)], payload, latency)
+def answer_text(result: Result) -> Text:
+    """exists: '1' or '0' (as redis answers); ping: 'PONG from REPLICA'."""
+    if result.command.name == "exists":
+        return Text("1" if result.payload["exists"] else "0")
+    return Text.assemble((result.payload["answer"], "bold green"), f" from {result.payload['replica']}")
 
 
-def _keys_lines(payload: dict, latency: Text) -> list[RenderableType]:
-    return _page([Text(f"{index}) {quoted(key)}") for index, key in enumerate(payload["keys"], 1)], payload, latency)
+def _items_lines(payload: dict, latency: Text, *, raw: bool = False) -> list[RenderableType]:
+    return _page([Text(f"{index}) {shown(item['key'], raw=raw)} = {shown(item['value'], raw=raw)}")
+                  for index, item in enumerate(payload["items"], 1)], payload, latency)
+
+
+def _keys_lines(payload: dict, latency: Text, *, raw: bool = False) -> list[RenderableType]:
+    return _page([Text(f"{index}) {shown(key, raw=raw)}") for index, key in enumerate(payload["keys"], 1)],
+                 payload, latency)
 
 
 def _page(lines: list[RenderableType], payload: dict, latency: Text) -> list[RenderableType]:
@@ -528,5 +542,6 @@ def help_renderable(topic: Optional[str] = None) -> Text:
         return Text.assemble((entry.usage, "bold"), f"\n  {entry.summary}\n  example: ", (entry.example, "cyan"))
     width = max(len(entry.usage) for entry in HELP.values())
     lines = [Text.assemble((entry.usage.ljust(width), "bold"), "  ", entry.summary) for entry in HELP.values()]
-    lines.append(Text("values with spaces go in quotes, as in a shell; 'help COMMAND' shows an example", "dim"))
+    lines.append(Text("values with spaces go in quotes, as in a shell; 'help COMMAND' shows an example; "
+                      "set and del are the redis names of put and delete", "dim"))
     return Text("\n").join(lines)

@@ -10,17 +10,19 @@ from rmi_kv.cli.execute import execute
 
 class ScriptSession:
     """Runs commands one after another with one client, as a script does;
-    ``use`` switches replica and ``trace`` turns tracing on or off."""
+    ``use`` switches replica, ``trace`` turns tracing on or off and ``output``
+    changes how results are written (``outputs(name)`` makes the output)."""
 
     def __init__(self, connect: Callable[[Optional[str]], Any], output: Any, *, replica: Optional[str] = None,
-                 trace: bool = False) -> None:
-        self.connect, self.output, self.trace = connect, output, trace
+                 trace: bool = False, outputs: Optional[Callable[[str], Any]] = None) -> None:
+        self.connect, self.output, self.trace, self.outputs = connect, output, trace, outputs
         self.kv = connect(replica)
 
     def run(self, command: Command, *, line: Optional[int] = None) -> int:
         """Run one command; returns its exit code."""
-        if command.name in ("use", "trace", "help"):
-            self.output.session(command, self._session_command(command))
+        if command.name in ("use", "trace", "output", "raw", "help"):
+            detail = self._session_command(command)  # first: 'output' may change the output that says it
+            self.output.session(command, detail)
             return EXIT_OK
         if command.name == "watch":  # until Ctrl-C
             from rmi_kv.cli.watching import run_watch
@@ -39,8 +41,19 @@ class ScriptSession:
             if command.args:
                 self.trace = command.args[0].lower() == "on"
             return {"trace": self.trace}
+        if command.name in ("output", "raw"):
+            return self._output_command(command)
         topic = command.args[0].lower() if command.args else None
         return {"topic": topic, "commands": {name: entry.usage for name, entry in HELP.items()}}
+
+    def _output_command(self, command: Command) -> dict:
+        """``output FORMAT`` and ``raw on|off``: the next results are written another way."""
+        if command.name == "raw" and command.args:
+            self.output.raw = command.args[0].lower() == "on"
+        elif command.args and self.outputs is not None:
+            raw, self.output = self.output.raw, self.outputs(command.args[0])
+            self.output.raw = raw
+        return {"output": self.output.name, "raw": self.output.raw}
 
     def close(self) -> None:
         """Close the client in use."""

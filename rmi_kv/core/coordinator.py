@@ -461,42 +461,51 @@ class Coordinator:
             self.failpoints.hit("coordinator.mid_commit")
         # a doCommit nobody waits for may wait a moment for company, unless the reply waits for a majority
         lazy = message == DO_COMMIT and not wait and self.quorum() is None
+        #: when each message went (round clock): an answer is recorded when it arrived, sent + its elapsed time,
+        #: not when the coordinator got round to it (after its own apply, after the slowest answer)
+        sent_at: dict[str, float] = {}
         for name in names:
             if name != self.name:
-                round_.note(message, name, "sent")
+                sent_at[name] = round_.now_ms()
+                round_.note(message, name, "sent", sent_at[name])
                 futures[handles[name].send(message, txid, lazy=lazy)] = name
         unacknowledged: set[str] = set()
         if self.name in names:
             local = handles[self.name]
             apply = local.doCommit if message == DO_COMMIT else local.doAbort
-            if not self._deliver(round_, message, self.name, timed(apply, txid)):
+            sent_at[self.name] = round_.now_ms()
+            if not self._deliver(round_, message, self.name, timed(apply, txid), sent_at[self.name]):
                 unacknowledged.add(self.name)
         if not wait:  # answers are recorded as they come
             for future, name in futures.items():
                 future.add_done_callback(
-                    lambda done, name=name: self._deliver(round_, message, name, done.result()))
+                    lambda done, name=name: self._deliver(round_, message, name, done.result(), sent_at[name]))
             return unacknowledged | set(futures.values())
         done, not_done = concurrent.futures.wait(futures, timeout=timeout)
         for future in done:
-            if not self._deliver(round_, message, futures[future], future.result()):
+            if not self._deliver(round_, message, futures[future], future.result(), sent_at[futures[future]]):
                 unacknowledged.add(futures[future])
         for future in not_done:
             round_.note(message, futures[future], f"no answer within {timeout:g} s; will retry")
             unacknowledged.add(futures[future])
         return unacknowledged
 
-    def _deliver(self, round_: _Round, message: str, name: str, result: Reply) -> bool:
-        """Record one participant's answer to doCommit/doAbort; True when acknowledged."""
+    def _deliver(self, round_: _Round, message: str, name: str, result: Reply,
+                 sent_at: Optional[float] = None) -> bool:
+        """Record one participant's answer to doCommit/doAbort; True when acknowledged. With ``sent_at``
+        (round clock, ms) the answer is noted when it arrived: ``sent_at`` + its elapsed time."""
         value, error, elapsed_ms = result
+        at_ms = None if sent_at is None else sent_at + elapsed_ms
         if error is not None:
-            round_.note(message, name, f"failed after {elapsed_ms:.2f} ms: {describe_failure(error)}; will retry")
+            round_.note(message, name, f"failed after {elapsed_ms:.2f} ms: {describe_failure(error)}; will retry",
+                        at_ms)
             log.debug("%s %s to %s failed: %s", message, round_.txid, name, describe_failure(error))
             return False
         if message == DO_COMMIT:
-            round_.note(HAVE_COMMITTED, name, f"acknowledged after {elapsed_ms:.2f} ms")
+            round_.note(HAVE_COMMITTED, name, f"acknowledged after {elapsed_ms:.2f} ms", at_ms)
             self.acknowledge(round_.txid, name)
         else:
-            round_.note(message, name, f"done after {elapsed_ms:.2f} ms")
+            round_.note(message, name, f"done after {elapsed_ms:.2f} ms", at_ms)
         return True
 
     def close(self) -> None:

@@ -42,6 +42,15 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def unreachable_advice(name: str, failure: BaseException) -> str:
+    """What to do about a replica that could not be reached: start it, or (when it took the
+    connection but never answered: paused or overloaded, so running) resume it or wait."""
+    if isinstance(failure, pyro_errors.TimeoutError):
+        return ("it took the connection but did not answer: it runs but may be paused (SIGSTOP, a debugger) or "
+                "overloaded; resume it (kill -CONT) or wait, or ask another replica")
+    return f"is it running? start it with 'python run_server.py --name {name}'"
+
+
 class KeyValueClient:
     """Talks to one replica (``replica``), or to any replica when None."""
 
@@ -158,8 +167,8 @@ class KeyValueClient:
             if failure is None:
                 return proxy
         raise ReplicaUnavailable(
-            f"replica {name} at {proxy._pyroUri.location} is unreachable ({failure}); is it running? "
-            f"start it with 'python run_server.py --name {name}'", replica=name, cause=str(failure))
+            f"replica {name} at {proxy._pyroUri.location} is unreachable ({failure}); {unreachable_advice(name, failure)}",
+            replica=name, cause=str(failure))
 
     def _connect(self, name: str, proxy: Proxy) -> Optional[BaseException]:
         """Connect ``proxy``; the error if that failed (and the proxy is dropped).

@@ -9,9 +9,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import select
+import socket
+import ssl
 import threading
 from typing import Any, Callable, Iterator, Optional
 
+from Pyro5 import config as pyro_config
 from Pyro5 import errors as pyro_errors
 from Pyro5.api import Proxy
 
@@ -42,10 +45,32 @@ def connect_nameserver(host: str, port: int, *, timeout: float = 3.0) -> Proxy:
         proxy._pyroBind()
     except pyro_errors.CommunicationError as error:
         proxy._pyroRelease()
+        if not pyro_config.SSL and speaks_tls(host, port, timeout=min(timeout, 2.0)):
+            raise NameServerUnavailable(
+                f"the name server at {host}:{port} asks for TLS, and this client connected without it; pass the "
+                "directory of the client certificates (client.pem, client.key, ca.pem) with --tls-dir DIR",
+                host=host, port=port, tls=True) from None
         raise NameServerUnavailable(
             f"no name server at {host}:{port} ({error}); start one with "
             f"'python run_nameserver.py --host {host} --port {port}'", host=host, port=port) from None
     return proxy
+
+
+def speaks_tls(host: str, port: int, *, timeout: float = 2.0) -> bool:
+    """Whether something at host:port answers a TLS handshake (a name server that asks for TLS closes
+    a plain Pyro connection at once, which looks like no name server at all). Its certificate is not
+    checked: this only tells what to say."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw, context.wrap_socket(raw):
+            return True
+    except ssl.SSLEOFError:
+        return False  # closed without a word of TLS
+    except ssl.SSLError as error:
+        return "WRONG_VERSION" not in str(error).upper()  # a TLS alert (a client certificate is wanted): TLS
+    except OSError:
+        return False
 
 
 def list_registrations(nameserver: Proxy) -> tuple[dict[str, str], set[str]]:

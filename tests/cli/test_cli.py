@@ -36,7 +36,7 @@ def test_success_and_not_found(shared_cluster, tmp_path):
 def test_usage_errors_exit_2(shared_cluster):
     assert run_client(shared_cluster).returncode == 2
     unknown = run_client(shared_cluster, "frobnicate", "x")
-    assert unknown.returncode == 2 and "invalid choice" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown command 'frobnicate'" in unknown.stderr
     too_long = run_client(shared_cluster, "put", "k" * 1100, "v")
     assert too_long.returncode == 2 and "limit is 1024 bytes" in too_long.stderr
     assert "Traceback" not in too_long.stderr

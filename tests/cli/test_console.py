@@ -686,7 +686,7 @@ def test_txn_writes_are_separated_by_unquoted_commas():
     assert argv_words(["put", "a", "1,", "delete", "b", ",", "put", "c", "3"]) == [
         "put", "a", "1", SEPARATOR, "delete", "b", SEPARATOR, "put", "c", "3"]
     for bad, message in [("txn", "usage: txn"), ("txn put a 1, put a 2", "appears twice"),
-                         ("txn put a", "expected 'put KEY VALUE'"), ('put "a', "unclosed")]:
+                         ("txn put a", "needs a key and a value"), ('put "a', "unclosed")]:
         with pytest.raises(UsageError, match=message):
             parse_line(bad)
 

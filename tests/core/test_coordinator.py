@@ -515,3 +515,30 @@ def test_resend_skips_decisions_younger_than_min_age(make_coordinator):
     assert len(never.messages("doCommit")) == sent  # still on its way: not sent again
     coordinator.resend_commits({"p1": never}, min_age=0)
     assert len(never.messages("doCommit")) == sent + 1
+
+
+def test_each_acknowledgement_is_traced_when_it_arrived(make_coordinator):
+    """An acknowledgement is noted at its doCommit's send time plus the time it took, not when the
+    coordinator got round to it (after the slowest one): the trace's times add up."""
+    coordinator = make_coordinator("c0")
+    handles = fakes("c0", "p1", storage=coordinator.storage)
+
+    def slow_commit(txid):
+        handles["p1"].committed.wait(10)
+        started = time.perf_counter()
+        while time.perf_counter() - started < 0.005:  # 5 ms of work, after p1 has answered
+            pass
+        return True
+
+    handles["p2"] = FakeParticipant("p2", commit=slow_commit)
+    outcome = coordinator.execute(WRITES, handles)
+    assert outcome.committed is True and outcome.unacknowledged == []
+    sent = {event.participant: event.at_ms for event in outcome.trace if event.message == "doCommit"}
+    acknowledged = {event.participant: event for event in outcome.trace if event.message == "haveCommitted"}
+    assert set(sent) == {"p1", "p2"} <= set(acknowledged)
+    for name in ("p1", "p2"):
+        took = float(acknowledged[name].result.split("after ")[1].split(" ms")[0])
+        assert acknowledged[name].at_ms == pytest.approx(sent[name] + took, abs=0.01), name
+    assert acknowledged["p2"].at_ms - acknowledged["p1"].at_ms > 4.0, "p1 is not noted when p2 answers"
+    times = [event.at_ms for event in outcome.trace]
+    assert times == sorted(times)
