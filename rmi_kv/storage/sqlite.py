@@ -174,6 +174,10 @@ class Storage:
 
     def close(self) -> None:
         self._group_commit.close()
+        try:  # fold the write-ahead log into the database: the file alone then holds everything
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # a reader still open elsewhere: the log stays, and is replayed at the next open
         self._writer.close()
 
     @property
