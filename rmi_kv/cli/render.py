@@ -9,9 +9,11 @@ tables fit in 80 columns.
 """
 from __future__ import annotations
 
+import io
 import json
+import textwrap
 from dataclasses import dataclass
-from typing import Callable, Collection, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Collection, Iterable, Iterator, Optional, Sequence, Union
 
 from rich import box
 from rich.console import Console, RenderableType
@@ -36,9 +38,11 @@ _COMPACT = {"show_edge": False, "pad_edge": False, "padding": (0, 1, 0, 0)}
 
 
 # ------------------------------------------------------------------ pieces
-def emit(console: Console, renderable: RenderableType) -> None:
-    """Print one renderable; text is never hard-wrapped (the terminal wraps it)."""
-    console.print(renderable, soft_wrap=isinstance(renderable, Text))
+def emit(console: Console, renderable: RenderableType, *, wrap: bool = False) -> None:
+    """Print one renderable. Text is not hard-wrapped (the terminal wraps it, and a line copied
+    from it stays one line), unless ``wrap``: then between words at the console's width, as
+    people read it in the console and the demo (a terminal would break a word in two)."""
+    console.print(renderable, soft_wrap=isinstance(renderable, Text) and not wrap)
 
 
 def quoted(value: Optional[str]) -> str:
@@ -84,9 +88,12 @@ def make_table(headings: Iterable[str], *, right: Collection[str] = (), compact:
                no_wrap: bool = False) -> Table:
     """A table with a rule under its headings; ``right`` ones right-justified. ``compact`` (the
     console's) has no edge and no padding before the first column."""
-    table = Table(box=box.SIMPLE_HEAD, **(_COMPACT if compact else {}))
+    # narrow terminals: padding collapses before any cell is cut, and a cell too long for its
+    # column goes on to the next line whole (never "…")
+    table = Table(box=box.SIMPLE_HEAD, **(_COMPACT if compact else {"collapse_padding": True}))
     for heading in headings:
-        table.add_column(heading, justify="right" if heading in right else "left", no_wrap=no_wrap)
+        table.add_column(heading, justify="right" if heading in right else "left", no_wrap=no_wrap,
+                         overflow="fold")
     return table
 
 
@@ -451,21 +458,39 @@ def trace_result_style(result: str) -> str:
     return "red" if result.startswith(("NO", "ABORT", "failed", "timeout", "no answer")) else ""
 
 
-def trace_renderable(trace: dict) -> Text:
+def trace_renderable(trace: dict) -> "TraceView":
     """A two-phase commit round, one message a line, top to bottom."""
-    events = trace.get("trace", [])
-    coordinator = coordinator_of(trace)
-    width = max([len(coordinator)] + [len(str(e["participant"])) for e in events])
-    text = Text(trace_heading(trace) + "\n", style="bold")
-    for phase, run in trace_phases(events):
-        text.append(f"  {phase}\n", style="bold cyan")
-        for event in run:
-            result = str(event["result"])
-            text.append_text(Text.assemble(f"  {event['at_ms']:9.2f} ms  {event['message']:<13}  "
-                                           f"{trace_route(event, coordinator, width)}  ",
-                                           (result, trace_result_style(result)), "\n"))
-    text.rstrip()
-    return text
+    return TraceView(trace)
+
+
+class TraceView:
+    """A two-phase commit round as lines that fit the width they are shown at: a result too
+    long for its line goes on below it, between words, under where it began."""
+
+    def __init__(self, trace: dict) -> None:
+        self.trace = trace
+
+    def __rich_console__(self, console: Console, options: Any) -> Iterator[Text]:
+        events = self.trace.get("trace", [])
+        coordinator = coordinator_of(self.trace)
+        width = max([len(coordinator)] + [len(str(e["participant"])) for e in events])
+        yield Text(trace_heading(self.trace), style="bold")
+        for phase, run in trace_phases(events):
+            yield Text(f"  {phase}", style="bold cyan")
+            for event in run:
+                result = str(event["result"])
+                lead = f"  {event['at_ms']:9.2f} ms  {event['message']:<13}  {trace_route(event, coordinator, width)}  "
+                room = max(20, options.max_width - len(lead))
+                pieces = textwrap.wrap(result, room, break_on_hyphens=False) or [""]
+                yield Text.assemble(lead, (pieces[0], trace_result_style(result)))
+                for piece in pieces[1:]:
+                    yield Text.assemble(" " * len(lead), (piece, trace_result_style(result)))
+
+    def plain(self) -> str:
+        """The lines as text, unwrapped (for tests and logs)."""
+        console = Console(width=10_000, record=True, color_system=None, file=io.StringIO())
+        console.print(self)
+        return console.export_text().rstrip("\n")
 
 
 # ------------------------------------------------------------------ results

@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any, Callable, Optional, Sequence
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.text import Text
 
 from rmi_kv import options
@@ -40,6 +40,11 @@ from rmi_kv.demo.walkthrough import STEPS, Demo
 from rmi_kv.errors import NameServerUnavailable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def show(console: Console, renderable: RenderableType) -> None:
+    """The demo's text, wrapped between words at the terminal's width."""
+    emit(console, renderable, wrap=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +102,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         external = args.ns_host is not None or args.ns_port is not None
         if external:
             host, port = args.ns_host or DEFAULT_NS_HOST, args.ns_port or DEFAULT_NS_PORT
-            emit(console, Text.assemble(("rmi_kv demo", "bold"), f" on the running cluster at {host}:{port}"))
+            show(console, Text.assemble(("rmi_kv demo", "bold"), f" on the running cluster at {host}:{port}"))
         else:
             cluster = _start_cluster(console)
             host, port = cluster.ns_host, cluster.ns_port
@@ -112,20 +117,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         results = demo.run(selected)
         code = _verdict(console, results, time.monotonic() - began)
     except KeyboardInterrupt:
-        emit(console, Text("interrupted: stopping the cluster", style="bold yellow"))
+        show(console, Text("interrupted: stopping the cluster", style="bold yellow"))
         code = EXIT_INTERRUPTED
     except Exception as error:
         if args.debug:
-            emit(console, Text(traceback_text(error), style="dim"))
+            show(console, Text(traceback_text(error), style="dim"))
             if cluster is not None:
-                emit(console, Text(cluster.logs(), style="dim"))
+                show(console, Text(cluster.logs(), style="dim"))
         if isinstance(error, NameServerUnavailable) and cluster is None and demo is not None:
             error = NameServerUnavailable(
                 f"no name server answers at {demo.kv().ns_host}:{demo.kv().ns_port}; start a cluster there "
                 "('python run_server.py --replicas 5 --with-nameserver'), or leave out --ns-host/--ns-port "
                 "and the demo starts its own")
         for line in error_lines(error, lead="demo failed: "):
-            emit(console, line)
+            show(console, line)
         code = EXIT_FAILED
     finally:
         signal_guard = _ignore_interrupts()
@@ -134,7 +139,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 demo.close()
             if cluster is not None:
                 cluster.stop()
-                emit(console, Text(f"stopped the embedded cluster and removed {cluster.data_dir}", style="dim"))
+                show(console, Text(f"stopped the embedded cluster and removed {cluster.data_dir}", style="dim"))
             if args.record:
                 _save(console, args.record)
         finally:
@@ -149,14 +154,14 @@ def _start_cluster(console: Console) -> Any:
     from rmi_kv.server.cluster import LocalCluster
 
     cluster = LocalCluster(REPLICAS, replica_args=STRICT)
-    emit(console, Text.assemble(("rmi_kv demo", "bold"), f": starting a name server and {REPLICAS} "
+    show(console, Text.assemble(("rmi_kv demo", "bold"), f": starting a name server and {REPLICAS} "
                                 "replicas on 127.0.0.1 (ports chosen by the OS)"))
-    emit(console, Text(f"the replicas run with {' '.join(STRICT)}, the textbook's strict protocol, until "
+    show(console, Text(f"the replicas run with {' '.join(STRICT)}, the textbook's strict protocol, until "
                        "step 8 turns failover on", style="dim"))
-    emit(console, Text(f"data directory: {cluster.data_dir} (removed at the end)", style="dim"))
+    show(console, Text(f"data directory: {cluster.data_dir} (removed at the end)", style="dim"))
     started = time.monotonic()
     cluster.start()
-    emit(console, Text(f"cluster up in {time.monotonic() - started:.1f} s; name server at "
+    show(console, Text(f"cluster up in {time.monotonic() - started:.1f} s; name server at "
                        f"{cluster.ns_host}:{cluster.ns_port}", style="dim"))
     return cluster
 def _verdict(console: Console, results: list[StepResult], seconds: float) -> int:
@@ -167,12 +172,12 @@ def _verdict(console: Console, results: list[StepResult], seconds: float) -> int
         skipped = [str(r.number) for r in results if r.status == "skipped"]
         extra = f" (skipped: step{'s' if len(skipped) > 1 else ''} {', '.join(skipped)})" if skipped else ""
         held = f"all {checks} checks held" if checks else "nothing failed"
-        emit(console, Text.assemble((f"{CHECK_OK} ", "bold green"),
+        show(console, Text.assemble((f"{CHECK_OK} ", "bold green"),
                                     (f"{held}; the demo took {seconds:.1f} s{extra}", "bold green")))
         return EXIT_OK
     first = failed[0]
     reason = first.failures[0] if first.failures else "it did not run"
-    emit(console, Text.assemble((f"{CHECK_FAILED} ", "bold red"),
+    show(console, Text.assemble((f"{CHECK_FAILED} ", "bold red"),
                                 (f"demo failed at step {first.number}: {reason}", "bold red")))
     return EXIT_FAILED
 

@@ -104,7 +104,7 @@ class Demo:
     # ------------------------------------------------------------- output
     def show(self, renderable: RenderableType) -> None:
         """Print a table or text, as the console does."""
-        emit(self.console, renderable)
+        emit(self.console, renderable, wrap=True)
 
     def say(self, *parts: Any, style: str = "") -> None:
         """One line of text, from (text, style) parts."""

@@ -175,7 +175,8 @@ def masked(transcript: str) -> str:
 def check_trace(trace: str, names: list[str]) -> None:
     lines = trace.splitlines()
     assert re.fullmatch(r"two-phase commit replica2:\S+ \(coordinator replica2, 1 attempt\)", lines[0])
-    headings = [line.strip() for line in lines if not re.match(r"\s+\d+\.\d\d ms", line)][1:]
+    # a phase heading is indented by two; a message line by more, and so is a result that went on below it
+    headings = [line.strip() for line in lines[1:] if re.match(r"  \S", line)]
     assert [h.split(":")[0] for h in headings] == ["phase 1", "decision (at the coordinator)", "phase 2"]
     for name in names:
         assert re.search(rf"vote +{name} → replica2  YES after \d+\.\d\d ms", trace)

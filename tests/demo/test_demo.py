@@ -45,6 +45,12 @@ def run_demo(*args: str, timeout: float = 90.0, columns: Optional[int] = None) -
                           timeout=timeout, cwd=ROOT, env=environment(columns), stdin=subprocess.DEVNULL)
 
 
+def flat(text: str) -> str:
+    """``text`` with every run of spaces and line breaks as one space: the demo wraps its lines
+    between words at the terminal's width."""
+    return " ".join(text.split())
+
+
 def data_dir_of(transcript: str) -> str:
     match = re.search(r"data directory: (\S+) \(removed at the end\)", transcript)
     assert match, "the demo should say where its embedded cluster keeps its data"
@@ -68,6 +74,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def test_the_whole_demo_reads_right_at_80_columns(tmp_path):
+    """In a terminal 80 columns wide every line fits (so none breaks mid-word) and no cell is cut; the
+    record keeps whole cells too; and the demo still says everything."""
+    record = tmp_path / "demo.txt"
+    result = run_demo("--record", str(record), "--no-color", columns=80)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    transcript = record.read_text("utf-8")
+    for text in (result.stdout, transcript):
+        too_long = [line for line in text.splitlines() if len(line) > 80 or "…" in line]
+        assert too_long == [], too_long
+    said = flat(transcript)
+    assert "the replicas run with --failover off, the textbook's strict protocol, until step 8" in said
+    assert '"elderberry"' in transcript and "rmi_kv.replica.replica1" in transcript  # whole cells
+    assert re.search(r"replica1:[0-9a-f]{8}:\d+:\d{16}", transcript), "a whole txid in the in-doubt table"
+    assert_nothing_left(data_dir_of(transcript))
+
+
 def test_the_whole_demo_on_its_embedded_cluster(tmp_path):
     record = tmp_path / "demo.txt"
     started = time.monotonic()
@@ -78,6 +101,7 @@ def test_the_whole_demo_on_its_embedded_cluster(tmp_path):
     transcript = record.read_text("utf-8")
     assert f"transcript saved to {record}" in result.stderr
     assert "\x1b[" not in transcript and "\x1b[" not in result.stdout  # --no-color, and a plain-text record
+    said = flat(transcript)  # what it says, whatever the width its lines were wrapped at
 
     positions = [transcript.index(title) for title in TITLES.values()]
     assert positions == sorted(positions), "the steps come in order"
@@ -101,7 +125,7 @@ def test_the_whole_demo_on_its_embedded_cluster(tmp_path):
     ):
         assert line in transcript, line
     # the crash steps show the strict protocol first: one replica down stops every write
-    assert "the replicas run with --failover off, the textbook's strict protocol, until step 8" in transcript
+    assert "the replicas run with --failover off, the textbook's strict protocol, until step 8" in said
     strict = transcript[transcript.index(TITLES[6]):transcript.index(TITLES[8])]
     assert strict.count("failover off: every write needs the votes of all 5 members (epoch 0)") == 3
     assert "✔ writes wait for replica4: this one aborts too (every member must vote)" in strict
@@ -131,8 +155,9 @@ def check_failover_step(step: str) -> None:
     """Step 8: the replicas restart with failover on; replica4 is killed, writes abort while its lease runs
     out, the others form a new epoch and writes go on; replica4 returns, catches up, and is a member again."""
     lines = step.splitlines()
+    said = flat(step)  # for sentences: a long one is wrapped between words
     assert "▸ every replica restarts with --failover on (until now: --failover off)" in lines
-    first = int(re.search(r"✔ all 5 replicas are members of epoch (\d+), each with a read lease", step).group(1))
+    first = int(re.search(r"✔ all 5 replicas are members of epoch (\d+), each with a read lease", said).group(1))
     assert f"epoch {first} of replica1, replica2, replica3, replica4, replica5 (majority 3 of 5)" in step
     for name in ("replica1", "replica2", "replica3", "replica4", "replica5"):  # role, epoch, lease, heard, digest
         assert re.search(rf"^  {name} +member +{first} +\d\.\d\d s left +\d\.\d\d s ago +[0-9a-f]{{12}}  $",
@@ -140,13 +165,13 @@ def check_failover_step(step: str) -> None:
     # the aborted attempts, why they aborted, and the one that committed
     assert re.search(r"^  [\d.]+ (to [\d.]+ )?s +\d+ +aborted: replica4 is unreachable \(", step, re.M)
     assert re.search(r"^  [\d.]+ s +1 +committed", step, re.M)
-    assert re.search(r"✔ writes abort at first: \d+ attempts aborted, the first naming replica4", step)
-    assert re.search(r"✔ [\d.]+ s after the kill a write committed without replica4 \(its lease: 1 s\)", step)
+    assert re.search(r"✔ writes abort at first: \d+ attempts aborted, the first naming replica4", said)
+    assert re.search(r"✔ [\d.]+ s after the kill a write committed without replica4 \(its lease: 1 s\)", said)
     assert "replica1, replica2, replica3, replica5: a replica left out may still hold a read lease" in step or \
         "meanwhile, why" not in step, "why the epoch waited, the voters' answers grouped"
     # the others' epoch, with replica4 down and last heard a while ago
     second = int(re.search(r"✔ the 4 others formed epoch (\d+) of replica1, replica2, replica3, replica5: "
-                           r"a majority of the 5 replicas", step).group(1))
+                           r"a majority of the 5 replicas", said).group(1))
     assert second > first
     assert f"epoch {second} of replica1, replica2, replica3, replica5 (majority 3 of 5)" in lines
     assert re.search(r"^  replica4 +unreachable +- +- +\d+\.\d\d s ago +- *$", step, re.M)
@@ -161,7 +186,7 @@ def check_failover_step(step: str) -> None:
                      r"copying its", rejoin, re.M)
     assert re.search(rf"^  [\d.]+ s +member +{third} +\d\.\d\d s left +healthy: a member with a read lease",
                      rejoin, re.M)
-    assert re.search(r"✔ replica4 gave no stale read while it rejoined \((refused|answered)\)", step)
+    assert re.search(r"✔ replica4 gave no stale read while it rejoined \((refused|answered)\)", said)
     assert f"✔ replica4 is a member of epoch {third} again, with a read lease" in lines
     assert '✔ replica4 holds the write made while it was down ("written without replica4")' in lines
     assert "✔ no replica diverged: all 5 hold the same data (equal digests)" in lines
@@ -282,7 +307,7 @@ def test_no_name_server_where_one_was_asked_for():
     result = run_demo("--ns-port", str(free_port()), "--no-color", timeout=30)
     assert result.returncode == 1
     assert "no name server answers at 127.0.0.1:" in result.stdout
-    assert "leave out --ns-host/--ns-port and the demo starts its own" in result.stdout
+    assert "leave out --ns-host/--ns-port and the demo starts its own" in flat(result.stdout)
     bad = run_demo("--step", "11", timeout=30)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
 
