@@ -8,6 +8,7 @@ from Pyro5 import errors as pyro_errors
 
 from rmi_kv.cli.health import verdict
 from rmi_kv.wire.client import unreachable_advice
+from support import launchers
 from support.cli import run_client
 
 
@@ -38,21 +39,8 @@ def test_a_paused_replica_is_said_to_run_but_not_answer(cluster):
 
 
 def test_a_client_without_certificates_is_told_the_name_server_asks_for_tls(tmp_path):
-    import subprocess
-    import sys
-
-    from rmi_kv.server.cluster import LocalCluster
-    from support.cli import ROOT
-
-    made = subprocess.run([sys.executable, str(ROOT / "run_nameserver.py"), "--make-certs", str(tmp_path / "certs")],
-                          capture_output=True, text=True, timeout=60)
-    assert made.returncode == 0, made.stderr
-    cluster = LocalCluster(1, data_dir=tmp_path / "data", tls_dir=tmp_path / "certs")
-    cluster.start()
-    try:
+    with launchers.tls_cluster(tmp_path, replicas=1) as cluster:
         plain = run_client(cluster, "get", "k")
-    finally:
-        cluster.stop()
     assert plain.returncode == 4
     assert "asks for TLS" in plain.stderr and "--tls-dir" in plain.stderr
     assert "start one" not in plain.stderr and "not enough data" not in plain.stderr

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from rmi_kv.errors import CompareFailed, InvalidRequest, OutcomeUnknown, RmiKvError
+from support import launchers
 from support.cli import one_json, run_client
 from support.linearizability import CAS, GET, History, check_history
 
@@ -151,24 +152,11 @@ def test_concurrent_cas_increments_are_linearizable_and_none_is_lost(toolkit_clu
 def test_prefixes_counts_and_cas_under_tls(tmp_path):
     """With a client certificate: the client-level calls pass, and the guards reach every
     participant through the member-only canCommit."""
-    import subprocess
-    import sys
-
-    from rmi_kv.server.cluster import LocalCluster
-    from support.cli import ROOT
-
-    made = subprocess.run([sys.executable, str(ROOT / "run_nameserver.py"), "--make-certs", str(tmp_path / "certs")],
-                          capture_output=True, text=True, timeout=60)
-    assert made.returncode == 0, made.stderr
-    cluster = LocalCluster(3, data_dir=tmp_path / "data", tls_dir=tmp_path / "certs")
-    cluster.start()
-    try:
-        tls = ["--tls-dir", str(tmp_path / "certs")]
+    with launchers.tls_cluster(tmp_path) as cluster:
+        tls = ["--tls-dir", cluster.tls_dir]
         assert run_client(cluster, *tls, "txn", "put", "t:a", "1,", "put", "t:b", "2").returncode == 0
         assert run_client(cluster, *tls, "get", "--prefix", "t:").stdout.splitlines() == ["t:a", "1", "t:b", "2"]
         assert run_client(cluster, *tls, "count", "t:").stdout.strip() == "2"
         assert run_client(cluster, *tls, "cas", "t:a", "1", "9").returncode == 0
         assert run_client(cluster, *tls, "cas", "t:a", "1", "9").returncode == 8
         assert run_client(cluster, *tls, "delete", "--prefix", "t:").stdout.strip() == "2"
-    finally:
-        cluster.stop()

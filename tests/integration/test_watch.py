@@ -14,6 +14,8 @@ from typing import Callable, Optional
 
 import pytest
 
+from support import launchers
+
 from support.cli import ROOT
 
 EVENT_WAIT = 20.0
@@ -153,18 +155,8 @@ def watcher_change_time(watcher: Watcher) -> float:
 
 @pytest.fixture(scope="module")
 def tls_cluster(tmp_path_factory):
-    from rmi_kv.server.cluster import LocalCluster
-
-    base = tmp_path_factory.mktemp("watch-tls")
-    made = subprocess.run([sys.executable, str(ROOT / "run_nameserver.py"), "--make-certs", str(base / "certs")],
-                          capture_output=True, text=True, timeout=60)
-    assert made.returncode == 0, made.stderr
-    cluster = LocalCluster(3, data_dir=base / "data", tls_dir=base / "certs")
-    cluster.start()
-    try:
+    with launchers.tls_cluster(tmp_path_factory.mktemp("watch-tls")) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def test_watch_works_with_a_client_certificate_under_tls(tls_cluster):

@@ -11,12 +11,14 @@ Both reuse ``rmi_kv.cluster.ChildProcess`` (it waits for the 'ready at' line).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 from rmi_kv.server.cluster import ChildProcess, LocalCluster
 
@@ -169,3 +171,19 @@ class ProxiedCluster(LocalCluster):
             super().stop()
         finally:
             self.proxy.close()
+
+
+@contextlib.contextmanager
+def tls_cluster(base: Path, replicas: int = 3) -> Iterator[LocalCluster]:
+    """A running cluster with mutual TLS, its certificates made as an operator makes them
+    (``run_nameserver.py --make-certs base/certs``); stopped on the way out."""
+    root = Path(__file__).resolve().parents[2]
+    made = subprocess.run([sys.executable, str(root / "run_nameserver.py"), "--make-certs", str(base / "certs")],
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    cluster = LocalCluster(replicas, data_dir=base / "data", tls_dir=base / "certs")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

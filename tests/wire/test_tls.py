@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from support import launchers
+
 ROOT = Path(__file__).resolve().parents[2]
 
 CALL_AS = textwrap.dedent("""
@@ -56,18 +58,8 @@ def client(cluster, *args: str, tls: bool = True) -> subprocess.CompletedProcess
 
 @pytest.fixture(scope="module")
 def tls_cluster(tmp_path_factory):
-    from rmi_kv.server.cluster import LocalCluster
-
-    base = tmp_path_factory.mktemp("tls")
-    made = subprocess.run([sys.executable, str(ROOT / "run_nameserver.py"), "--make-certs", str(base / "certs")],
-                          capture_output=True, text=True, timeout=60)
-    assert made.returncode == 0, made.stderr
-    cluster = LocalCluster(5, data_dir=base / "data", tls_dir=base / "certs")
-    cluster.start()
-    try:
+    with launchers.tls_cluster(tmp_path_factory.mktemp("tls"), replicas=5) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def test_clients_with_a_certificate_read_and_write(tls_cluster):
