@@ -242,7 +242,7 @@ class Participant:
         free the committed keys and keep the prepared transactions; returns
         the txids applied and those prepared."""
         forced = [record for _, record in staged if record.coordinator != self.name]
-        prepares = [(r.txid, r.writes, r.coordinator, r.participants) for r in forced]
+        prepares = [(r.txid, r.writes, r.coordinator, r.participants, r.reads) for r in forced]
         try:
             with self._catch_up_lock.shared():
                 applied_now = not self.storage.catching_up

@@ -259,10 +259,13 @@ def _names_ok(text: Any) -> bool:
 
 def check_log(connection: sqlite3.Connection) -> Optional[Damage]:
     """Read the two-phase commit log, the counts and the epoch state through."""
+    # a database from before guards has no reads column yet (the engine adds it when it opens one)
+    has_reads = "reads" in {row[1] for row in connection.execute("PRAGMA table_info(prepared)")}
     tables: list[tuple[str, str, Callable[[tuple], bool]]] = [
-        ("prepared", "SELECT txid, writes, coordinator, participants, created FROM prepared",
+        ("prepared", f"SELECT txid, writes, coordinator, participants, created, {'reads' if has_reads else 'NULL'} "
+                     "FROM prepared",
          lambda r: isinstance(r[0], str) and _writes_ok(r[1]) and isinstance(r[2], str) and _names_ok(r[3])
-         and isinstance(r[4], float)),
+         and isinstance(r[4], float) and (r[5] is None or _names_ok(r[5]))),
         ("outcomes", "SELECT txid, outcome, decided FROM outcomes",
          lambda r: isinstance(r[0], str) and r[1] in (COMMIT, ABORT) and isinstance(r[2], float)),
         ("decisions", "SELECT txid, participants, created FROM decisions",

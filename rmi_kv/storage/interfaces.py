@@ -19,7 +19,7 @@ does to a key (versions, tombstones, the digest) is ``rmi_kv.core.ops``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
+from typing import Callable, Iterable, Mapping, Optional, Protocol, Sequence, Tuple, Union, runtime_checkable
 
 from rmi_kv.storage.integrity import RangeSummary, Verification
 
@@ -29,8 +29,9 @@ Writes = Mapping[str, Optional[str]]
 #: a commit to apply: (txid, writes, decision); a decision (the participants)
 #: when this replica coordinates the transaction, else None
 Commit = Tuple[str, Writes, Optional[Sequence[str]]]
-#: a PREPARED record to force: (txid, writes, coordinator, participants)
-Prepare = Tuple[str, Writes, str, Sequence[str]]
+#: a PREPARED record to force: (txid, writes, coordinator, participants), and optionally the keys its
+#: guards read without writing them (locked as long as the transaction is: ``core.guards``)
+Prepare = Union[Tuple[str, Writes, str, Sequence[str]], Tuple[str, Writes, str, Sequence[str], Sequence[str]]]
 #: an entry as a snapshot copies it: (key, value or None, version, txid of its last writer)
 SnapshotEntry = Tuple[str, Optional[str], int, Optional[str]]
 #: an entry as a repair compares and replaces it: (value or None, version, txid of its last writer)
@@ -52,7 +53,7 @@ class PreparedRecord:
     participants: tuple
     #: wall time (epoch seconds) the record was forced
     created: float
-    #: keys its guards read and it locked without writing them (kept in memory only)
+    #: keys its guards read and it locked without writing them (forced with the record)
     reads: tuple = ()
 
     def keys(self) -> list:

@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS prepared (
     writes TEXT NOT NULL,
     coordinator TEXT NOT NULL,
     participants TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    reads TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outcomes (
     txid TEXT PRIMARY KEY,
@@ -140,6 +141,8 @@ class Storage:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect(durable)
         self._writer.executescript(SCHEMA)
+        if "reads" not in {row[1] for row in self._writer.execute("PRAGMA table_info(prepared)")}:
+            self._writer.execute("ALTER TABLE prepared ADD COLUMN reads TEXT")  # a database from before guards
         self._local = threading.local()
         #: bumped to make every thread's read connection start again with an empty page cache
         self._reader_generation = 0
@@ -350,8 +353,10 @@ class Storage:
 
     # -------------------------------------------------------- participant log
     def prepared(self) -> list[PreparedRecord]:
-        rows = self._read_all("SELECT txid, writes, coordinator, participants, created FROM prepared ORDER BY created")
-        return [PreparedRecord(r[0], json.loads(r[1]), r[2], tuple(json.loads(r[3])), r[4]) for r in rows]
+        rows = self._read_all("SELECT txid, writes, coordinator, participants, created, reads FROM prepared "
+                              "ORDER BY created")
+        return [PreparedRecord(r[0], json.loads(r[1]), r[2], tuple(json.loads(r[3])), r[4],
+                               tuple(json.loads(r[5])) if r[5] else ()) for r in rows]
 
     def outcome(self, txid: str) -> Optional[str]:
         row = self._read_all("SELECT outcome FROM outcomes WHERE txid = ?", (txid,))
@@ -360,12 +365,13 @@ class Storage:
     def commit_and_prepare(self, commits: Sequence[Commit], records: Sequence[Prepare]) -> tuple[Errors, Errors]:
         now = time.time()
 
-        def insert(txid: str, writes: Writes, coordinator: str, participants: Iterable[str]) -> Operation:
+        def insert(txid: str, writes: Writes, coordinator: str, participants: Iterable[str],
+                   reads: Sequence[str] = ()) -> Operation:
             row = (txid, json.dumps(dict(writes), ensure_ascii=False), coordinator,
-                   json.dumps(list(participants)), now)
+                   json.dumps(list(participants)), now, json.dumps(list(reads), ensure_ascii=False) if reads else None)
             return lambda c: c.execute(
-                "INSERT OR IGNORE INTO prepared(txid, writes, coordinator, participants, created) "
-                "VALUES (?, ?, ?, ?, ?)", row)
+                "INSERT OR IGNORE INTO prepared(txid, writes, coordinator, participants, created, reads) "
+                "VALUES (?, ?, ?, ?, ?, ?)", row)
 
         operations = [self._committer(*commit) for commit in commits] + [insert(*record) for record in records]
         errors = [pending.error for pending in self._group_commit.write_many(operations)]

@@ -95,3 +95,15 @@ def test_the_rules_of_a_guard():
         (("b", "==", "2"), "3")
     error = guards.compare_failed(("k", "==", None), "v", "r1")
     assert "'k' holds 'v', and the guard was that it has no value" in str(error)
+
+
+def test_a_guarded_key_stays_locked_across_a_restart_of_the_participant(make_participant, new_txid):
+    """The keys a PREPARED transaction's guards read are forced with its record: a restarted
+    participant locks them again, so no write slips in before the transaction is decided."""
+    participant = make_participant("p1")
+    participant.storage.commit_and_prepare([("t-0", {"a": "1"}, None)], [])
+    txid = new_txid()
+    assert participant.can_commit(txid, {"b": "2"}, "c0", ["c0", "p1"], None, [("a", "==", "1")])
+    again = make_participant("p1", storage=participant.storage)  # the same log, a new process
+    assert again.recover() == [txid]
+    assert again.locks.held() == {"a": txid, "b": txid}

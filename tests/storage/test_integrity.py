@@ -75,18 +75,37 @@ def test_a_file_that_is_no_database_is_damage_not_a_crash(tmp_path):
     assert damage is not None and damage.where == "database file" and verification is None
 
 
-@pytest.mark.parametrize("table, row", [
-    ("prepared", ("t1", "{not json", "c0", '["c0", "p1"]', 1.0)),
-    ("outcomes", ("t1", "maybe", 1.0)),
-    ("decisions", ("t1", '"not a list"', 1.0)),
+@pytest.mark.parametrize("table, columns, row", [
+    ("prepared", "txid, writes, coordinator, participants, created", ("t1", "{not json", "c0", '["c0", "p1"]', 1.0)),
+    ("prepared", "txid, writes, coordinator, participants, created, reads", ("t2", "{}", "c0", '["c0"]', 1.0, "[1]")),
+    ("outcomes", "txid, outcome, decided", ("t1", "maybe", 1.0)),
+    ("decisions", "txid, participants, created", ("t1", '"not a list"', 1.0)),
 ])
-def test_a_log_record_that_does_not_read_back_is_found(closed_database, table, row):
+def test_a_log_record_that_does_not_read_back_is_found(closed_database, table, columns, row):
     connection = sqlite3.connect(closed_database)
-    connection.execute(f"INSERT INTO {table} VALUES ({', '.join('?' * len(row))})", row)
+    connection.execute(f"INSERT INTO {table}({columns}) VALUES ({', '.join('?' * len(row))})", row)
     connection.commit()
     connection.close()
     damage, _ = integrity.check_file(str(closed_database))
     assert damage is not None and damage.where == f"table {table}"
+
+
+def test_a_database_from_before_guards_passes_the_check_and_gains_the_column(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    storage = Storage(path)
+    fill(storage, 5)
+    storage.close()
+    connection = sqlite3.connect(path)
+    connection.execute("ALTER TABLE prepared DROP COLUMN reads")  # as the engine wrote it before guards
+    connection.commit()
+    connection.close()
+    assert integrity.check_file(str(path))[0] is None
+    reopened = Storage(path)
+    try:
+        reopened.commit_and_prepare([], [("t9", {"a": "1"}, "c0", ["c0", "p1"], ["g"])])
+        assert reopened.prepared()[0].reads == ("g",)
+    finally:
+        reopened.close()
 
 
 def test_a_count_that_does_not_parse_is_found(closed_database):

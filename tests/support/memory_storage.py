@@ -134,9 +134,9 @@ class MemoryStorage:
         with self._forced(len(commits) + len(records)) as image:
             for txid, writes, decision in commits:
                 self._commit(txid, writes, decision, buffered=False)
-            for txid, writes, coordinator, participants in records:
+            for txid, writes, coordinator, participants, *reads in records:
                 image.prepared.setdefault(txid, PreparedRecord(txid, dict(writes), coordinator,
-                                                               tuple(participants), now))
+                                                               tuple(participants), now, tuple(*reads)))
         return [None] * len(commits), [None] * len(records)
 
     def _commit(self, txid: str, writes: Writes, decision: Optional[Sequence[str]], *, buffered: bool) -> None:
