@@ -74,33 +74,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_the_whole_demo_reads_right_at_80_columns(tmp_path):
-    """In a terminal 80 columns wide every line fits (so none breaks mid-word) and no cell is cut; the
-    record keeps whole cells too; and the demo still says everything."""
-    record = tmp_path / "demo.txt"
-    result = run_demo("--record", str(record), "--no-color", columns=80)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
-    transcript = record.read_text("utf-8")
-    for text in (result.stdout, transcript):
-        too_long = [line for line in text.splitlines() if len(line) > 80 or "…" in line]
-        assert too_long == [], too_long
-    said = flat(transcript)
-    assert "the replicas run with --failover off, the textbook's strict protocol, until step 8" in said
-    assert '"elderberry"' in transcript and "rmi_kv.replica.replica1" in transcript  # whole cells
-    assert re.search(r"replica1:[0-9a-f]{8}:\d+:\d{16}", transcript), "a whole txid in the in-doubt table"
-    assert_nothing_left(data_dir_of(transcript))
-
-
 def test_the_whole_demo_on_its_embedded_cluster(tmp_path):
+    """In a terminal 80 columns wide: every line fits (so none breaks mid-word), no cell is cut, and the
+    record keeps whole cells too."""
     record = tmp_path / "demo.txt"
     started = time.monotonic()
-    result = run_demo("--record", str(record), "--no-color")
+    result = run_demo("--record", str(record), "--no-color", columns=80)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
     assert elapsed < 60, f"the demo should take well under a minute, took {elapsed:.1f} s"
     transcript = record.read_text("utf-8")
     assert f"transcript saved to {record}" in result.stderr
     assert "\x1b[" not in transcript and "\x1b[" not in result.stdout  # --no-color, and a plain-text record
+    for text in (result.stdout, transcript):
+        too_long = [line for line in text.splitlines() if len(line) > 80 or "…" in line]
+        assert too_long == [], too_long
+    assert '"elderberry"' in transcript and "rmi_kv.replica.replica1" in transcript  # whole cells
+    assert re.search(r"replica1:[0-9a-f]{8}:\d+:\d{16}", transcript), "a whole txid in the in-doubt table"
     said = flat(transcript)  # what it says, whatever the width its lines were wrapped at
 
     positions = [transcript.index(title) for title in TITLES.values()]
@@ -167,8 +157,8 @@ def check_failover_step(step: str) -> None:
     assert re.search(r"^  [\d.]+ s +1 +committed", step, re.M)
     assert re.search(r"✔ writes abort at first: \d+ attempts aborted, the first naming replica4", said)
     assert re.search(r"✔ [\d.]+ s after the kill a write committed without replica4 \(its lease: 1 s\)", said)
-    assert "replica1, replica2, replica3, replica5: a replica left out may still hold a read lease" in step or \
-        "meanwhile, why" not in step, "why the epoch waited, the voters' answers grouped"
+    assert "replica1, replica2, replica3, replica5: a replica left out may still hold a read lease" in said or \
+        "meanwhile, why" not in said, "why the epoch waited, the voters' answers grouped"
     # the others' epoch, with replica4 down and last heard a while ago
     second = int(re.search(r"✔ the 4 others formed epoch (\d+) of replica1, replica2, replica3, replica5: "
                            r"a majority of the 5 replicas", said).group(1))
@@ -180,10 +170,10 @@ def check_failover_step(step: str) -> None:
     # replica4 returns: catching up as a newcomer, then a member with a lease, equal digests
     rejoin = step[step.index("replica4 after it started again"):]
     third = int(re.search(r"✔ replica4 was taken in by epoch (\d+) as a newcomer, and caught up by copying from "
-                          r"replica\d", step).group(1))
+                          r"replica\d", said).group(1))
     assert third > second
-    assert re.search(rf"^  [\d.]+ s +catching up +{third} +none +is catching up \(a newcomer to epoch {third}: "
-                     r"copying its", rejoin, re.M)
+    assert re.search(rf"^  [\d.]+ s +catching up +{third} +none +is catching up \(a newcomer", rejoin, re.M)
+    assert f"a newcomer to epoch {third}: copying its" in flat(rejoin)  # the cell may go on below
     assert re.search(rf"^  [\d.]+ s +member +{third} +\d\.\d\d s left +healthy: a member with a read lease",
                      rejoin, re.M)
     assert re.search(r"✔ replica4 gave no stale read while it rejoined \((refused|answered)\)", said)
