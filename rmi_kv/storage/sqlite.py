@@ -211,19 +211,23 @@ class Storage:
         return row[0], row[1]
 
     def keys(self, prefix: str = "", *, limit: int = 1000, after: Optional[str] = None) -> list[str]:
-        return [key for key, _ in self.items(prefix, limit=limit, after=after)]
+        return [row[0] for row in self._prefixed("key", prefix, limit, after)]  # the values are not read
 
     def items(self, prefix: str = "", *, limit: int = 1000, after: Optional[str] = None) -> list[tuple[str, str]]:
+        return [(key, value) for key, value in self._prefixed("key, value", prefix, limit, after)]
+
+    def _prefixed(self, columns: str, prefix: str, limit: int, after: Optional[str]) -> list[tuple]:
+        """``columns`` of up to ``limit`` live entries whose key starts with ``prefix``, after ``after``."""
         # keys sharing a prefix are contiguous in key order: start at the later bound, stop at
         # the first key without the prefix
         operator, start = (">", after) if after is not None and after >= prefix else (">=", prefix)
         rows = self._reader().execute(
-            f"SELECT key, value FROM kv WHERE key {operator} ? AND value IS NOT NULL ORDER BY key", (start,))
-        found: list[tuple[str, str]] = []
-        for key, value in rows:
-            if not key.startswith(prefix) or len(found) >= limit:
+            f"SELECT {columns} FROM kv WHERE key {operator} ? AND value IS NOT NULL ORDER BY key", (start,))
+        found: list[tuple] = []
+        for row in rows:
+            if not row[0].startswith(prefix) or len(found) >= limit:
                 break
-            found.append((key, value))
+            found.append(tuple(row))
         rows.close()
         return found
 
