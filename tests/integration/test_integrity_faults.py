@@ -6,13 +6,13 @@ every member and every acknowledged write present at every member."""
 from __future__ import annotations
 
 import os
-import random
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from support.checks import settled, wait_until
+from support.hostile_disk import scramble_pages
 from support.cli import one_json, run_client
 
 KEYS = 100
@@ -80,12 +80,7 @@ def test_damaged_files_are_set_aside_and_rebuilt_from_a_member(make_cluster, dam
         assert sum(replace_bytes(Path(str(path) + suffix), b"value-050", b"value-666")
                    for suffix in ("", "-wal") if Path(str(path) + suffix).exists()) >= 1
     else:
-        generator = random.Random(17)
-        data = bytearray(path.read_bytes())
-        for page in range(0, len(data), 4096):
-            for _ in range(64):
-                data[min(len(data) - 1, page + generator.randrange(100, 4096))] = generator.randrange(256)
-        path.write_bytes(bytes(data))
+        scramble_pages(path, seed=17, per_page=64)
     cluster.start_replica("replica3")
 
     log_text = cluster.replicas["replica3"].log_path.read_text()
@@ -161,13 +156,7 @@ def test_a_file_damaged_under_a_running_replica_makes_it_restart_and_rebuild(mak
     with sqlite3.connect(path) as connection:  # fold the write-ahead log in, so the pages are in the file
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     pid = cluster.replicas["replica3"].pid
-    generator = random.Random(23)
-    data = bytearray(path.read_bytes())
-    for page in range(4096, len(data), 4096):  # the header stays: the file still opens as a database
-        for _ in range(64):
-            data[min(len(data) - 1, page + generator.randrange(8, 4096))] = generator.randrange(256)
-    with open(path, "r+b") as handle:
-        handle.write(data)
+    scramble_pages(path, seed=23, per_page=64, keep_header=True)  # the file still opens as a database
 
     found = run_client(cluster, "--json", "verify")
     assert found.returncode == 6, found.stdout + found.stderr

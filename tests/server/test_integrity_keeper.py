@@ -5,7 +5,6 @@ and acted on (A4). Both storage engines; the peers are storages too."""
 from __future__ import annotations
 
 import random
-import sqlite3
 
 import pytest
 
@@ -15,6 +14,7 @@ from rmi_kv.core.participant import Participant
 from rmi_kv.server.integrity import RESYNC_REFUSAL, IntegrityKeeper
 from rmi_kv.storage.sqlite import Storage
 from support.engines import make_storage  # noqa: F401  (the fixture, over both engines)
+from support.hostile_disk import change_behind_the_engine
 
 FIVE = ["r1", "r2", "r3", "r4", "r5"]
 
@@ -161,10 +161,8 @@ def test_the_verify_command_records_damage_and_asks_for_a_round(tmp_path):
         keeper = keeper_for(storage, refusals=refusals)
         assert keeper.verify_now()["ok"] is True and storage.integrity_record() == {}
         kept = storage.digest
-        disk = sqlite3.connect(tmp_path / "live.sqlite3")  # a hostile disk: a row changes, the kept digest not
-        disk.execute("UPDATE kv SET value = 'value-666' WHERE key = 'key-050'")
-        disk.commit()
-        disk.close()
+        # a hostile disk: a row changes, the kept digest not
+        change_behind_the_engine(tmp_path / "live.sqlite3", "UPDATE kv SET value = 'value-666' WHERE key = 'key-050'")
         result = keeper.verify_now()
         assert result["ok"] is False and result["stored_digest"] == kept
         assert storage.digest == result["computed_digest"] != kept  # A4: the digest is the data's now

@@ -4,7 +4,6 @@ repair that puts a peer's entries in place (both engines)."""
 from __future__ import annotations
 
 import json
-import random
 import sqlite3
 
 import pytest
@@ -13,6 +12,7 @@ from rmi_kv.core import ops
 from rmi_kv.core.messages import ABORT, COMMIT
 from rmi_kv.storage import integrity
 from rmi_kv.storage.sqlite import Storage
+from support.hostile_disk import change_behind_the_engine, scramble_pages
 
 
 def fill(storage, count: int = 100, prefix: str = "key") -> dict:
@@ -57,12 +57,7 @@ def test_a_value_changed_in_place_is_found_by_the_digest(closed_database):
 
 
 def test_random_bytes_in_every_page_are_found(closed_database):
-    generator = random.Random(7)
-    data = bytearray(closed_database.read_bytes())
-    for page in range(0, len(data), 4096):
-        for _ in range(40):
-            data[min(len(data) - 1, page + generator.randrange(100, 4096))] = generator.randrange(256)
-    closed_database.write_bytes(bytes(data))
+    scramble_pages(closed_database, seed=7)
     damage, _ = integrity.check_file(str(closed_database))
     assert damage is not None
     assert damage.what and damage.where
@@ -82,10 +77,8 @@ def test_a_file_that_is_no_database_is_damage_not_a_crash(tmp_path):
     ("decisions", "txid, participants, created", ("t1", '"not a list"', 1.0)),
 ])
 def test_a_log_record_that_does_not_read_back_is_found(closed_database, table, columns, row):
-    connection = sqlite3.connect(closed_database)
-    connection.execute(f"INSERT INTO {table}({columns}) VALUES ({', '.join('?' * len(row))})", row)
-    connection.commit()
-    connection.close()
+    change_behind_the_engine(closed_database, f"INSERT INTO {table}({columns}) VALUES ({', '.join('?' * len(row))})",
+                             *row)
     damage, _ = integrity.check_file(str(closed_database))
     assert damage is not None and damage.where == f"table {table}"
 
@@ -95,10 +88,7 @@ def test_a_database_from_before_guards_passes_the_check_and_gains_the_column(tmp
     storage = Storage(path)
     fill(storage, 5)
     storage.close()
-    connection = sqlite3.connect(path)
-    connection.execute("ALTER TABLE prepared DROP COLUMN reads")  # as the engine wrote it before guards
-    connection.commit()
-    connection.close()
+    change_behind_the_engine(path, "ALTER TABLE prepared DROP COLUMN reads")  # as the engine wrote it before guards
     assert integrity.check_file(str(path))[0] is None
     reopened = Storage(path)
     try:
@@ -109,19 +99,13 @@ def test_a_database_from_before_guards_passes_the_check_and_gains_the_column(tmp
 
 
 def test_a_count_that_does_not_parse_is_found(closed_database):
-    connection = sqlite3.connect(closed_database)
-    connection.execute("UPDATE meta SET value = 'many' WHERE name = 'committed'")
-    connection.commit()
-    connection.close()
+    change_behind_the_engine(closed_database, "UPDATE meta SET value = 'many' WHERE name = 'committed'")
     damage, _ = integrity.check_file(str(closed_database))
     assert damage is not None and damage.where == "table meta" and "committed" in damage.what
 
 
 def test_an_ill_formed_entry_is_named(closed_database):
-    connection = sqlite3.connect(closed_database)
-    connection.execute("UPDATE kv SET version = -3 WHERE key = 'key-007'")
-    connection.commit()
-    connection.close()
+    change_behind_the_engine(closed_database, "UPDATE kv SET version = -3 WHERE key = 'key-007'")
     damage, _ = integrity.check_file(str(closed_database))
     assert damage is not None and "'key-007'" in damage.what and "version" in damage.what
 
@@ -158,9 +142,8 @@ def test_verify_finds_a_value_changed_behind_the_engine_and_adopting_makes_the_d
     fill(storage)
     assert storage.verify().damage is None
     before = storage.digest
-    behind = sqlite3.connect(storage._path)  # a hostile disk: the row changes, the kept digest does not
-    behind.execute("UPDATE kv SET value = 'value-666' WHERE key = 'key-050'")
-    behind.commit()
+    # a hostile disk: the row changes, the kept digest does not
+    change_behind_the_engine(storage._path, "UPDATE kv SET value = 'value-666' WHERE key = 'key-050'")
     found = storage.verify()
     assert found.damage is not None and found.stored == before and found.computed != before
     assert storage.adopt_data_digest() == (before, found.computed)
