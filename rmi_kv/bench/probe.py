@@ -12,7 +12,7 @@ from rmi_kv.wire.client import KeyValueClient
 
 COUNTERS = ("coordinated_committed", "coordinated_aborted", "committed", "aborted")
 #: counters a replica may report in status(); used when present (see docs/performance.md)
-OPTIONAL_COUNTERS = ("coordinated_retries", "forced_commits", "forced_operations")
+OPTIONAL_COUNTERS = ("coordinated_retries", "forced_commits", "forced_operations", "protocol_calls", "protocol_messages")
 
 
 @dataclass

@@ -1,13 +1,24 @@
 """Carry the protocol messages of concurrent transactions in one call.
 
 Each peer gets one ``MessageBatcher``. A coordinator thread queues a message
-and gets a future at once; a sender thread of the batcher sends whatever is
-queued in one call, both phases mixed, and each message still gets its own
-answer. With one transaction at a time a batch holds one message and costs
-what a plain call costs; under load, the messages that queued while the
-senders were busy share the next call (and, at the peer, one forced write).
-Two senders share the queue, so a vote that waits at the peer for a key
-never holds up the decision that frees it.
+and gets a future at once; the batcher's sender sends whatever is queued in
+one call, both phases mixed, and each message still gets its own answer.
+
+Rules (they make batches form, and keep one transaction's latency):
+
+- B1 one call in flight per peer: everything queued while it is on the wire
+  goes in the next call (a second sender at once would take the next message
+  alone, and batches would stay at one);
+- B2 a rescue sender: when the call in flight has been out ``stall`` seconds
+  (a vote waiting at the peer for a key), a second sender carries what is
+  queued, so a vote that waits never holds up the decision that frees its key;
+- B3 linger only for company that is coming: with no call in flight, queued
+  messages wait (at most ``linger``) while fewer are queued than the
+  transactions in progress at this coordinator (``company``); with one
+  transaction at a time a message goes at once;
+- B4 a ``lazy`` message (a decision nobody waits for) waits up to ``linger``
+  for another message to share its call;
+- B5 a message still queued when it expires is never sent.
 
 No network code: the function that sends a batch is given (in production,
 ``rmi_kv.wire.peers``; what a batch looks like on the wire is ``rmi_kv.wire.codec``).
@@ -45,18 +56,21 @@ class _Queued:
 
 
 class MessageBatcher:
-    """Queues messages for one peer and sends them in batches, from up to
-    ``senders`` threads of its own.
+    """Queues messages for one peer and sends them in batches (rules B1-B5),
+    from up to ``senders`` threads of its own.
 
     ``send_batch(messages)`` returns one ``(ok, value_or_error)`` pair per
     message, in order, or raises when the whole call failed (then every
     message of the batch fails with that error). A future resolves to
-    ``messages.Reply`` (value, error, elapsed_ms), the shape the coordinator records.
+    ``messages.Reply`` (value, error, elapsed_ms), the shape the coordinator
+    records. ``company()``: how many transactions are in progress at this
+    coordinator (B3).
     """
 
     def __init__(self, name: str, send_batch: Callable[[list[tuple]], Sequence[Any]], *,
                  max_messages: int = MAX_MESSAGES, max_bytes: int = 2 * 1024 * 1024, senders: int = 2,
-                 linger: float = 0.002) -> None:
+                 linger: float = 0.004, stall: float = 0.005,
+                 company: Callable[[], int] = lambda: 0) -> None:
         self.name = name
         self._send_batch = send_batch
         self.max_messages = max_messages
@@ -66,10 +80,14 @@ class MessageBatcher:
         self._closed = False
         self._senders: list[threading.Thread] = []
         self.max_senders = senders
-        self._idle_senders = 0
-        #: how long a lazy message may wait for company
+        #: when each call now on the wire went (time.perf_counter())
+        self._in_flight: list[float] = []
+        #: how long queued messages may wait for company (B3, B4)
         self.linger = linger
-        #: queued messages that are not lazy: one of them makes a sender go at once
+        #: how long a call may be out before a second sender carries the queue (B2)
+        self.stall = stall
+        self._company = company
+        #: queued messages that are not lazy
         self._urgent = 0
         #: calls made and messages carried, for the status and the benchmark
         self.calls = 0
@@ -92,16 +110,17 @@ class MessageBatcher:
                 return queued.future
             self._queue.append(queued)
             self._urgent += not lazy
-            if not self._idle_senders and len(self._senders) < self.max_senders:
+            if len(self._senders) < min(self.max_senders, len(self._in_flight) + 1):
                 sender = threading.Thread(target=self._run, name=f"batch-{self.name}-{len(self._senders) + 1}",
                                           daemon=True)
                 self._senders.append(sender)
                 sender.start()
-            self._ready.notify()
+            else:
+                self._ready.notify()
         return queued.future
 
     def close(self) -> None:
-        """Stop the sender; messages still queued fail."""
+        """Stop the senders; messages still queued fail."""
         with self._ready:
             self._closed = True
             left, self._queue = list(self._queue), deque()
@@ -110,16 +129,15 @@ class MessageBatcher:
         for queued in left:
             queued.future.set_result(Reply(None, RuntimeError(f"messages to {self.name} are closed"), 0.0))
 
-    def _take(self) -> list[_Queued]:
-        """Wait for messages; take as many as one call may carry."""
+    def _take(self) -> tuple[list[_Queued], float]:
+        """Wait until the rules let a call go; take as many messages as one
+        call may carry, and note when it goes."""
         with self._ready:
             while not self._closed:
                 wait = self._wait_before_sending()
                 if wait == 0.0:
                     break
-                self._idle_senders += 1
                 self._ready.wait(wait)
-                self._idle_senders -= 1
             batch: list[_Queued] = []
             size = 0
             now = time.monotonic()
@@ -137,20 +155,28 @@ class MessageBatcher:
                 self._urgent -= not taken.lazy
                 batch.append(taken)
                 size += cost
-            return batch
+            started = time.perf_counter()
+            if batch:
+                self._in_flight.append(started)
+            return batch, started
 
     def _wait_before_sending(self) -> Optional[float]:
-        """0 to send now; how long to wait for the oldest lazy message's
-        company; None to wait for any message."""
-        if self._urgent:
-            return 0.0
+        """0 to send now; else how long to wait before looking again (None: until told)."""
         if not self._queue:
             return None
-        return max(0.0, self._queue[0].queued_at + self.linger - time.perf_counter())
+        now = time.perf_counter()
+        if self._in_flight:  # B1, B2
+            if len(self._in_flight) >= self.max_senders:
+                return None
+            return max(0.0, self._in_flight[0] + self.stall - now)
+        oldest = self._queue[0].queued_at
+        if self._urgent and len(self._queue) >= self._company():  # B3: all the company there is
+            return 0.0
+        return max(0.0, oldest + self.linger - now)  # B3, B4
 
     def _run(self) -> None:
         while True:
-            batch = self._take()
+            batch, started = self._take()
             if not batch:
                 if self._closed:
                     return
@@ -162,8 +188,11 @@ class MessageBatcher:
             except Exception as error:  # the whole call failed: so did each message
                 answers = [(False, error)] * len(batch)
             with self._ready:
+                self._in_flight.remove(started)
                 self.calls += 1
                 self.messages += len(batch)
+                if self._queue:
+                    self._ready.notify()
             now = time.perf_counter()
             for queued, answer in zip(batch, answers):
                 ok, value = _unpack(answer, self.name)

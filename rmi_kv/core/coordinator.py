@@ -135,6 +135,8 @@ class Coordinator:
         self._acknowledged = threading.Condition(self._lock)
         #: txid -> VOTING, for transactions not decided yet
         self._active: dict[str, str] = {}
+        #: transactions in execute() now, retries and waits for a majority included
+        self._in_progress = 0
         #: txid -> participants that have not acknowledged the COMMIT yet
         self._pending: dict[str, set[str]] = {}
         #: txid -> when it was decided (time.monotonic(); 0 for decisions found at start-up)
@@ -267,12 +269,26 @@ class Coordinator:
         once. ``observe`` runs after every vote was YES and before the
         decision, while the keys are locked.
         """
+        with self._lock:
+            self._in_progress += 1
+        try:
+            return self._execute(writes, handles, observe, tuple(guards))
+        finally:
+            with self._lock:
+                self._in_progress -= 1
+
+    def in_progress(self) -> int:
+        """Transactions this coordinator is running now (the batchers' company)."""
+        return self._in_progress
+
+    def _execute(self, writes: Mapping[str, Optional[str]], handles: Handles | Callable[[bool], Handles],
+                 observe: Callable[[Mapping[str, Optional[str]]], Any] | None, guards: tuple) -> Outcome:
         backoff = self.conflict_backoff
         reload_members = False
         started_us = time.time_ns() // 1000
         for attempt in itertools.count(1):
             current = handles(reload_members) if callable(handles) else handles
-            outcome = self._attempt(self.new_txid(started_us), writes, current, observe, tuple(guards))
+            outcome = self._attempt(self.new_txid(started_us), writes, current, observe, guards)
             outcome.attempts = attempt
             if outcome.committed:
                 return outcome

@@ -84,7 +84,8 @@ class ReplicaServer:
             self.data_lock.release()
             raise
         self.membership = Membership(name, ns_host, ns_port, store=self.storage,
-                                     call_timeout=settings.timeouts.vote, limits=settings.limits)
+                                     call_timeout=settings.timeouts.vote, limits=settings.limits,
+                                     company=lambda: self.coordinator.in_progress())
         self.failpoints = failpoints
         nathost, natport = advertise if advertise else (None, None)
         guard = ConnectionGuard(limit=settings.max_connections, handshake_timeout=settings.timeouts.handshake,

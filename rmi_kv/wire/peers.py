@@ -14,12 +14,12 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from Pyro5 import errors as pyro_errors
 from Pyro5.api import Proxy
 
-from rmi_kv.config import Limits
+from rmi_kv.config import Limits, size_allowance
 from rmi_kv.core.batching import MessageBatcher
 from rmi_kv.core.members import MemberList, MemberStore
 from rmi_kv.core.messages import GET_DECISION, HAVE_COMMITTED
@@ -57,7 +57,8 @@ class PeerLinks:
         with self._lock:
             batcher = self._batchers.get(name)
             if batcher is None:
-                batcher = self._batchers[name] = MessageBatcher(name, _BatchLink(name, self._membership))
+                batcher = self._batchers[name] = MessageBatcher(name, _BatchLink(name, self._membership),
+                                                                   company=self._membership.company)
             return batcher
 
     def moved(self, name: str) -> None:
@@ -86,8 +87,11 @@ class Membership:
     """The members of the cluster as one replica sees them, and the ways to reach them."""
 
     def __init__(self, self_name: str, ns_host: str, ns_port: int, *, store: Optional[MemberStore] = None,
-                 call_timeout: float = 2.0, ns_timeout: float = 2.0, limits: Limits = Limits()) -> None:
+                 call_timeout: float = 2.0, ns_timeout: float = 2.0, limits: Limits = Limits(),
+                 company: Callable[[], int] = lambda: 0) -> None:
         self.self_name = self_name
+        #: how many transactions this replica coordinates now: its batchers wait for that company
+        self.company = company
         self.call_timeout = call_timeout
         self.limits = limits
         self.self_uri: Optional[str] = None
@@ -259,8 +263,9 @@ class _BatchLink:
     def _alone(self, message: list) -> list:
         """One message as a call of its own (JSON escapes can make a legal
         transaction of control characters too big for a batch)."""
+        limit = self.handle.membership.call_timeout + size_allowance(message_size(message[0], tuple(message[1:])))
         try:
-            return [True, self.handle.call(message[0], *message[1:])]
+            return [True, self.handle.call(message[0], *message[1:], timeout=limit)]
         except Exception as error:
             return [False, error]
 
@@ -269,6 +274,7 @@ class _BatchLink:
         if 2 * len(text.encode("utf-8")) > self.max_text:  # serpent may double it: too big for one message
             return [self._alone(message) for message in messages]
         membership = self.handle.membership
+        limit = membership.call_timeout + size_allowance(len(text))  # a large batch takes longer to carry
         uri = membership.uri_of(self.handle.name)
         proxy = getattr(self._connections, "proxy", None)
         if proxy is not None and self._connections.uri != uri:  # the member moved
@@ -276,17 +282,18 @@ class _BatchLink:
             proxy = None
         if proxy is None and uri is not None:
             proxy = self._connections.proxy = Proxy(uri)
-            proxy._pyroTimeout = membership.call_timeout
             self._connections.uri = uri
         if proxy is not None:
+            if proxy._pyroTimeout != limit:
+                proxy._pyroTimeout = limit
             try:
                 return decode_answers(proxy.batch(text), self.handle.name)
             except pyro_errors.TimeoutError:
                 self._drop(proxy)
-                raise self.handle.unanswered("batch", membership.call_timeout) from None
+                raise self.handle.unanswered("batch", limit) from None
             except pyro_errors.CommunicationError:
                 self._drop(proxy)
-        return decode_answers(self.handle.call("batch", text), self.handle.name)
+        return decode_answers(self.handle.call("batch", text, timeout=limit), self.handle.name)
 
     def _drop(self, proxy: Proxy) -> None:
         proxy._pyroRelease()

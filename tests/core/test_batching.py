@@ -193,3 +193,65 @@ def test_a_lazy_message_waits_for_company_then_goes_alone(peer):
         assert alone.submit(("echo", "late"), lazy=True).result(timeout=10)[0] == "etal"
     finally:
         alone.close()
+
+
+def test_one_call_at_a_time_until_the_call_in_flight_stalls(peer):
+    batcher = MessageBatcher("p1", peer, senders=2, stall=30.0)
+    try:
+        peer.hold.clear()
+        first = batcher.submit(("echo", "first"))
+        assert peer.entered.acquire(timeout=10)
+        queued = [batcher.submit(("echo", f"m{index}")) for index in range(3)]
+        assert not peer.entered.acquire(timeout=0.05)  # B1: no second call while the first is out
+        peer.hold.set()
+        assert [future.result(timeout=10)[0] for future in [first, *queued]] == ["tsrif", "0m", "1m", "2m"]
+        assert [len(call) for call in peer.calls] == [1, 3]
+    finally:
+        peer.hold.set()
+        batcher.close()
+
+
+def test_a_stalled_call_lets_a_second_sender_carry_the_queue():
+    release, slow_sent = threading.Event(), threading.Event()
+
+    def send(messages):
+        if any(message[1] == "vote waiting for a key" for message in messages):
+            slow_sent.set()
+            assert release.wait(10)
+        return [[True, message[1]] for message in messages]
+
+    batcher = MessageBatcher("p1", send, senders=2, stall=0.01)
+    try:
+        waiting = batcher.submit(("echo", "vote waiting for a key"))
+        assert slow_sent.wait(10)
+        # B2: the decision that frees the key goes on the rescue sender
+        assert batcher.submit(("echo", "decision")).result(timeout=10)[0] == "decision"
+        assert not waiting.done()
+    finally:
+        release.set()
+        batcher.close()
+
+
+def test_queued_messages_wait_for_the_company_that_is_coming(peer):
+    company = [3]
+    batcher = MessageBatcher("p1", peer, senders=1, linger=30.0, company=lambda: company[0])
+    try:
+        first = batcher.submit(("echo", "a"))
+        assert not peer.entered.acquire(timeout=0.05)  # B3: two more transactions are in progress
+        second = batcher.submit(("echo", "b"))
+        assert not peer.entered.acquire(timeout=0.05)
+        third = batcher.submit(("echo", "c"))
+        assert [future.result(timeout=10)[0] for future in (first, second, third)] == ["a", "b", "c"]
+        assert peer.calls == [[("echo", "a"), ("echo", "b"), ("echo", "c")]]  # all the company in one call
+        company[0] = 1
+        assert batcher.submit(("echo", "alone")).result(timeout=10)[0] == "enola"  # one transaction: at once
+    finally:
+        batcher.close()
+
+
+def test_company_that_does_not_come_is_waited_for_linger_seconds_only(peer):
+    batcher = MessageBatcher("p1", peer, senders=1, linger=0.02, company=lambda: 16)
+    try:
+        assert batcher.submit(("echo", "x")).result(timeout=10)[0] == "x"
+    finally:
+        batcher.close()
