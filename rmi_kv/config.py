@@ -27,6 +27,17 @@ class Limits:
         return 4 * max(self.max_transaction_bytes, self.max_value_bytes + self.max_key_bytes) + 64 * 1024
 
 
+#: how much longer a protocol message may take per MiB of keys and values it carries: a large
+#: transaction takes longer to encode, carry and decode than a lost participant takes to be noticed
+SECONDS_PER_MIB = 2.0
+
+
+def size_allowance(size: int) -> float:
+    """The extra seconds a message of ``size`` bytes of keys and values may
+    take (none under 64 KiB: the timeouts themselves cover those)."""
+    return SECONDS_PER_MIB * size / (1024 * 1024) if size > 64 * 1024 else 0.0
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """How long each step may take, in seconds."""

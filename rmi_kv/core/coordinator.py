@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
+from rmi_kv.config import size_allowance
 from rmi_kv.core import txid as txids
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.handles import LocalParticipant, ParticipantHandle, timed
@@ -397,9 +398,16 @@ class Coordinator:
                 self._acknowledged.wait(remaining)
             return None if self._awaited.get(txid) else holding()
 
+    def vote_allowance(self, writes: Mapping[str, Optional[str]]) -> float:
+        """How long the votes on ``writes`` may take: the vote timeout, and
+        more for a large transaction, whose messages take longer to encode,
+        carry and decode than a lost participant takes to be noticed."""
+        return self.vote_timeout + size_allowance(sum(len(key) + len(value or "") for key, value in writes.items()))
+
     def _collect_votes(self, round_: _Round, txid: str, writes: dict,
                        handles: Handles, participants: list[str], guards: tuple = ()):
-        deadline = time.monotonic() + self.vote_timeout
+        allowance = self.vote_allowance(writes)
+        deadline = time.monotonic() + allowance
         futures = {}
         sent_at: dict[str, float] = {}
         epoch = self.epoch()
@@ -442,7 +450,7 @@ class Coordinator:
         for future in done:
             count(futures.pop(future), future.result())
         for name in sorted(futures.values()):
-            refusals[name] = f"did not vote within {self.vote_timeout:g} s"
+            refusals[name] = f"did not vote within {allowance:g} s"
             round_.note("vote", name, "timeout")
             state["retryable"] = False
         retryable, membership_changed = state["retryable"], state["membership_changed"]

@@ -208,6 +208,16 @@ def test_a_participant_that_does_not_vote_in_time_aborts(make_coordinator, wait_
         release.set()
 
 
+def test_a_large_transaction_is_given_longer_to_vote(make_coordinator):
+    coordinator = make_coordinator("c0", vote_timeout=0.2)
+    assert coordinator.vote_allowance({"k": "v"}) == 0.2  # small writes: the timeout alone
+    two_mib = {"a": "x" * (1024 * 1024), "b": "y" * (1024 * 1024)}
+    assert coordinator.vote_allowance(two_mib) > 0.2 + 3.9  # 2 s per MiB on top
+    handles = fakes("c0", "p1", storage=coordinator.storage)
+    handles["p1"] = FakeParticipant("p1", votes=[lambda txid: threading.Event().wait(0.4) or True])  # slower than the plain timeout
+    assert coordinator.execute(two_mib, handles).committed  # a slow vote past the plain timeout still counts
+
+
 def test_observe_failure_aborts(make_coordinator, wait_until):
     coordinator = make_coordinator("c0")
     handles = fakes("c0", "p1", storage=coordinator.storage)
