@@ -69,7 +69,7 @@ class MessageBatcher:
 
     def __init__(self, name: str, send_batch: Callable[[list[tuple]], Sequence[Any]], *,
                  max_messages: int = MAX_MESSAGES, max_bytes: int = 2 * 1024 * 1024, senders: int = 2,
-                 linger: float = 0.004, stall: float = 0.005,
+                 linger: float = 0.008, stall: float = 0.05,
                  company: Callable[[], int] = lambda: 0) -> None:
         self.name = name
         self._send_batch = send_batch
@@ -80,8 +80,9 @@ class MessageBatcher:
         self._closed = False
         self._senders: list[threading.Thread] = []
         self.max_senders = senders
-        #: when each call now on the wire went (time.perf_counter())
+        #: when each call now on the wire went, and when the last answer came (time.perf_counter())
         self._in_flight: list[float] = []
+        self._answered_at = 0.0
         #: how long queued messages may wait for company (B3, B4)
         self.linger = linger
         #: how long a call may be out before a second sender carries the queue (B2)
@@ -169,10 +170,11 @@ class MessageBatcher:
             if len(self._in_flight) >= self.max_senders:
                 return None
             return max(0.0, self._in_flight[0] + self.stall - now)
-        oldest = self._queue[0].queued_at
         if self._urgent and len(self._queue) >= self._company():  # B3: all the company there is
             return 0.0
-        return max(0.0, oldest + self.linger - now)  # B3, B4
+        # from the last answer on: the transactions it answered are about to send their next messages
+        waiting_since = max(self._queue[0].queued_at, self._answered_at)
+        return max(0.0, waiting_since + self.linger - now)  # B3, B4
 
     def _run(self) -> None:
         while True:
@@ -189,6 +191,7 @@ class MessageBatcher:
                 answers = [(False, error)] * len(batch)
             with self._ready:
                 self._in_flight.remove(started)
+                self._answered_at = time.perf_counter()
                 self.calls += 1
                 self.messages += len(batch)
                 if self._queue:

@@ -27,16 +27,25 @@ log = logging.getLogger(__name__)
 REPAIR_OWNER = "anti-entropy repair"
 
 
-def _older_than(txid: str):
-    """Wait-die: a transaction waits for a lock only if it is older than the holder."""
+def _may_wait_for(txid: str, here: str):
+    """Whom ``txid``'s vote may wait for, for a key lock.
+
+    Wait-die: only for a younger holder. And never, at a participant, for a
+    holder of the same coordinator: that coordinator sends the holder's
+    decision to this replica on the one connection the waiting vote now
+    occupies (``core.batching`` B1), so it could not arrive before the wait
+    ends (the vote says no at once, and the coordinator tries again).
+    """
     try:
         mine = txids.priority(txid)
     except ValueError:
         return lambda holder: False
+    coordinator = txids.coordinator_of(txid)
+    local = coordinator == here
 
     def may_wait(holder: str) -> bool:
         try:
-            return mine < txids.priority(holder)
+            return mine < txids.priority(holder) and (local or txids.coordinator_of(holder) != coordinator)
         except ValueError:
             return False
 
@@ -311,7 +320,7 @@ class Participant:
                                         f"{', '.join(sorted(left_out))}", replica=self.name)
         self.failpoints.hit("participant.before_prepare")
         keys = [*writes, *reads]
-        blocker = self.locks.acquire(txid, keys, self.lock_wait, may_wait=_older_than(txid))
+        blocker = self.locks.acquire(txid, keys, self.lock_wait, may_wait=_may_wait_for(txid, self.name))
         if blocker is not None:
             log.debug("vote NO %s: keys held by %s", txid, blocker)
             return False

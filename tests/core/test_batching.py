@@ -255,3 +255,24 @@ def test_company_that_does_not_come_is_waited_for_linger_seconds_only(peer):
         assert batcher.submit(("echo", "x")).result(timeout=10)[0] == "x"
     finally:
         batcher.close()
+
+
+def test_the_linger_counts_from_the_last_answer(peer):
+    company = [1]
+    batcher = MessageBatcher("p1", peer, senders=1, linger=30.0, company=lambda: company[0])
+    try:
+        peer.hold.clear()
+        first = batcher.submit(("echo", "a"))  # one transaction in progress: at once
+        assert peer.entered.acquire(timeout=10)
+        queued = batcher.submit(("echo", "b"))
+        company[0] = 2
+        peer.hold.set()
+        assert first.result(timeout=10)[0] == "a"
+        # queued long before the answer, it still waits for the transaction the answer set going
+        assert not peer.entered.acquire(timeout=0.05)
+        third = batcher.submit(("echo", "c"))
+        assert (queued.result(timeout=10)[0], third.result(timeout=10)[0]) == ("b", "c")
+        assert peer.calls == [[("echo", "a")], [("echo", "b"), ("echo", "c")]]
+    finally:
+        peer.hold.set()
+        batcher.close()

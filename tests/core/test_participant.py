@@ -63,14 +63,14 @@ def test_vote_no_on_a_lock_conflict(make_participant, new_txid):
 
 def test_older_transaction_waits_for_a_younger_holder(make_participant, new_txid):
     participant = make_participant(lock_wait=10.0)
-    older, younger = new_txid(), new_txid()
+    older, younger = new_txid("c1"), new_txid("c0")
     assert participant.can_commit(younger, {"a": "young"}, "c0", MEMBERS)
     started, done = threading.Event(), threading.Event()
     votes = []
 
     def vote():
         started.set()
-        votes.append(participant.can_commit(older, {"a": "old", "b": "old"}, "c0", MEMBERS))
+        votes.append(participant.can_commit(older, {"a": "old", "b": "old"}, "c1", MEMBERS))
         done.set()
 
     voter = threading.Thread(target=vote)
@@ -89,12 +89,29 @@ def test_older_transaction_waits_for_a_younger_holder(make_participant, new_txid
     assert participant.locks.held() == {"a": older, "b": older}
 
 
-def test_older_transaction_gives_up_after_lock_wait(make_participant, new_txid):
-    participant = make_participant(lock_wait=0.1)
-    older, younger = new_txid(), new_txid()
+def test_a_vote_never_waits_for_a_holder_of_its_own_coordinator(make_participant, new_txid):
+    # that coordinator's decision for the holder travels behind this vote, on the same connection
+    participant = make_participant("p1", lock_wait=10.0)
+    older, younger = new_txid("c0"), new_txid("c0")
     assert participant.can_commit(younger, {"a": "young"}, "c0", MEMBERS)
     started = time.monotonic()
     assert participant.can_commit(older, {"a": "old"}, "c0", MEMBERS) is False
+    assert time.monotonic() - started < 5.0  # not the 10 s lock wait
+    # the replica's own coordinator calls its participant directly: there the wait is worth it
+    here = make_participant("c0", lock_wait=0.1)
+    older, younger = new_txid("c0"), new_txid("c0")
+    assert here.can_commit(younger, {"a": "young"}, "c0", MEMBERS)
+    started = time.monotonic()
+    assert here.can_commit(older, {"a": "old"}, "c0", MEMBERS) is False
+    assert time.monotonic() - started >= 0.09  # it waited the lock wait out
+
+
+def test_older_transaction_gives_up_after_lock_wait(make_participant, new_txid):
+    participant = make_participant(lock_wait=0.1)
+    older, younger = new_txid("c1"), new_txid("c0")
+    assert participant.can_commit(younger, {"a": "young"}, "c0", MEMBERS)
+    started = time.monotonic()
+    assert participant.can_commit(older, {"a": "old"}, "c1", MEMBERS) is False
     assert time.monotonic() - started >= 0.09
     assert participant.locks.held() == {"a": younger}
 
