@@ -81,6 +81,10 @@ def _main(argv: list[str]) -> int:
         from rmi_kv import demo
 
         return int(demo.main([word for word in argv if word != "--demo"]) or 0)
+    if "--web" in argv:
+        from rmi_kv.web import cli as web
+
+        return web.main([word for word in argv if word != "--web"])
     rest = bench_arguments(argv)
     if rest is not None:
         return run_bench(rest)
