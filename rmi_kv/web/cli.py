@@ -136,7 +136,7 @@ def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
         scheme = "https" if args.tls_dir else "http"
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        print(f"web view of {session.title} at {scheme}://{shown}:{port}/ (Ctrl-C stops it"
+        print(f"web view of {session.title} ready at {scheme}://{shown}:{port}/ (Ctrl-C stops it"
               f"{' and the cluster' if session.controls else ''})", flush=True)
         session.serve(sock, tls_dir=args.tls_dir)
     return EXIT_OK

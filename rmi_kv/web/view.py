@@ -38,8 +38,9 @@ def node_state(status: dict, process: Optional[str] = None) -> str:
     """One word for a replica's state: paused, down, catching up, not serving, outside the epoch or serving."""
     if process in ("paused", "down"):
         return process
-    if not status.get("reachable"):
-        return "paused" if "did not answer in time" in str(status.get("error", "")) else "down"
+    if not status.get("reachable"):  # it took the connection and never answered: running, but stopped or stuck
+        error = str(status.get("error", "")).lower()
+        return "paused" if "timeout" in error or "may be paused" in error else "down"
     if status.get("catching_up"):
         return "catching up"
     if not status.get("serving"):

@@ -110,8 +110,8 @@ function node(status) {
   const group = document.getElementById(`node-${status.name}`);
   if (!group) return;
   group.setAttribute("class", `node state-${slug}`);
-  const epoch = status.epoch === null || status.epoch === undefined ? "" : `epoch ${status.epoch} · `;
-  group.querySelector(".info").textContent = status.reachable ? `${epoch}${status.keys} keys` : status.state;
+  const epoch = status.failover ? `epoch ${status.epoch} · ` : "";
+  group.querySelector(".info").textContent = status.reachable ? `${epoch}${plural(status.keys, "key")}` : status.state;
   group.querySelector(".digest").textContent = status.digest ? `digest ${status.digest.slice(0, 8)}` : "";
   const card = document.getElementById(`card-${status.name}`);
   card.dataset.state = status.state;
@@ -121,7 +121,7 @@ function node(status) {
     if (status.failover) lines.push(`${status.role} of epoch ${status.epoch}`,
       status.lease_valid ? `lease ${(+status.lease_remaining).toFixed(2)} s left` : "no read lease");
     else lines.push("strict 2PC (failover off)");
-    lines.push(`${status.keys} keys, digest ${status.digest}`);
+    lines.push(`${plural(status.keys, "key")}, digest ${status.digest}`);
     if (status.in_doubt) lines.push(`${status.in_doubt} in doubt`);
     const armed = Object.entries(status.failpoints || {});
     if (armed.length) lines.push("failpoint " + armed.map(([name, kind]) => `${name}=${kind}`).join(", "));
@@ -290,8 +290,10 @@ async function play() {
 
 function showQueued() {
   const count = page.queue.length;
-  $("#queued").textContent = count ? `${count} message${count === 1 ? "" : "s"} waiting` : "nothing waiting";
+  $("#queued").textContent = count ? `${plural(count, "message")} waiting` : "nothing waiting";
 }
+
+function plural(count, word) { return `${count} ${word}${count === 1 ? "" : "s"}`; }
 
 function duration() { return +$("#speed").value; }
 
@@ -391,7 +393,6 @@ async function act(action, form) {
     answer = { ok: false, message: `the web view did not answer (${error}): is it still running?` };
   }
   let text = answer.message;
-  if (answer.replicas) text += " — " + Object.entries(answer.replicas).map(([name, why]) => `${name}: ${why}`).join("; ");
   if (answer.hint) text += ` (${answer.hint})`;
   result.className = "result " + (answer.ok ? "ok" : "error");
   result.textContent = text;
