@@ -1,6 +1,6 @@
 """The web view in a real browser: headless Chromium against ``run_client.py --web`` and the
 cluster it starts. A put, its messages and its value on all five replicas; step mode; a crashed
-replica, the abort it causes, its restart and the recovery. A screenshot of each step goes to
+replica, the abort it causes, its restart and the recovery; a past round clicked on; a pause. A screenshot of each step goes to
 the test's directory (and to $RMI_KV_WEB_SCREENSHOTS when set, as docs/web/ was made).
 
 Needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver) and
@@ -138,7 +138,8 @@ def test_a_put_its_messages_and_values_then_a_crash_the_abort_and_the_recovery(w
     page.shot("cluster")
 
     # a put through replica2: every message of its round arrives, flies, and the value is on all five
-    browser.execute_script("document.getElementById('speed').value = 250")
+    browser.execute_script("const speed = document.getElementById('speed'); speed.value = 250; "
+                           "speed.dispatchEvent(new Event('input'))")
     assert page.put("color", "blue", "replica2").startswith("result ok: PUT color = 'blue' through replica2")
     page.until(lambda: browser.find_elements(By.CSS_SELECTOR, "#flying g.msg"), "a message flying")
     committed = page.until(lambda: page.timeline("committed"), "the transaction in the timeline")
@@ -178,6 +179,14 @@ def test_a_put_its_messages_and_values_then_a_crash_the_abort_and_the_recovery(w
     page.until(lambda: page.values("color") == {name: "green" for name in names}, "green on all five replicas")
     assert any("replica3 is serving" in line for line in page.texts("#log li"))
     page.shot("recovered")
+
+    # back in the timeline: the first write's round, replayed; a paused replica and its return
+    browser.execute_script("[...document.querySelectorAll('#timeline li')].pop().click()")
+    assert page.texts("#selected-txid")[0].startswith("replica2:") and page.messages().count("vote") == 5
+    assert page.press("pause", "replica5").startswith("result ok: replica5 paused")
+    page.until(lambda: page.states()["replica5"] == "paused", "replica5 paused in the page")
+    assert page.press("resume", "replica5").startswith("result ok: replica5 resumed")
+    page.until(lambda: page.states()["replica5"] == "serving", "replica5 serving again")
 
 
 def _waiting(browser) -> int:

@@ -314,6 +314,7 @@ function fly(event) {
       .then(() => group.remove());
   }
   group.append(svg("circle", { r: 8 }), label);
+  group.setAttribute("transform", `translate(${a.x},${a.y})`);
   layer.append(group);
   return animate(duration(), (t) => {
     const eased = t < 0.5 ? 2 * t * t : 1 - Math.pow(-2 * t + 2, 2) / 2;
