@@ -106,6 +106,15 @@ function layout() {
 
 function node(status) {
   page.nodes[status.name] = status;
+  // a new epoch settled the transactions its removed coordinators left in doubt: their outcome now
+  for (const [txid, outcome] of Object.entries(status.settled || {})) {
+    const txn = page.txns.get(txid);
+    if (txn && !txn.settled) {
+      txn.settled = `settled ${outcome} by epoch ${status.epoch}`;
+      txn.outcome = outcome === "commit" ? "committed" : "aborted";
+      renderTxn(txn);
+    }
+  }
   const slug = status.state.replace(/ /g, "-");
   const group = document.getElementById(`node-${status.name}`);
   if (!group) return;
@@ -172,7 +181,7 @@ function renderTxn(txn) {
   txn.item.dataset.outcome = txn.outcome;
   txn.item.replaceChildren(el("span", { class: "who" }, `${txn.coordinator} `),
     el("span", { class: "writes" }, txn.writes ? describeWrites(txn.writes) + " " : `${shortTxid(txn.txid)} `),
-    el("span", { class: "outcome" }, txn.outcome));
+    el("span", { class: "outcome" }, txn.settled ? `${txn.outcome} (${txn.settled})` : txn.outcome));
 }
 
 function shortTxid(txid) {
