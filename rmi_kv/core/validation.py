@@ -168,7 +168,7 @@ def check_wait(wait: Any, most: float = MAX_WATCH_WAIT) -> float:
     return float(wait)
 
 
-def check_watch_cursor(cursor: Any, what: str = "watch") -> Optional[tuple[str, int]]:
+def check_cursor(cursor: Any, what: str = "watch") -> Optional[tuple[str, int]]:
     """A cursor of a ``what`` answer (``{"boot": str, "seq": int}``) as (boot, seq), or None (from now)."""
     if cursor is None:
         return None

@@ -75,8 +75,9 @@ class ClusterView:
 
     def __init__(self, connect: Callable[..., KeyValueClient], names: Callable[[], list[str]], *,
                  poll: float = 0.5, process_state: Callable[[str], Optional[str]] = lambda name: None) -> None:
-        """``connect(timeout, replica=None)``: a client of the cluster (bound to ``replica``); ``process_state(name)``: "paused" or "down" when
-        the view knows it better than a status call can (an embedded cluster's own processes), else None."""
+        """``connect(timeout, replica=None)``: a client of the cluster (bound to ``replica``);
+        ``process_state(name)``: "paused" or "down" when the view knows it better than a status
+        call can (an embedded cluster's own processes), else None."""
         self.connect = connect
         self.names = names
         self.poll = poll
@@ -92,23 +93,25 @@ class ClusterView:
         self._values: dict[str, dict] = {}
         self._watched: list[str] = []
         self._epoch: Optional[int] = None
+        #: every replica named so far, in order (the page's nodes)
+        self._names: list[str] = []
+        #: the replicas followed, each by two threads
         self._threads: dict[str, list[threading.Thread]] = {}
+        self._discoverer = threading.Thread(target=self._discover, name="web-discover", daemon=True)
         self._stop = threading.Event()
 
     # ------------------------------------------------------------ lifetime
     def start(self) -> "ClusterView":
         """Begin following every replica named now (and, every few seconds, any new one)."""
         self._follow_new()
-        thread = threading.Thread(target=self._discover, name="web-discover", daemon=True)
-        thread.start()
-        self._threads["discover"] = [thread]
+        self._discoverer.start()
         return self
 
     def stop(self) -> None:
         """Stop every thread (each ends within a feed wait) and close the connections."""
         self._stop.set()
-        for threads in list(self._threads.values()):
-            for thread in threads:
+        for thread in [self._discoverer, *(thread for pair in list(self._threads.values()) for thread in pair)]:
+            if thread.is_alive():
                 thread.join(FEED_WAIT + 6.0)
         for client in [self._feeds, self._statuses, *self._pinned.values()]:
             client.close()
@@ -117,6 +120,8 @@ class ClusterView:
         for name in self.names():
             if name in self._threads:
                 continue
+            with self._lock:
+                self._names = sorted({*self._names, name})
             threads = [threading.Thread(target=self._follow_feed, args=(name,), name=f"web-feed-{name}", daemon=True),
                        threading.Thread(target=self._follow_status, args=(name,), name=f"web-status-{name}",
                                         daemon=True)]
@@ -147,7 +152,7 @@ class ClusterView:
     def snapshot(self) -> dict:
         """What a page that opens now is told first: the replicas, their state and values, the recent history."""
         with self._lock:
-            return {"kind": "hello", "replicas": sorted(set(self.names()) | set(self._nodes)),
+            return {"kind": "hello", "replicas": list(self._names),
                     "nodes": dict(self._nodes), "values": dict(self._values), "watched": list(self._watched),
                     "history": list(self._history)}
 

@@ -21,7 +21,8 @@ from rmi_kv import __version__
 from rmi_kv.config import Settings
 from rmi_kv.core import txid as txids
 from rmi_kv.core import validation
-from rmi_kv.core.changes import ChangeFeed, Cursor, matcher
+from rmi_kv.core.changes import ChangeFeed, matcher
+from rmi_kv.core.feed import Batch, Cursor
 from rmi_kv.core.coordinator import Coordinator
 from rmi_kv.core.failover import MEMBER, Failover
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
@@ -356,13 +357,12 @@ class KeyValue:
             validation.check_prefix(target, self.limits)
         else:
             validation.check_key(target, self.limits)
-        checked = validation.check_watch_cursor(cursor)
+        checked = validation.check_cursor(cursor)
         wait = validation.check_wait(wait)
         batch = self._read(lambda: self.changes.since(None if checked is None else Cursor(*checked),
                                                       matcher(target, is_prefix), timeout=wait,
                                                       gone=caller_gone))
-        return {"replica": self.name, "boot": batch.next.boot, "events": [c.as_dict() for c in batch.changes],
-                "next": batch.next.as_dict(), "missed": batch.missed, "resumed_from": batch.resumed_from.as_dict()}
+        return self._feed_answer(batch)
 
     @remote_boundary
     def protocolEvents(self, cursor: Optional[dict], wait: float) -> dict:
@@ -370,10 +370,15 @@ class KeyValue:
         now), and the answers their clients got: a long poll that waits up to ``wait`` seconds for
         one. Asking turns the recording on for a while (``core.protocol_feed``); ``next``,
         ``missed`` and ``resumed_from`` mean what they mean for ``watch``."""
-        checked = validation.check_watch_cursor(cursor, "protocolEvents")
+        checked = validation.check_cursor(cursor, "protocolEvents")
         wait = validation.check_wait(wait)
         self.coordinator.listener = self.protocol.note
         batch = self.protocol.since(None if checked is None else Cursor(*checked), timeout=wait, gone=caller_gone)
+        return self._feed_answer(batch)
+
+    def _feed_answer(self, batch: Batch) -> dict:
+        """A long poll's answer: the events found, the cursor to ask with next, and whether (and from
+        where) it resumed after events it could not show."""
         return {"replica": self.name, "boot": batch.next.boot, "events": [e.as_dict() for e in batch.changes],
                 "next": batch.next.as_dict(), "missed": batch.missed, "resumed_from": batch.resumed_from.as_dict()}
 
