@@ -5,9 +5,9 @@ For each replica two threads: one long-polls its protocol feed
 the answers its clients got), one asks its ``status`` (and reads the keys the
 page showed being written) every ``poll`` seconds. Each finding becomes an
 update (a dict with a ``kind``): ``protocol`` (one message), ``node`` (a
-replica's state), ``values`` (the watched keys as that replica holds them) and
+replica's state), ``values`` (the watched keys as that replica holds them),
 ``log`` (a line for the event log: a replica going down or coming back, a new
-epoch). Updates go to every subscriber (the pages' server-sent event streams);
+epoch) and ``replicas`` (a replica the name server lists since the page opened). Updates go to every subscriber (the pages' server-sent event streams);
 the latest ones are kept for a page that opens later.
 """
 from __future__ import annotations
@@ -122,6 +122,9 @@ class ClusterView:
                 continue
             with self._lock:
                 self._names = sorted({*self._names, name})
+                names = list(self._names)
+            if self._discoverer.is_alive():  # one that came later: the pages draw it too
+                self.publish({"kind": "replicas", "replicas": names})
             threads = [threading.Thread(target=self._follow_feed, args=(name,), name=f"web-feed-{name}", daemon=True),
                        threading.Thread(target=self._follow_status, args=(name,), name=f"web-status-{name}",
                                         daemon=True)]

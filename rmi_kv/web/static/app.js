@@ -1,9 +1,9 @@
 // The page of the web view: plain JavaScript, no build step.
 // It reads one server-sent event stream (/events): a "hello" with the cluster and the recent
 // history, then "protocol" (one two-phase commit message), "node" (a replica's state), "values"
-// (the watched keys on one replica) and "log" updates. Messages are animated one group at a
-// time (a fan-out travels together); in step mode the page holds each group until "next" is
-// clicked. The cluster does not wait: the messages queue in this page.
+// (the watched keys on one replica), "log" and "replicas" (one more replica to draw) updates.
+// Messages are animated one group at a time (a fan-out travels together); in step mode the page
+// holds each group until "next" is clicked. The cluster does not wait: the messages queue in this page.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
@@ -48,6 +48,7 @@ function handle(update) {
     case "node": return node(update.node);
     case "values": page.values[update.replica] = update.values; return renderValues();
     case "log": return logLine(update.text, update.level, update.time);
+    case "replicas": page.replicas = update.replicas; layout(); Object.values(page.nodes).forEach(node); return renderValues();
   }
 }
 
