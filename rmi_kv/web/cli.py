@@ -117,6 +117,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except RmiKvError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
+    except RuntimeError as error:  # the embedded cluster did not start: its first line says why
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         sock.close()
         signal.signal(signal.SIGTERM, previous)
