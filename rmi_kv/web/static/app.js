@@ -157,7 +157,7 @@ function txnOf(event) {
 
 function protocol(event, animate) {
   const txn = txnOf(event);
-  if (txn.events.some((seen) => seen.seq === event.seq)) return;  // sent in the hello and just after it
+  if (txn.events.some((seen) => seen.seq === event.seq && seen.time === event.time)) return;  // in the hello and just after
   txn.events.push(event);
   txn.events.sort((a, b) => (a.at_ms ?? Infinity) - (b.at_ms ?? Infinity));
   if (event.message === "decision") txn.outcome = event.result.startsWith("COMMIT") ? "committed" : "aborted";
