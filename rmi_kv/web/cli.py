@@ -131,15 +131,15 @@ def _interrupt(_number: int, _frame: object) -> None:
 
 
 def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
-    from rmi_kv.web.session import Session
+    from rmi_kv.web.server import WebServer
 
     attached = args.ns_host is not None or args.ns_port is not None
-    with Session.attached(args.ns_host or DEFAULT_NS_HOST, args.ns_port or DEFAULT_NS_PORT, args.tls_dir) \
-            if attached else Session.embedded(REPLICAS, failover=args.failover) as session:
+    with WebServer.attached(args.ns_host or DEFAULT_NS_HOST, args.ns_port or DEFAULT_NS_PORT, args.tls_dir) \
+            if attached else WebServer.embedded(REPLICAS, failover=args.failover) as server:
         scheme = "https" if args.tls_dir else "http"
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        print(f"web view of {session.title} ready at {scheme}://{shown}:{port}/ (Ctrl-C stops it"
-              f"{' and the cluster' if session.controls else ''})", flush=True)
-        session.serve(sock, tls_dir=args.tls_dir)
+        print(f"web view of {server.title} ready at {scheme}://{shown}:{port}/ (Ctrl-C stops it"
+              f"{' and the cluster' if server.controls else ''})", flush=True)
+        server.serve(sock, tls_dir=args.tls_dir)
     return EXIT_OK

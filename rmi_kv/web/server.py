@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 GRACEFUL = 1.0
 
 
-class Session:
+class WebServer:
     """The view of one cluster, stopped (with the cluster, when it was started here) on leaving."""
 
     def __init__(self, view: ClusterView, title: str, controls: Optional[Controls] = None,
@@ -29,7 +29,7 @@ class Session:
         self.cluster = cluster
 
     @classmethod
-    def embedded(cls, replicas: int, *, failover: str = "on") -> "Session":
+    def embedded(cls, replicas: int, *, failover: str = "on") -> "WebServer":
         """Start a name server and ``replicas`` replicas on 127.0.0.1 (as the demo does), with controls."""
         cluster = LocalCluster(replicas, replica_args=["--failover", failover])
         print(f"starting a name server and {replicas} replicas on 127.0.0.1 (failover {failover}; data in "
@@ -49,7 +49,7 @@ class Session:
             raise
 
     @classmethod
-    def attached(cls, ns_host: str, ns_port: int, tls_dir: Optional[str] = None) -> "Session":
+    def attached(cls, ns_host: str, ns_port: int, tls_dir: Optional[str] = None) -> "WebServer":
         """Show the cluster whose name server is at ``ns_host:ns_port``, without controls."""
         def connect(timeout: float, replica: Optional[str] = None) -> KeyValueClient:
             return KeyValueClient(ns_host, ns_port, replica=replica, timeout=timeout, tls_dir=tls_dir)
@@ -79,7 +79,7 @@ class Session:
                                 timeout_graceful_shutdown=GRACEFUL, **ssl)
         uvicorn.Server(config).run(sockets=[sock])
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> "WebServer":
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
