@@ -1,7 +1,6 @@
 """One run of the web view: its cluster (started here, or attached), the view, the controls, the server."""
 from __future__ import annotations
 
-import logging
 import socket
 import sys
 from typing import Any, Optional
@@ -11,8 +10,6 @@ from rmi_kv.web.app import make_app
 from rmi_kv.web.controls import Controls
 from rmi_kv.web.view import ClusterView
 from rmi_kv.wire.client import KeyValueClient
-
-log = logging.getLogger(__name__)
 
 #: seconds the server waits for open pages to go when it stops
 GRACEFUL = 1.0
