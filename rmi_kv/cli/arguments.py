@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tls-dir", metavar="DIR", help="mutual TLS with the client certificate in DIR")
     parser.add_argument("--demo", action="store_true",
                         help="the course-style walkthrough (python run_client.py --demo --help for its options)")
+    parser.add_argument("--web", action="store_true",
+                        help="a live web view of the cluster, with controls for one it starts itself "
+                             "(python run_client.py --web --help for its options)")
     parser.add_argument("-f", "--file", help="run the commands in FILE, one a line ('-': stdin)")
     parser.add_argument("--keep-going", action="store_true", help="in a script, go on after a failed command")
     parser.add_argument("-i", "--interactive", action="store_true",

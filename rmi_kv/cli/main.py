@@ -1,10 +1,11 @@
-"""``run_client.py``: the console, one-shot commands, script mode, the benchmark.
+"""``run_client.py``: the console, one-shot commands, script mode, the benchmark, the web view.
 
     run_client.py                              the console (on a terminal)
     run_client.py [--replica R] get KEY        one command, then exit
     run_client.py --file FILE                  a script: one command a line, # comments
     printf 'put a 1\\nget a\\n' | run_client.py  the same, from stdin
     run_client.py bench ...                    the benchmark (rmi_kv.bench)
+    run_client.py --web                        the live web view (rmi_kv.web)
 
 Exit codes: 0 success, 1 key not found, 2 usage error, 3 aborted,
 4 cluster unavailable (no name server, or no replica to ask), 5 outcome
@@ -81,6 +82,10 @@ def _main(argv: list[str]) -> int:
         from rmi_kv import demo
 
         return int(demo.main([word for word in argv if word != "--demo"]) or 0)
+    if "--web" in argv:
+        from rmi_kv.web import cli as web
+
+        return web.main([word for word in argv if word != "--web"])
     rest = bench_arguments(argv)
     if rest is not None:
         return run_bench(rest)

@@ -68,13 +68,18 @@ class Outcome:
     compare_failed: Optional[CompareFailed] = None
 
 
+#: called with (txid, event) for every event a round notes (the web view's protocol feed)
+Listener = Callable[[str, TraceEvent], None]
+
+
 class _Round:
     """Bookkeeping of one attempt: its trace clock and events."""
 
-    def __init__(self, txid: str) -> None:
+    def __init__(self, txid: str, listener: Optional[Listener] = None) -> None:
         self.txid = txid
         self.started = time.perf_counter()
         self.trace: list[TraceEvent] = []
+        self.listener = listener
 
     def now_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
@@ -87,6 +92,8 @@ class _Round:
             self.trace.sort(key=lambda noted: noted.at_ms)
         else:
             self.trace.append(event)
+        if self.listener is not None:
+            self.listener(self.txid, event)
 
 
 def describe_failure(error: BaseException) -> str:
@@ -144,6 +151,8 @@ class Coordinator:
         self._decided_at: dict[str, float] = {}
         #: fully acknowledged COMMIT records, to drop from the log lazily
         self._forgettable: list[str] = []
+        #: told of every message of every round from now on (None: nobody; set it to listen)
+        self.listener: Optional[Listener] = None
         self.committed = 0
         self.aborted = 0
         #: attempts repeated after a lost lock conflict or a stale member list
@@ -252,7 +261,7 @@ class Coordinator:
                     continue
             targets = {name: handles[name] for name in waiting if name in handles}
             if targets:
-                round_ = _Round(txid)
+                round_ = _Round(txid, self.listener)
                 self._send_decision(round_, DO_COMMIT, targets, self.decision_timeout)
 
     # ------------------------------------------------------------- execution
@@ -309,7 +318,7 @@ class Coordinator:
     def _attempt(self, txid: str, writes: Mapping[str, Optional[str]],
                  handles: Handles, observe, guards: tuple = ()) -> Outcome:
         participants = sorted(handles)
-        round_ = _Round(txid)
+        round_ = _Round(txid, self.listener)
         with self._lock:
             self._active[txid] = self.VOTING
         try:

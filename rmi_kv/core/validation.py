@@ -168,17 +168,17 @@ def check_wait(wait: Any, most: float = MAX_WATCH_WAIT) -> float:
     return float(wait)
 
 
-def check_watch_cursor(cursor: Any) -> Optional[tuple[str, int]]:
-    """A watch cursor (``{"boot": str, "seq": int}``) as (boot, seq), or None (from now)."""
+def check_cursor(cursor: Any, what: str = "watch") -> Optional[tuple[str, int]]:
+    """A cursor of a ``what`` answer (``{"boot": str, "seq": int}``) as (boot, seq), or None (from now)."""
     if cursor is None:
         return None
     if not isinstance(cursor, dict) or set(cursor) != {"boot", "seq"}:
-        raise InvalidRequest('a watch cursor is {"boot": ..., "seq": ...}, as a watch answer\'s "next"')
+        raise InvalidRequest(f'a {what} cursor is {{"boot": ..., "seq": ...}}, as a {what} answer\'s "next"')
     boot, seq = cursor["boot"], cursor["seq"]
     if not isinstance(boot, str) or not 1 <= len(boot) <= 64:
-        raise InvalidRequest("a watch cursor's boot is the text a watch answer gave")
+        raise InvalidRequest(f"a {what} cursor's boot is the text a {what} answer gave")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-        raise InvalidRequest("a watch cursor's seq is a whole number from 0")
+        raise InvalidRequest(f"a {what} cursor's seq is a whole number from 0")
     return boot, seq
 
 

@@ -373,6 +373,26 @@ class KeyValueClient:
             last_error = ReplicaUnavailable("no replica is registered in the name server")
         raise ReplicaUnavailable(str(last_error), replica=getattr(last_error, "replica", None))
 
+    def protocol_events(self, replica: str, cursor: Optional[dict], wait: float = WATCH_WAIT) -> dict:
+        """One long poll of ``replica``'s protocol feed (``KeyValue.protocolEvents``): the messages
+        of the rounds it coordinated after ``cursor`` (None: from now), waiting up to ``wait``
+        seconds for one; ReplicaUnavailable when it does not answer."""
+        proxy = self._connected(replica)
+        proxy._pyroTimeout = wait + self.timeout
+        try:
+            return dict(proxy.protocolEvents(cursor, wait))
+        except pyro_errors.CommunicationError as error:
+            self._drop(replica)
+            raise ReplicaUnavailable(f"replica {replica} did not answer protocolEvents ({error})",
+                                     replica=replica) from None
+        finally:
+            proxy._pyroTimeout = self.timeout
+
+    def status_of(self, replica: str) -> dict:
+        """``replica``'s status, as one entry of ``status`` (``reachable``, ``latency_ms``, and
+        ``error`` when it did not answer)."""
+        return self._ask_member(replica, self._lookup(replica), True, "status")
+
     def snapshot_open(self) -> dict:
         """Begin a consistent copy of a replica's committed data (the replica in use, or any):
         ``id``, ``replica``, ``digest``, ``keys``, ``taken_at``; page through it on that replica."""

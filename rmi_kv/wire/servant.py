@@ -21,13 +21,15 @@ from rmi_kv import __version__
 from rmi_kv.config import Settings
 from rmi_kv.core import txid as txids
 from rmi_kv.core import validation
-from rmi_kv.core.changes import ChangeFeed, Cursor, matcher
+from rmi_kv.core.changes import ChangeFeed, matcher
+from rmi_kv.core.feed import Batch, Cursor
 from rmi_kv.core.coordinator import Coordinator
 from rmi_kv.core.failover import MEMBER, Failover
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.handles import LocalHandle
 from rmi_kv.core.messages import CAN_COMMIT, DO_ABORT, DO_COMMIT, GET_DECISION, HAVE_COMMITTED, VoteRequest
 from rmi_kv.core.participant import Participant
+from rmi_kv.core.protocol_feed import ProtocolFeed
 from rmi_kv.core.snapshot_sessions import SnapshotSessions
 from rmi_kv.errors import InvalidRequest, NameServerUnavailable, ReplicaUnavailable, RmiKvError
 from rmi_kv.storage.interfaces import ReplicaStorage
@@ -137,10 +139,12 @@ class KeyValue:
                  membership: Membership, failover: Failover, settings: Settings = Settings(),
                  failpoints: Failpoints = NO_FAILPOINTS, connections: Callable[[], dict] = dict,
                  integrity: IntegrityView = NoIntegrity(), changes: Optional[ChangeFeed] = None,
-                 snapshots: Optional[SnapshotSessions] = None) -> None:
+                 snapshots: Optional[SnapshotSessions] = None, protocol: Optional[ProtocolFeed] = None) -> None:
         self.name = name
         #: the changes committed here, for watchers (``watch``)
         self.changes = changes or ChangeFeed()
+        #: the messages of the rounds coordinated here, for viewers (``protocolEvents``)
+        self.protocol = protocol or ProtocolFeed()
         #: the consistent reads clients copy for backups (none without a storage that takes them)
         self.snapshots = snapshots if snapshots is not None else SnapshotSessions(name, _no_snapshots)
         self.integrity = integrity
@@ -225,7 +229,13 @@ class KeyValue:
         with self._inflight_changed:
             self._inflight += 1
         try:
-            return self.coordinator.execute(writes, self._handles, observe, guards)
+            outcome = self.coordinator.execute(writes, self._handles, observe, guards)
+        except RmiKvError as error:
+            self.protocol.answered(getattr(error, "txid", None), self.name, writes, error)
+            raise
+        else:
+            self.protocol.answered(outcome.txid, self.name, writes)
+            return outcome
         finally:
             with self._inflight_changed:
                 self._inflight -= 1
@@ -347,12 +357,29 @@ class KeyValue:
             validation.check_prefix(target, self.limits)
         else:
             validation.check_key(target, self.limits)
-        checked = validation.check_watch_cursor(cursor)
+        checked = validation.check_cursor(cursor)
         wait = validation.check_wait(wait)
         batch = self._read(lambda: self.changes.since(None if checked is None else Cursor(*checked),
                                                       matcher(target, is_prefix), timeout=wait,
                                                       gone=caller_gone))
-        return {"replica": self.name, "boot": batch.next.boot, "events": [c.as_dict() for c in batch.changes],
+        return self._feed_answer(batch)
+
+    @remote_boundary
+    def protocolEvents(self, cursor: Optional[dict], wait: float) -> dict:
+        """The protocol messages of the rounds this replica coordinated after ``cursor`` (None: from
+        now), and the answers their clients got: a long poll that waits up to ``wait`` seconds for
+        one. Asking turns the recording on for a while (``core.protocol_feed``); ``next``,
+        ``missed`` and ``resumed_from`` mean what they mean for ``watch``."""
+        checked = validation.check_cursor(cursor, "protocolEvents")
+        wait = validation.check_wait(wait)
+        self.coordinator.listener = self.protocol.note
+        batch = self.protocol.since(None if checked is None else Cursor(*checked), timeout=wait, gone=caller_gone)
+        return self._feed_answer(batch)
+
+    def _feed_answer(self, batch: Batch) -> dict:
+        """A long poll's answer: the events found, the cursor to ask with next, and whether (and from
+        where) it resumed after events it could not show."""
+        return {"replica": self.name, "boot": batch.next.boot, "events": [e.as_dict() for e in batch.changes],
                 "next": batch.next.as_dict(), "missed": batch.missed, "resumed_from": batch.resumed_from.as_dict()}
 
     @remote_boundary
@@ -394,6 +421,7 @@ class KeyValue:
             "failpoints": self.failpoints.describe(),
             "connections": self.connections(),
             "watch": self.changes.describe(),
+            "protocol_feed": self.protocol.describe(),
             "uptime": round(time.time() - self.started, 3),
         }
 
