@@ -78,6 +78,9 @@ def make_app(view: ClusterView, controls: Optional[Controls], *, title: str) -> 
             return JSONResponse({"ok": False, "error": "NoControls",
                                  "message": "this view is attached to a cluster it did not start: no controls"},
                                 status_code=404)
+        refusal = _cross_site(request)
+        if refusal is not None:  # another site's page must not crash a classroom's replicas
+            return JSONResponse({"ok": False, "error": "InvalidRequest", "message": refusal}, status_code=403)
         try:
             form = await request.json()
         except ValueError:
@@ -92,6 +95,18 @@ def make_app(view: ClusterView, controls: Optional[Controls], *, title: str) -> 
     routes = [Route("/", page), Route("/events", events), Route("/action/{name}", act, methods=["POST"]),
               Mount("/static", StaticFiles(directory=static_dir()), name="static")]
     return Starlette(routes=routes)
+
+
+def _cross_site(request: Request) -> Optional[str]:
+    """Why an action may come from another site's page, or None. A JSON body
+    is never sent across sites without the browser asking first (which this
+    server does not answer), and a browser names the page's origin."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        return "an action is a JSON object sent with Content-Type: application/json"
+    origin = request.headers.get("origin")
+    if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
+        return f"an action from a page of another site ({origin}) is refused"
+    return None
 
 
 def _sse(update: dict) -> str:
