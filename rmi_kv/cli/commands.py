@@ -301,14 +301,17 @@ def next_page(payload: dict) -> str:
 
 
 def argv_words(argv: list[str]) -> list:
-    """Words of a txn given on the command line: a comma ending (or starting) a word separates writes."""
+    """Words of a txn given on the command line: a comma ending (or starting) a word separates writes.
+    One argument holding the whole transaction (``txn 'put a "x y", put b z'``) reads as in the console."""
+    if len(argv) == 1 and any(character.isspace() for character in argv[0]):
+        return tokenize(argv[0], commas=True)
     words: list = []
     for word in argv:
         leading, trailing = word.startswith(","), word.endswith(",") and len(word) > 1
         core = word.strip(",") if word != "," else ""
         if leading or word == ",":
             words.append(SEPARATOR)
-        if core:
+        if core or not word:  # an empty argument is an empty value ("put k ''"), not nothing
             words.append(core)
         if trailing:
             words.append(SEPARATOR)

@@ -16,7 +16,7 @@ from typing import Any
 from rich.text import Text
 
 from rmi_kv.cli.commands import Command
-from rmi_kv.errors import RmiKvError
+from rmi_kv.errors import InvalidRequest, RmiKvError
 from rmi_kv.storage import snapshot_file
 from rmi_kv.storage.snapshot_file import SnapshotWriter
 
@@ -55,7 +55,7 @@ def save(kv: Any, path: str, *, page_entries: int = PAGE_ENTRIES) -> dict:
                 after = entries[-1][0]
             info = writer.finish()
     except OSError as error:
-        raise RmiKvError(f"cannot write {path}: {error.strerror or error}; check the path and the free space") from None
+        raise InvalidRequest(f"cannot write {path}: {error.strerror or error}; check the path and the free space") from None
     finally:
         try:
             kv.snapshot_close(replica, snapshot_id)

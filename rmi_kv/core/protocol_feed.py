@@ -46,7 +46,8 @@ class ProtocolEvent(NamedTuple):
                 "result": self.result, "at_ms": None if self.at_ms is None else round(self.at_ms, 3), "time": self.time, "writes": self.writes}
 
 
-def _shown(value: Optional[str]) -> Optional[str]:
+def shown(value: Optional[str]) -> Optional[str]:
+    """``value`` cut to VALUE_SHOWN characters (a page shows short values)."""
     return value if value is None or len(value) <= VALUE_SHOWN else value[:VALUE_SHOWN - 1] + "…"
 
 
@@ -85,10 +86,10 @@ class ProtocolFeed(Feed):
         if txid is None or self.clock() >= self._until:
             return
         result = "committed" if error is None else f"{type(error).__name__}: {error}"
-        shown = {key: _shown(value) for key, value in list(writes.items())[:20]}
+        cut = {key: shown(value) for key, value in list(writes.items())[:20]}
         wall = self.wall()
         with self._changed:
-            self._add(ProtocolEvent, txid, "answer", coordinator, result, None, wall, shown)
+            self._add(ProtocolEvent, txid, "answer", coordinator, result, None, wall, cut)
             self._wake()
 
     def since(self, cursor: Optional[Cursor], *, limit: int = 500, timeout: float = 0.0,

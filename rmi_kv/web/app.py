@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from importlib import resources
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Callable, Optional
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,6 +26,8 @@ from rmi_kv.web.view import ClusterView
 
 #: a comment line on an idle stream this often, so that a page notices a dead server (and proxies keep it open)
 KEEPALIVE = 10.0
+#: how often an idle stream looks whether the server is stopping (well within its graceful shutdown)
+STOP_CHECK = 0.25
 #: updates one slow page may fall behind by before its oldest are dropped
 QUEUE_LIMIT = 5000
 
@@ -35,8 +37,10 @@ def static_dir() -> str:
     return str(resources.files("rmi_kv.web") / "static")
 
 
-def make_app(view: ClusterView, controls: Optional[Controls], *, title: str) -> Starlette:
-    """The application over ``view``; ``controls`` None: a cluster this process did not start (no controls)."""
+def make_app(view: ClusterView, controls: Optional[Controls], *, title: str,
+             stopping: Callable[[], bool] = lambda: False) -> Starlette:
+    """The application over ``view``; ``controls`` None: a cluster this process did not start (no controls).
+    ``stopping()`` turns true when the server stops: the live streams then end by themselves."""
 
     async def page(_request: Request) -> Response:
         return FileResponse(f"{static_dir()}/index.html", headers={"Cache-Control": "no-store"})
@@ -58,14 +62,19 @@ def make_app(view: ClusterView, controls: Optional[Controls], *, title: str) -> 
         async def stream() -> AsyncIterator[str]:
             try:
                 yield _sse(hello)
-                while True:
+                idle = 0.0
+                while not stopping():
                     try:
-                        update = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                        update = await asyncio.wait_for(queue.get(), STOP_CHECK)
                     except asyncio.TimeoutError:
-                        if await request.is_disconnected():
-                            return
-                        yield ": keep-alive\n\n"
+                        idle += STOP_CHECK
+                        if idle >= KEEPALIVE:
+                            idle = 0.0
+                            if await request.is_disconnected():
+                                return
+                            yield ": keep-alive\n\n"
                         continue
+                    idle = 0.0
                     yield _sse(update)
             finally:
                 unsubscribe()

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Optional
 from rmi_kv.cli.commands import parse_line
 from rmi_kv.core.failpoints import NAMES as FAILPOINTS
 from rmi_kv.core.failpoints import parse_specs
+from rmi_kv.core.protocol_feed import shown
 from rmi_kv.errors import InvalidRequest, OutcomeUnknown, RmiKvError
 from rmi_kv.server.cluster import LocalCluster
 from rmi_kv.wire.client import KeyValueClient
@@ -111,20 +112,21 @@ class Controls:
         if action == "put":
             key, value = _text(form, "key"), _text(form, "value", required=False)
             kv.put(key, value)
-            return Result(True, f"PUT {key} = {value!r}{via}: committed on every member")
+            return Result(True, f"PUT {key} = {_quoted(value)}{via}: committed")
         if action == "get":
             key = _text(form, "key")
             value = kv.get(key)
-            return Result(True, f"GET {key}{via}: " + ("no value" if value is None else repr(value)),
-                          details={"value": value})
+            return Result(True, f"GET {key}{via}: " + ("no value" if value is None else _quoted(value)),
+                          details={"value": shown(value), "length": None if value is None else len(value)})
         if action == "delete":
             key = _text(form, "key")
             existed = kv.delete(key)
-            return Result(True, f"DELETE {key}{via}: " + ("deleted everywhere" if existed else "it had no value"))
+            return Result(True, f"DELETE {key}{via}: " + ("deleted" if existed else "it had no value"))
         command = parse_line("txn " + _text(form, "writes"))
         assert command is not None and command.writes is not None
         kv.transaction(command.writes, command.guards)
-        return Result(True, f"transaction of {len(command.writes)} writes{via}: committed atomically")
+        count = len(command.writes)
+        return Result(True, f"transaction of {count} write{'' if count == 1 else 's'}{via}: committed atomically")
 
     # ------------------------------------------------------------ processes
     def _process(self, action: str, form: Mapping[str, Any]) -> Result:
@@ -133,12 +135,16 @@ class Controls:
         with self._process_lock:
             child = self.cluster.replicas[name]
             if action == "crash":
+                if not child.alive():
+                    raise InvalidRequest(f"{name} is down already: restart brings it back")
                 self._paused.discard(name)
                 self.cluster.kill_replica(name)
                 return self._done(f"{name} crashed (killed with SIGKILL, as a power cut)")
             if action == "pause":
                 if not child.alive():
                     raise InvalidRequest(f"{name} is not running: restart it first")
+                if name in self._paused:
+                    raise InvalidRequest(f"{name} is paused already: resume it")
                 child.signal(signal.SIGSTOP)
                 self._paused.add(name)
                 return self._done(f"{name} paused (SIGSTOP): it holds its connections and answers nothing")
@@ -163,12 +169,18 @@ class Controls:
         return Result(True, text)
 
 
+def _quoted(value: str) -> str:
+    """A value as the page's answer line shows it: quoted, a long one cut, with its length."""
+    cut = shown(value)
+    return repr(cut) if cut == value else f"{cut!r} ({len(value):,} characters)"
+
+
 def _error_details(error: RmiKvError) -> dict:
     """What the page shows besides the message: which replicas refused, and whether the outcome is unknown."""
     details: dict = {}
     replicas = getattr(error, "replicas", None)
     if replicas:
         details["replicas"] = dict(replicas)
-    if isinstance(error, OutcomeUnknown):
+    if isinstance(error, OutcomeUnknown) and "read the key" not in str(error):
         details["hint"] = "read the key to find out whether it committed"
     return details

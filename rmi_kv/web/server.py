@@ -12,7 +12,7 @@ from rmi_kv.web.view import ClusterView
 from rmi_kv.wire.client import KeyValueClient
 
 #: seconds the server waits for open pages to go when it stops
-GRACEFUL = 1.0
+GRACEFUL = 2.0
 
 
 class WebServer:
@@ -59,8 +59,8 @@ class WebServer:
 
         return cls(ClusterView(connect, names).start(), f"the cluster at {ns_host}:{ns_port}")
 
-    def app(self) -> Any:
-        return make_app(self.view, self.controls, title=self.title)
+    def app(self, stopping: Any = lambda: False) -> Any:
+        return make_app(self.view, self.controls, title=self.title, stopping=stopping)
 
     def serve(self, sock: socket.socket, *, tls_dir: Optional[str] = None) -> None:
         """Serve the page on ``sock`` until Ctrl-C or SIGTERM."""
@@ -72,9 +72,11 @@ class WebServer:
 
             certificate, key, _authority = certificate_files(tls_dir, MEMBER)
             ssl = {"ssl_certfile": str(certificate), "ssl_keyfile": str(key)}
-        config = uvicorn.Config(self.app(), log_config=None, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=GRACEFUL, **ssl)
-        uvicorn.Server(config).run(sockets=[sock])
+        server: Optional[uvicorn.Server] = None
+        config = uvicorn.Config(self.app(lambda: server is not None and server.should_exit), log_config=None,
+                                access_log=False, lifespan="off", timeout_graceful_shutdown=GRACEFUL, **ssl)
+        server = uvicorn.Server(config)
+        server.run(sockets=[sock])
 
     def __enter__(self) -> "WebServer":
         return self

@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from rmi_kv.core.protocol_feed import shown
 from rmi_kv.errors import KeyInDoubt, NameServerUnavailable, ReplicaUnavailable, RmiKvError
 from rmi_kv.wire.client import KeyValueClient
 
@@ -205,7 +206,7 @@ class ClusterView:
             pause = 0.1
             cursor = answer["next"]
             for event in answer["events"]:
-                if event["message"] == "answer" and event["result"] == "committed" and event.get("writes"):
+                if event["message"] == "answer" and event.get("writes"):  # committed, aborted or unknown: show it
                     self.watch_keys(list(event["writes"]))
                 self.publish({"kind": "protocol", "replica": name, **event})
 
@@ -217,17 +218,20 @@ class ClusterView:
             except (ReplicaUnavailable, NameServerUnavailable) as error:
                 status = {"name": name, "reachable": False, "error": str(error)}
             node = node_summary(name, status, self.process_state(name))
-            values = self._read_values(name) if node["reachable"] else {}
+            values = self._read_values(name, node) if node["reachable"] else {}
             self._noticed(name, node)
             with self._lock:
                 self._nodes[name] = node
+                changed = self._values.get(name) != values
                 self._values[name] = values
             self.publish({"kind": "node", "node": node})
-            self.publish({"kind": "values", "replica": name, "values": values})
+            if changed:  # a page is told the values again only when they changed
+                self.publish({"kind": "values", "replica": name, "values": values})
             self._stop.wait(max(0.05, self.poll - (time.monotonic() - began)))
 
-    def _read_values(self, name: str) -> dict:
-        """The watched keys as ``name`` holds them: value, None (none), or a note why it did not say."""
+    def _read_values(self, name: str, node: dict) -> dict:
+        """The watched keys as ``name`` holds them: value (cut to VALUE_SHOWN characters, with its
+        length), None (none), or a note why it did not say."""
         with self._lock:
             keys = list(self._watched)
         values: dict[str, Any] = {}
@@ -236,9 +240,13 @@ class ClusterView:
             client = self._pinned[name] = self.connect(1.0, replica=name)
         for key in keys:
             try:
-                values[key] = {"value": client.get(key)}
+                value = client.get(key)
+                values[key] = {"value": shown(value), "length": None if value is None else len(value)}
             except KeyInDoubt:
                 values[key] = {"note": "in doubt"}
+            except ReplicaUnavailable as error:
+                # a read of a key held PREPARED waits longer than this view asks: that is a doubt too
+                values[key] = {"note": "in doubt" if node.get("in_doubt") else type(error).__name__}
             except RmiKvError as error:
                 values[key] = {"note": type(error).__name__}
         return values

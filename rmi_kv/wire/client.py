@@ -19,12 +19,16 @@ from typing import Any, Iterator, Optional, Sequence
 from Pyro5 import errors as pyro_errors
 from Pyro5.api import Proxy
 
-from rmi_kv.config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, Timeouts
-from rmi_kv.errors import (NameServerUnavailable, OutcomeUnknown, ReplicaUnavailable, RmiKvError)
+from rmi_kv.config import DEFAULT_NS_HOST, DEFAULT_NS_PORT, Limits, Timeouts
+from rmi_kv.core import validation
+from rmi_kv.errors import (InvalidRequest, NameServerUnavailable, OutcomeUnknown, ReplicaUnavailable, RmiKvError)
 from rmi_kv.wire.naming import connect_nameserver, connection_looks_dead, ensure_connected, list_members
 from rmi_kv.wire.pyro import configure_pyro
 
 log = logging.getLogger("rmi_kv.wire.client")
+
+#: what a replica takes (the same for every replica): a write over it is refused before it is sent
+LIMITS = Limits()
 
 _WRITES = frozenset({"put", "delete", "transaction", "traced", "deletePrefix", "cas"})
 #: seconds to wait for a replica to accept a connection (calls then get the full timeout)
@@ -243,6 +247,8 @@ class KeyValueClient:
             except pyro_errors.CommunicationError as error:
                 self._drop(name)
                 log.debug("<- %s %s no answer: %s", name, method, error)
+                if "too large" in str(error):  # refused as it arrived, before anything was done
+                    raise InvalidRequest(f"{method} is too large to send ({error}); nothing was written") from None
                 if is_write:
                     raise OutcomeUnknown(
                         f"{method} was sent to {name} but no answer came ({error}); it may or may not have "
@@ -263,6 +269,8 @@ class KeyValueClient:
 
     def put(self, key: str, value: str) -> None:
         """Set ``key`` to ``value`` on every replica."""
+        validation.check_key(key, LIMITS)  # a write over the limits is refused here, not lost on the way
+        validation.check_value(value, LIMITS)
         self._invoke("put", key, value)
 
     def delete(self, key: str) -> bool:
@@ -273,6 +281,7 @@ class KeyValueClient:
         """Apply several writes atomically: key -> value, or key -> None to delete;
         with ``guards`` (key, "==" or "!=", value or None), only if each holds
         (CompareFailed otherwise, and nothing is written)."""
+        validation.check_writes(writes, LIMITS)
         self._invoke("transaction", writes, *([[list(guard) for guard in guards]] if guards else []))
 
     def traced(self, writes: dict) -> dict:
@@ -295,6 +304,10 @@ class KeyValueClient:
 
     def cas(self, key: str, expected: Optional[str], value: Optional[str]) -> None:
         """Set ``key`` to ``value`` only if it holds ``expected`` (None: no value); CompareFailed otherwise."""
+        validation.check_key(key, LIMITS)
+        for text in (expected, value):
+            if text is not None:
+                validation.check_value(text, LIMITS)
         self._invoke("cas", key, expected, value)
 
     def delete_prefix(self, prefix: str) -> int:

@@ -685,6 +685,9 @@ def test_txn_writes_are_separated_by_unquoted_commas():
         "txn", writes={"a": "1", "b": "x, y", "c": None})
     assert argv_words(["put", "a", "1,", "delete", "b", ",", "put", "c", "3"]) == [
         "put", "a", "1", SEPARATOR, "delete", "b", SEPARATOR, "put", "c", "3"]
+    # one-shot: an empty argument is an empty value; the whole transaction in one argument reads as in the console
+    assert argv_words(["put", "t1", "a b,", "put", "t2", ""]) == ["put", "t1", "a b", SEPARATOR, "put", "t2", ""]
+    assert argv_words(['put t3 "x y", put t4 z']) == ["put", "t3", "x y", SEPARATOR, "put", "t4", "z"]
     for bad, message in [("txn", "usage: txn"), ("txn put a 1, put a 2", "appears twice"),
                          ("txn put a", "needs a key and a value"), ('put "a', "unclosed")]:
         with pytest.raises(UsageError, match=message):

@@ -84,20 +84,34 @@ def test_bad_input_is_refused_with_a_clear_message_and_nothing_done():
 def test_each_action_does_what_it_says():
     control, cluster, said = controls()
     assert control.run("put", {"key": "a", "value": "1", "replica": "replica2"}).message == \
-        "PUT a = '1' through replica2: committed on every member"
+        "PUT a = '1' through replica2: committed"
     assert control.run("txn", {"writes": "put a 2, delete b"}).ok
     aborted = control.run("txn", {"writes": "put fail 1"})
     assert not aborted.ok and aborted.error == "TransactionAborted" and aborted.details["replicas"] == {"replica3": "down"}
     assert control.run("pause", {"replica": "replica2"}).ok and control.process_state("replica2") == "paused"
     assert control.run("resume", {"replica": "replica2"}).ok and control.process_state("replica2") is None
-    assert cluster.replicas["replica2"].signals == [signal.SIGSTOP, signal.SIGCONT]
     assert control.run("crash", {"replica": "replica3"}).ok and control.process_state("replica3") == "down"
     assert not control.run("pause", {"replica": "replica3"}).ok  # not running: restart it first
+    again = control.run("crash", {"replica": "replica3"})
+    assert not again.ok and "down already" in again.message  # not "crashed" twice
+    assert control.run("pause", {"replica": "replica2"}).ok
+    twice = control.run("pause", {"replica": "replica2"})
+    assert not twice.ok and "paused already" in twice.message
+    assert control.run("resume", {"replica": "replica2"}).ok
     armed = control.run("failpoint", {"replica": "replica1", "failpoint": "coordinator.after_decision"})
     assert armed.message == "replica1 restarted with the failpoint coordinator.after_decision=crash armed"
     assert cluster.calls == [("put", "a", "1"), ("txn", {"a": "2", "b": None}, ()), ("kill", "replica3"),
                              ("restart", "replica1", ["coordinator.after_decision=crash"])]
+    assert cluster.replicas["replica2"].signals == [signal.SIGSTOP, signal.SIGCONT] * 2
     assert said == ["replica2 paused (SIGSTOP): it holds its connections and answers nothing",
                     "replica2 resumed (SIGCONT)", "replica3 crashed (killed with SIGKILL, as a power cut)",
-                    armed.message]
+                    "replica2 paused (SIGSTOP): it holds its connections and answers nothing",
+                    "replica2 resumed (SIGCONT)", armed.message]
     assert set(control.describe()) == {"data", "process", "replicas", "failpoints"}
+
+
+def test_a_long_value_is_cut_in_the_answer_line():
+    control, cluster, _ = controls()
+    answer = control.run("put", {"key": "big", "value": "y" * 100_000})
+    assert answer.ok and "(100,000 characters)" in answer.message and len(answer.message) < 200
+    assert cluster.calls == [("put", "big", "y" * 100_000)]  # the whole value was written

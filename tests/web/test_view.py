@@ -74,7 +74,7 @@ def test_messages_states_epochs_and_values_reach_every_subscriber():
                                                                    writes={"color": "blue"})]
         wait_for(lambda: [u["message"] for u in seen if u["kind"] == "protocol"] == ["canCommit", "answer"],
                  timeout=5.0, what="the messages passed on")
-        wait_for(lambda: view.snapshot()["values"].get("replica1") == {"color": {"value": "blue"}}
+        wait_for(lambda: view.snapshot()["values"].get("replica1") == {"color": {"value": "blue", "length": 4}}
                  and view.snapshot()["values"].get("replica2") == {"color": {"note": "in doubt"}},
                  timeout=5.0, what="the key written read on both replicas")
         with cluster.lock:
@@ -106,3 +106,32 @@ def test_the_state_word_of_a_replica():
     assert node_state(outside) == "outside the epoch"
     summary = node_summary("r", serving("r"))
     assert summary["digest"] == "ab" * 6 and summary["epoch"] == 0 and summary["lease_valid"] is True
+
+
+def test_long_values_are_cut_a_slow_read_of_a_key_in_doubt_says_so_and_unchanged_values_are_not_sent_again():
+    cluster = Cluster()
+    cluster.values["replica1"]["color"] = "b" * 1_000_000
+    cluster.statuses["replica2"] = serving("replica2", in_doubt=["replica1:b:2:2"])
+
+    class SlowReads(FakeClient):
+        def get(self, key):
+            if self.replica == "replica2":  # a read waiting for an undecided transaction, past the view's timeout
+                raise ReplicaUnavailable("replica2 did not answer within 1 s")
+            return super().get(key)
+
+    view = ClusterView(lambda timeout, replica=None: SlowReads(cluster, replica), lambda: list(NAMES), poll=0.02)
+    seen: list[dict] = []
+    view.subscribe(seen.append)
+    view.watch_keys(["color"])
+    view.start()
+    try:
+        wait_for(lambda: view.snapshot()["values"].get("replica2") == {"color": {"note": "in doubt"}},
+                 timeout=5.0, what="the key in doubt at replica2")
+        held = view.snapshot()["values"]["replica1"]["color"]
+        assert held["length"] == 1_000_000 and len(held["value"]) <= 64
+        polls = lambda: len([u for u in seen if u["kind"] == "node" and u["node"]["name"] == "replica1"])  # noqa: E731
+        wait_for(lambda: polls() >= 5, timeout=5.0, what="five polls of replica1")
+        sent = [u for u in seen if u["kind"] == "values" and u["replica"] == "replica1"]
+        assert len(sent) == 1  # told once, not at every poll
+    finally:
+        view.stop()

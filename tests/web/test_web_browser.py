@@ -142,7 +142,8 @@ def test_a_put_its_messages_and_values_then_a_crash_the_abort_and_the_recovery(w
                            "speed.dispatchEvent(new Event('input'))")
     assert page.put("color", "blue", "replica2").startswith("result ok: PUT color = 'blue' through replica2")
     page.until(lambda: browser.find_elements(By.CSS_SELECTOR, "#flying g.msg"), "a message flying")
-    committed = page.until(lambda: page.timeline("committed"), "the transaction in the timeline")
+    committed = page.until(lambda: [item for item in page.timeline("committed") if "color=blue" in item],
+                           "the transaction with its writes in the timeline")
     assert "replica2 put color=blue committed" in committed[0]
     expected = ["canCommit", "vote", "decision", "doCommit", "haveCommitted", "answer"]
     page.until(lambda: all(message in page.messages() for message in expected), "every message of the round")
@@ -155,6 +156,9 @@ def test_a_put_its_messages_and_values_then_a_crash_the_abort_and_the_recovery(w
     browser.find_element(By.ID, "step-mode").click()
     assert page.put("shape", "round", "replica4").startswith("result ok")
     waiting = page.until(lambda: _waiting(browser), "messages held in step mode")
+    # nothing gives the outcome away before its messages are shown
+    assert not [item for item in page.texts("#timeline li") if "shape=round" in item]
+    assert not any("shape=round" in line for line in page.texts("#log li"))
     browser.find_element(By.ID, "step-next").click()
     page.until(lambda: _waiting(browser) < waiting, "one step further")
     page.shot("step-mode")

@@ -24,7 +24,7 @@ const CENTER = { x: 320, y: 230 }, RADIUS = 175, CLIENT = "client";
 const page = {
   replicas: [], nodes: {}, values: {}, watched: [], positions: {},
   txns: new Map(), order: [], selected: null, controls: null,
-  queue: [], playing: false, waitingForStep: null,
+  queue: [], playing: false, waitingForStep: null, seen: new Set(),
 };
 
 // ------------------------------------------------------------ the stream
@@ -46,7 +46,7 @@ function handle(update) {
     case "hello": return hello(update);
     case "protocol": return protocol(update, true);
     case "node": return node(update.node);
-    case "values": page.values[update.replica] = update.values; return renderValues();
+    case "values": page.values[update.replica] = update.values; return page.queue.length ? null : renderValues();
     case "log": return logLine(update.text, update.level, update.time);
     case "replicas": page.replicas = update.replicas; layout(); Object.values(page.nodes).forEach(node); return renderValues();
   }
@@ -56,7 +56,8 @@ function hello(update) {
   $("#title").textContent = update.title;
   page.replicas = update.replicas;
   page.controls = update.controls;
-  page.txns.clear(); page.order = []; page.queue = []; $("#timeline").replaceChildren(); $("#log").replaceChildren();
+  page.txns.clear(); page.order = []; page.queue = []; page.seen = new Set();
+  $("#timeline").replaceChildren(); $("#log").replaceChildren();
   layout();
   for (const status of Object.values(update.nodes)) node(status);
   page.values = update.values;
@@ -135,7 +136,13 @@ function node(status) {
     if (status.in_doubt) lines.push(`${status.in_doubt} in doubt`);
     const armed = Object.entries(status.failpoints || {});
     if (armed.length) lines.push("failpoint " + armed.map(([name, kind]) => `${name}=${kind}`).join(", "));
-  } else lines.push(status.error || "unreachable");
+  } else if (page.controls && status.state === "down") lines.push("down: its restart button brings it back");
+  else lines.push(status.error || "unreachable");
+  for (const button of card.querySelectorAll("button[data-action]")) {  // only what makes sense in this state
+    const action = button.dataset.action;
+    button.disabled = (action === "crash" && status.state === "down") || (action === "resume" && status.state !== "paused")
+      || (action === "pause" && (status.state === "down" || status.state === "paused"));
+  }
   card.querySelector(".detail").textContent = lines.join("\n");
   card.querySelector(".detail").style.whiteSpace = "pre-line";
 }
@@ -155,23 +162,33 @@ function txnOf(event) {
   return txn;
 }
 
+// A message from the stream waits in the queue and is recorded (timeline, message table, log) when
+// it is shown, so that neither slow motion nor step mode gives the outcome away before its message.
 function protocol(event, animate) {
+  const key = `${event.txid}|${event.seq}|${event.time}`;
+  if (page.seen.has(key)) return;  // in the hello and just after
+  page.seen.add(key);
+  if (animate) enqueue(event); else record(event, false);
+}
+
+function record(event, live) {
+  if (event.recorded) return;  // a replayed message
+  event.recorded = true;
   const txn = txnOf(event);
-  if (txn.events.some((seen) => seen.seq === event.seq && seen.time === event.time)) return;  // in the hello and just after
   txn.events.push(event);
   txn.events.sort((a, b) => (a.at_ms ?? Infinity) - (b.at_ms ?? Infinity));
   if (event.message === "decision") txn.outcome = event.result.startsWith("COMMIT") ? "committed" : "aborted";
   if (event.message === "answer") {
     txn.writes = event.writes;
-    txn.outcome = event.result === "committed" ? "committed" : event.result.startsWith("OutcomeUnknown") ? "unknown" : "aborted";
+    txn.outcome = event.result === "committed" ? "committed" : event.result.startsWith("OutcomeUnknown") ? "unknown"
+      : event.result.startsWith("CompareFailed") ? "compare failed" : "aborted";
     txn.answer = event.result;
-    if (animate) logLine(`${txn.coordinator}: ${describeWrites(txn.writes)}: ${event.result}`,
+    if (live) logLine(`${txn.coordinator}: ${describeWrites(txn.writes)}: ${event.result}`,
                          txn.outcome === "committed" ? "info" : "warning", event.time);
   }
   renderTxn(txn);
   if ($("#follow").checked && (page.selected === null || page.selected !== txn)) select(txn, false);
   else if (page.selected === txn) renderMessages();
-  if (animate) enqueue(event);
 }
 
 function describeWrites(writes) {
@@ -180,7 +197,7 @@ function describeWrites(writes) {
 }
 
 function renderTxn(txn) {
-  txn.item.dataset.outcome = txn.outcome;
+  txn.item.dataset.outcome = txn.outcome.replace(/ /g, "-");
   txn.item.replaceChildren(el("span", { class: "who" }, `${txn.coordinator} `),
     el("span", { class: "writes" }, txn.writes ? describeWrites(txn.writes) + " " : `${shortTxid(txn.txid)} `),
     el("span", { class: "outcome" }, txn.settled ? `${txn.outcome} (${txn.settled})` : txn.outcome));
@@ -292,11 +309,13 @@ async function play() {
       if (!page.queue.length) break;
     }
     const group = nextGroup();
+    group.forEach((event) => record(event, true));
     showQueued();
     await Promise.all(group.map(fly));
   }
   page.playing = false;
   showQueued();
+  renderValues();
 }
 
 function showQueued() {
@@ -363,7 +382,11 @@ function renderValues() {
       const cell = shown[index];
       const td = el("td", { class: "value", "data-replica": name, "data-key": key });
       if (!cell) { td.textContent = "—"; td.classList.add("note"); }
-      else if ("value" in cell) { td.textContent = cell.value === null ? "(none)" : cell.value; if (differ) td.classList.add("differs"); }
+      else if ("value" in cell) {
+        const cut = cell.value !== null && cell.length > cell.value.length ? ` (${cell.length.toLocaleString()} characters)` : "";
+        td.textContent = cell.value === null ? "(none)" : cell.value + cut;
+        if (differ) td.classList.add("differs");
+      }
       else { td.textContent = cell.note; td.classList.add("note"); }
       row.append(td);
     });
@@ -424,7 +447,11 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#step-mode").addEventListener("change", () => {
     if (!$("#step-mode").checked && page.waitingForStep) $("#step-next").click();
   });
-  $("#skip").addEventListener("click", () => { page.queue = []; showQueued(); if (page.waitingForStep) $("#step-next").click(); });
+  $("#skip").addEventListener("click", () => {
+    page.queue.forEach((event) => record(event, true));
+    page.queue = []; showQueued(); renderValues();
+    if (page.waitingForStep) $("#step-next").click();
+  });
   $("#op").addEventListener("change", showFields);
   $("#data-form").addEventListener("submit", (submitted) => {
     submitted.preventDefault();
