@@ -10,10 +10,13 @@ Rules (they make batches form, and keep one transaction's latency):
   goes in the next call (a second sender at once would take the next message
   alone, and batches would stay at one);
 - B2 a rescue sender: when the call in flight has been out ``stall`` seconds
-  (a vote waiting at the peer for a key), a second sender carries what is
-  queued, so a vote that waits never holds up the decision that frees its key;
+  (a vote waiting at the peer for a key another coordinator's transaction
+  holds, a slow disk), a second sender carries what is queued (a vote never
+  waits for a key of its own coordinator's transactions: their decisions
+  travel behind it, ``core.participant``);
 - B3 linger only for company that is coming: with no call in flight, queued
-  messages wait (at most ``linger``) while fewer are queued than the
+  messages wait (at most ``linger``, counted from the last answer, which
+  sets transactions going again) while fewer are queued than the
   transactions in progress at this coordinator (``company``); with one
   transaction at a time a message goes at once;
 - B4 a ``lazy`` message (a decision nobody waits for) waits up to ``linger``
