@@ -191,8 +191,8 @@ class Storage:
     def forced_operations(self) -> int:
         return self._group_commit.forced_operations
 
-    def _write(self, operation: Operation[T]) -> T:
-        return self._group_commit.write(operation)
+    def _write(self, operation: Operation[T], *, repeatable: bool = True) -> T:
+        return self._group_commit.write(operation, repeatable=repeatable)
 
     def _set_metas(self, values: Mapping[str, str]) -> None:
         """Force several meta entries in one write."""
@@ -477,7 +477,7 @@ class Storage:
                 raise ValueError(f"the restored entries have digest {restored}, not {digest}")
             connection.execute(_SET_META, ("state", "serving"))
 
-        self._write(operation)
+        self._write(operation, repeatable=False)  # it consumes ``entries``, which may be a stream
         self._meta_cache["state"] = "serving"
         self.created_now = False
 

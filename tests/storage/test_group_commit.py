@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from rmi_kv.core.messages import COMMIT
+from rmi_kv.storage.group_commit import PendingWrite
 
 from support.storage_helpers import apply_commit, log_prepared, recompute_digest
 
@@ -147,3 +148,64 @@ def test_a_failing_operation_does_not_sink_its_batch(make_storage, wait_until):
     assert reopened.get("real") == ("1", 1) and reopened.get("phantom") is None
     assert reopened.digest == recompute_digest(reopened) == storage.digest
     assert reopened.committed_count == 2
+
+
+def _counted_insert(storage, name, runs, repeatable=True):
+    """A call that inserts one meta entry and counts how often its operation ran."""
+    def operation(connection):
+        runs[name] = runs.get(name, 0) + 1
+        return connection.execute("INSERT INTO meta(name, value) VALUES (?, 'ok')", (name,)).rowcount
+    return lambda: storage._group_commit.write(operation, repeatable=repeatable)
+
+
+def test_a_shared_commit_where_nothing_fails_runs_each_operation_once(make_storage, wait_until):
+    storage = make_storage()
+    runs = {}
+    calls = {f"good{index}": _counted_insert(storage, f"good{index}", runs) for index in range(5)}
+    results = _queue_behind_blocked_commit(storage, wait_until, calls)
+    assert all(results[label] == (1, None) for label in calls)
+    assert runs == {f"good{index}": 1 for index in range(5)}
+
+
+def test_an_operation_that_must_not_run_twice_runs_once_beside_a_failing_one(make_storage, wait_until):
+    """A failing operation makes its batch run again in savepoints; an operation
+    queued as not repeatable (a restore consuming a stream) is run once all the same."""
+    storage = make_storage()
+    runs = {}
+
+    def bad(connection):
+        runs["bad"] = runs.get("bad", 0) + 1
+        raise ValueError("bad operation")
+
+    calls = {"once": _counted_insert(storage, "once", runs, repeatable=False),
+             "bad": lambda: storage._group_commit.write(bad),
+             "again": _counted_insert(storage, "again", runs)}
+    results = _queue_behind_blocked_commit(storage, wait_until, calls)
+    assert results["once"] == (1, None) and results["again"] == (1, None)
+    assert isinstance(results["bad"][1], ValueError)
+    assert runs == {"once": 1, "bad": 1, "again": 1}  # savepoints at once: nothing ran twice
+    names = {row[0] for row in storage._read_all("SELECT name FROM meta")}
+    assert {"once", "again"} <= names
+
+
+def test_after_a_failure_the_others_of_a_plain_batch_run_again_and_commit_once(make_storage):
+    storage = make_storage()
+    runs = {}
+
+    def insert(name):
+        def operation(connection):
+            runs[name] = runs.get(name, 0) + 1
+            return connection.execute("INSERT INTO meta(name, value) VALUES (?, 'ok')", (name,)).rowcount
+        return operation
+
+    def bad(connection):
+        raise ValueError("bad operation")
+
+    batch = [PendingWrite(insert("first")), PendingWrite(bad), PendingWrite(insert("last"))]
+    storage._group_commit._commit_batch(batch)
+    assert [pending.result() for pending in (batch[0], batch[2])] == [1, 1]
+    with pytest.raises(ValueError):
+        batch[1].result()
+    assert runs == {"first": 2, "last": 1}  # run plainly until the failure, rolled back, run again in savepoints
+    rows = storage._read_all("SELECT name FROM meta WHERE name IN ('first', 'last')")
+    assert sorted(row[0] for row in rows) == ["first", "last"]  # each committed once
