@@ -121,7 +121,8 @@ class GroupCommit:
             elif not all(pending.repeatable for pending in batch):
                 self._run_isolated(batch)
             elif not self._run_plainly(batch):
-                connection.execute("ROLLBACK")
+                if connection.in_transaction:  # some errors (a full disk) end the transaction themselves
+                    connection.execute("ROLLBACK")
                 self._state.restore(before)
                 connection.execute("BEGIN IMMEDIATE")
                 self._run_isolated(batch)
