@@ -411,7 +411,9 @@ class Storage:
         self._write(operation)
 
     def forget_outcomes(self, older_than: float) -> int:
-        horizon_us = str(int(older_than * 1_000_000))
+        # never back: a catch-up set it to the moment its copy began, and the outcomes it emptied stay
+        # forgotten (a doCommit re-sent for one of them must still be acknowledged, not refused)
+        horizon_us = str(max(int(older_than * 1_000_000), self.forgotten_before_us))
 
         def operation(connection: sqlite3.Connection) -> int:
             connection.execute(_SET_META, ("forgotten_before_us", horizon_us))

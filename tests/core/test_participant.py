@@ -275,6 +275,22 @@ def test_do_commit_of_an_unknown_txid_raises(make_participant, new_txid):
     assert participant.storage.outcome(t1) is None
 
 
+def test_a_copy_vouches_for_a_commit_it_dropped_even_after_old_outcomes_are_forgotten(make_participant, new_txid):
+    """A newcomer empties its log for a copy (start_catch_up) while a
+    coordinator still owes it a doCommit for a transaction it had prepared; the
+    copy holds that commit, so the doCommit re-sent later is acknowledged, also
+    after the periodic pruning of old outcomes."""
+    participant = make_participant()
+    t1 = new_txid()
+    assert participant.can_commit(t1, {"a": "1"}, "c0", MEMBERS) is True
+    participant.start_catch_up()
+    participant.storage.install_entries([("a", "1", 1, t1)])
+    participant.finish_catch_up()
+    participant.storage.forget_outcomes(time.time() - 3600)
+    assert participant.do_commit(t1) is True
+    assert participant.locks.held() == {}
+
+
 def test_do_commit_of_an_aborted_txid_raises(make_participant, new_txid):
     participant = make_participant()
     t1 = new_txid()

@@ -320,6 +320,19 @@ def test_forgetting_outcomes_moves_what_the_replica_can_vouch_for(make_storage):
     assert storage.forgotten_before_us == int(horizon * 1_000_000) == storage.knows_nothing_before_us
 
 
+def test_forgetting_old_outcomes_never_moves_the_horizon_back(make_storage):
+    """A catch-up empties the outcomes and vouches for everything started before
+    it; pruning afterwards (the horizon an hour ago) must not take that back."""
+    storage = make_storage()
+    apply_commit(storage, "t1", {"a": "1"})
+    before_reset = time.time_ns() // 1000
+    storage.reset_for_catch_up()
+    horizon = storage.forgotten_before_us
+    assert horizon >= before_reset
+    storage.forget_outcomes(time.time() - 3600)
+    assert storage.forgotten_before_us == horizon == storage.knows_nothing_before_us
+
+
 # ---------------------------------------------------------------- catch-up
 def test_catch_up_buffers_commits_then_applies_only_what_the_copy_lacks(make_storage):
     storage = make_storage("s")

@@ -164,7 +164,7 @@ class MemoryStorage:
 
     def forget_outcomes(self, older_than: float) -> int:
         with self._forced() as image:
-            image.forgotten_before_us = int(older_than * 1_000_000)
+            image.forgotten_before_us = max(image.forgotten_before_us, int(older_than * 1_000_000))
             old = [txid for txid, (_, decided) in image.outcomes.items() if decided < older_than]
             for txid in old:
                 del image.outcomes[txid]
