@@ -411,16 +411,16 @@ class Storage:
         self._write(operation)
 
     def forget_outcomes(self, older_than: float) -> int:
-        # never back: a catch-up set it to the moment its copy began, and the outcomes it emptied stay
-        # forgotten (a doCommit re-sent for one of them must still be acknowledged, not refused)
-        horizon_us = str(max(int(older_than * 1_000_000), self.forgotten_before_us))
+        def operation(connection: sqlite3.Connection) -> tuple[int, int]:
+            # never back: a catch-up set it to the moment its copy began, and the outcomes it emptied
+            # stay forgotten (a doCommit re-sent for one of them must still be acknowledged, not refused)
+            row = connection.execute("SELECT value FROM meta WHERE name = 'forgotten_before_us'").fetchone()
+            horizon_us = max(int(older_than * 1_000_000), int(row[0]) if row else 0)
+            connection.execute(_SET_META, ("forgotten_before_us", str(horizon_us)))
+            return connection.execute("DELETE FROM outcomes WHERE decided < ?", (older_than,)).rowcount, horizon_us
 
-        def operation(connection: sqlite3.Connection) -> int:
-            connection.execute(_SET_META, ("forgotten_before_us", horizon_us))
-            return connection.execute("DELETE FROM outcomes WHERE decided < ?", (older_than,)).rowcount
-
-        removed = self._write(operation)
-        self._meta_cache["forgotten_before_us"] = horizon_us
+        removed, horizon_us = self._write(operation)
+        self._meta_cache["forgotten_before_us"] = str(max(horizon_us, self.forgotten_before_us))
         return removed
 
     @property
