@@ -5,6 +5,7 @@ tests call them directly.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -110,38 +111,17 @@ class Participant:
     @contextmanager
     def _exclusive(self, txid: str) -> Iterator[None]:
         """Serialize the messages of one transaction (a doAbort racing its canCommit)."""
-        entries = self._hold((txid,))
+        with self._guards_lock:
+            entry = self._guards.get(txid)
+            if entry is None:
+                entry = self._guards[txid] = [threading.Lock(), 0]
+            entry[1] += 1
+        entry[0].acquire()
         try:
             yield
         finally:
-            self._let_go((txid,), entries)
-
-    def _hold(self, txids: Sequence[str]) -> list:
-        """``_exclusive`` for several transactions at once, taken in the order given
-        (sorted by the callers: no deadlock); pass what it returns to ``_let_go``."""
-        with self._guards_lock:
-            entries = []
-            for txid in txids:
-                entry = self._guards.get(txid)
-                if entry is None:
-                    entry = self._guards[txid] = [threading.Lock(), 0]
-                entry[1] += 1
-                entries.append(entry)
-        taken = 0
-        try:
-            for entry in entries:
-                entry[0].acquire()
-                taken += 1
-        except BaseException:
-            self._let_go(txids, entries, taken)
-            raise
-        return entries
-
-    def _let_go(self, txids: Sequence[str], entries: list, taken: Optional[int] = None) -> None:
-        for entry in entries[:taken]:
             entry[0].release()
-        with self._guards_lock:
-            for txid, entry in zip(txids, entries):
+            with self._guards_lock:
                 entry[1] -= 1
                 if entry[1] == 0:
                     del self._guards[txid]
@@ -184,9 +164,9 @@ class Participant:
         votes = [VoteRequest(*vote) for vote in votes]
         commit_answers: list = [None] * len(commits)
         vote_answers: list = [None] * len(votes)
-        held = sorted(set(commits) | {vote.txid for vote in votes})  # one order: no deadlock
-        entries = self._hold(held)
-        try:
+        with contextlib.ExitStack() as guards:
+            for txid in sorted(set(commits) | {vote.txid for vote in votes}):  # one order: no deadlock
+                guards.enter_context(self._exclusive(txid))
             applying = self._stage_commits(commits, decision, commit_answers, gated=not settled)
             committing_keys = {key for _, record in applying for key in record.keys()}
             applied: list[str] = []
@@ -206,8 +186,6 @@ class Participant:
                     if txid not in self._prepared:  # voted NO, or decided already
                         self._vote_epochs.pop(txid, None)
                 self._finished()
-        finally:
-            self._let_go(held, entries)
         self._finished()
         for txid in applied:
             self.failpoints.hit("participant.before_ack")
