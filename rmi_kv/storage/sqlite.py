@@ -87,6 +87,11 @@ T = TypeVar("T")
 NEW = "new"
 
 _SET_META = "INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value"
+#: writes and keys as the log keeps them (one encoder: json.dumps with options builds one per call)
+_as_json = json.JSONEncoder(ensure_ascii=False).encode
+#: the four counters in one statement (one step: every step of the sqlite3 module lets other threads run)
+_SET_COUNTERS = ("INSERT INTO meta(name, value) VALUES (?, ?), (?, ?), (?, ?), (?, ?) "
+                 "ON CONFLICT(name) DO UPDATE SET value = excluded.value")
 
 
 class _Counters:
@@ -114,9 +119,9 @@ class _Counters:
 
     def before_commit(self, connection: sqlite3.Connection, snapshot: tuple[int, int, int, int]) -> None:
         if self.snapshot() != snapshot:
-            connection.executemany(_SET_META, [
-                ("digest", ops.digest_hex(self.digest)), ("committed", str(self.committed)),
-                ("aborted", str(self.aborted)), ("live_keys", str(self.live_keys))])
+            connection.execute(_SET_COUNTERS, (
+                "digest", ops.digest_hex(self.digest), "committed", str(self.committed),
+                "aborted", str(self.aborted), "live_keys", str(self.live_keys)))
 
     def after_rollback(self, connection: sqlite3.Connection) -> None:
         """(Re)load the counts from the database."""
@@ -371,8 +376,8 @@ class Storage:
 
         def insert(txid: str, writes: Writes, coordinator: str, participants: Iterable[str],
                    reads: Sequence[str] = ()) -> Operation:
-            row = (txid, json.dumps(dict(writes), ensure_ascii=False), coordinator,
-                   json.dumps(list(participants)), now, json.dumps(list(reads), ensure_ascii=False) if reads else None)
+            row = (txid, _as_json(dict(writes)), coordinator,
+                   json.dumps(list(participants)), now, _as_json(list(reads)) if reads else None)
             return lambda c: c.execute(
                 "INSERT OR IGNORE INTO prepared(txid, writes, coordinator, participants, created, reads) "
                 "VALUES (?, ?, ?, ?, ?, ?)", row)
@@ -385,18 +390,23 @@ class Storage:
         def operation(connection: sqlite3.Connection) -> None:
             if decision is not None:
                 _insert_decision(connection, txid, decision)
-            if _has_outcome(connection, txid):
-                return  # already applied: a repeated doCommit changes nothing
+            if not self._finish_commit(connection, txid, prepared=decision is None):
+                return  # decided already: a repeated doCommit changes nothing
             self._apply_writes(connection, writes, txid)
-            self._finish_commit(connection, txid)
 
         return operation
 
-    def _finish_commit(self, connection: sqlite3.Connection, txid: str) -> None:
-        connection.execute("DELETE FROM prepared WHERE txid = ?", (txid,))
-        connection.execute("INSERT INTO outcomes(txid, outcome, decided) VALUES (?, ?, ?)",
-                           (txid, COMMIT, time.time()))
+    def _finish_commit(self, connection: sqlite3.Connection, txid: str, *, prepared: bool = True) -> bool:
+        """Record ``txid``'s COMMIT and drop its PREPARED record; False (nothing
+        done) when it has an outcome already. ``prepared=False``: it has no
+        PREPARED record here (the coordinator's own participant never writes one)."""
+        if connection.execute("INSERT OR IGNORE INTO outcomes(txid, outcome, decided) VALUES (?, ?, ?)",
+                              (txid, COMMIT, time.time())).rowcount == 0:
+            return False
+        if prepared:
+            connection.execute("DELETE FROM prepared WHERE txid = ?", (txid,))
         self._counters.committed += 1
+        return True
 
     def record_abort(self, txid: str, *, prepared: bool = False) -> None:
         def operation(connection: sqlite3.Connection) -> None:
@@ -487,11 +497,9 @@ class Storage:
         def operation(connection: sqlite3.Connection) -> None:
             if decision is not None:
                 _insert_decision(connection, txid, decision)
-            if _has_outcome(connection, txid):
-                return
-            connection.execute("INSERT OR IGNORE INTO catchup_buffer(txid, writes) VALUES (?, ?)",
-                               (txid, json.dumps(dict(writes), ensure_ascii=False)))
-            self._finish_commit(connection, txid)
+            if self._finish_commit(connection, txid, prepared=decision is None):
+                connection.execute("INSERT OR IGNORE INTO catchup_buffer(txid, writes) VALUES (?, ?)",
+                                   (txid, _as_json(dict(writes))))
 
         self._write(operation)
 

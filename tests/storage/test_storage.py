@@ -50,6 +50,29 @@ def test_repeated_apply_commit_changes_nothing(make_storage):
     assert storage.digest == digest
 
 
+def test_a_commit_of_a_transaction_recorded_aborted_writes_nothing(make_storage):
+    storage = make_storage()
+    log_prepared(storage, "t1", {"a": "1"}, "c", ["c", "p"])
+    storage.record_abort("t1", prepared=True)
+    digest, aborted = storage.digest, storage.aborted_count
+    apply_commit(storage, "t1", {"a": "1"})
+    apply_commit(storage, "t1", {"a": "1"}, decision=["c", "p"])
+    assert storage.get("a") is None and storage.outcome("t1") == ABORT
+    assert storage.committed_count == 0 and storage.aborted_count == aborted and storage.digest == digest
+
+
+def test_the_coordinators_commit_and_a_participants_commit_each_leave_one_commit_and_no_prepared_record(
+        make_storage):
+    storage = make_storage()
+    apply_commit(storage, "c:1", {"a": "1"}, decision=["c", "p"])  # the coordinator's own: never prepared
+    log_prepared(storage, "d:1", {"b": "2"}, "d", ["c", "d"])
+    apply_commit(storage, "d:1", {"b": "2"})
+    assert storage.prepared() == []
+    assert storage.outcome("c:1") == COMMIT and storage.outcome("d:1") == COMMIT
+    assert storage.committed_count == 2 and storage.live_keys == 2
+    assert storage.digest == recompute_digest(storage)
+
+
 def test_delete_leaves_a_tombstone_and_versions_keep_growing(make_storage):
     storage = make_storage()
     apply_commit(storage, "t1", {"a": "1"})
