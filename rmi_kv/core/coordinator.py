@@ -7,6 +7,7 @@ objects.
 """
 from __future__ import annotations
 
+import bisect
 import concurrent.futures
 import itertools
 import logging
@@ -73,27 +74,38 @@ Listener = Callable[[str, TraceEvent], None]
 
 
 class _Round:
-    """Bookkeeping of one attempt: its trace clock and events."""
+    """Bookkeeping of one attempt: its trace clock and events.
 
-    def __init__(self, txid: str, listener: Optional[Listener] = None) -> None:
+    Events are noted only for someone: kept for the client's trace
+    (``keep``), or told to a ``listener``. Otherwise ``note`` does nothing,
+    so a round nobody reads costs nothing to describe.
+    """
+
+    def __init__(self, txid: str, listener: Optional[Listener] = None, keep: bool = True) -> None:
         self.txid = txid
         self.started = time.perf_counter()
         self.trace: list[TraceEvent] = []
         self.listener = listener
+        self.keep = keep
+        #: whether events are noted at all (call sites skip formatting a result nobody reads)
+        self.noting = keep or listener is not None
 
     def now_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
 
     def note(self, message: str, participant: str, result: str, at_ms: Optional[float] = None) -> None:
         """Record one event, now or at ``at_ms`` (events stay in time order)."""
+        if not self.noting:
+            return
         event = TraceEvent(self.now_ms() if at_ms is None else at_ms, message, participant, result)
-        if self.trace and event.at_ms < self.trace[-1].at_ms:
-            self.trace.append(event)
-            self.trace.sort(key=lambda noted: noted.at_ms)
-        else:
-            self.trace.append(event)
+        if self.keep:
+            bisect.insort(self.trace, event, key=_noted_at)
         if self.listener is not None:
             self.listener(self.txid, event)
+
+
+def _noted_at(event: TraceEvent) -> float:
+    return event.at_ms
 
 
 def describe_failure(error: BaseException) -> str:
@@ -261,14 +273,14 @@ class Coordinator:
                     continue
             targets = {name: handles[name] for name in waiting if name in handles}
             if targets:
-                round_ = _Round(txid, self.listener)
+                round_ = _Round(txid, self.listener, keep=False)
                 self._send_decision(round_, DO_COMMIT, targets, self.decision_timeout)
 
     # ------------------------------------------------------------- execution
     def execute(self, writes: Mapping[str, Optional[str]],
                 handles: Handles | Callable[[bool], Handles],
                 observe: Callable[[Mapping[str, Optional[str]]], Any] | None = None,
-                guards: Sequence = ()) -> Outcome:
+                guards: Sequence = (), *, trace: bool = True) -> Outcome:
         """Commit ``writes`` on every participant, or raise TransactionAborted
         (CompareFailed when one of ``guards`` does not hold: ``core.guards``).
 
@@ -277,12 +289,13 @@ class Coordinator:
         reloaded). Lost lock conflicts and stale member lists are retried with
         a new txid after a jittered, growing backoff; anything else aborts at
         once. ``observe`` runs after every vote was YES and before the
-        decision, while the keys are locked.
+        decision, while the keys are locked. ``trace``: keep the round's
+        messages in ``Outcome.trace`` (a listener hears them either way).
         """
         with self._lock:
             self._in_progress += 1
         try:
-            return self._execute(writes, handles, observe, tuple(guards))
+            return self._execute(writes, handles, observe, tuple(guards), trace)
         finally:
             with self._lock:
                 self._in_progress -= 1
@@ -292,13 +305,14 @@ class Coordinator:
         return self._in_progress
 
     def _execute(self, writes: Mapping[str, Optional[str]], handles: Handles | Callable[[bool], Handles],
-                 observe: Callable[[Mapping[str, Optional[str]]], Any] | None, guards: tuple) -> Outcome:
+                 observe: Callable[[Mapping[str, Optional[str]]], Any] | None, guards: tuple,
+                 trace: bool = True) -> Outcome:
         backoff = self.conflict_backoff
         reload_members = False
         started_us = time.time_ns() // 1000
         for attempt in itertools.count(1):
             current = handles(reload_members) if callable(handles) else handles
-            outcome = self._attempt(self.new_txid(started_us), writes, current, observe, guards)
+            outcome = self._attempt(self.new_txid(started_us), writes, current, observe, guards, trace)
             outcome.attempts = attempt
             if outcome.committed:
                 return outcome
@@ -316,9 +330,9 @@ class Coordinator:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _attempt(self, txid: str, writes: Mapping[str, Optional[str]],
-                 handles: Handles, observe, guards: tuple = ()) -> Outcome:
+                 handles: Handles, observe, guards: tuple = (), trace: bool = True) -> Outcome:
         participants = sorted(handles)
-        round_ = _Round(txid, self.listener)
+        round_ = _Round(txid, self.listener, keep=trace)
         with self._lock:
             self._active[txid] = self.VOTING
         try:
@@ -446,7 +460,8 @@ class Coordinator:
                 round_.note("vote", name, f"failed after {elapsed_ms:.2f} ms: {refusals[name]}", at_ms)
             elif value is True:
                 voted_yes.append(name)
-                round_.note("vote", name, f"YES after {elapsed_ms:.2f} ms", at_ms)
+                if round_.noting:
+                    round_.note("vote", name, f"YES after {elapsed_ms:.2f} ms", at_ms)
             else:
                 refusals[name] = CONFLICT
                 round_.note("vote", name, f"NO after {elapsed_ms:.2f} ms (keys locked by another transaction)", at_ms)
@@ -535,7 +550,8 @@ class Coordinator:
             log.debug("%s %s to %s failed: %s", message, round_.txid, name, describe_failure(error))
             return False
         if message == DO_COMMIT:
-            round_.note(HAVE_COMMITTED, name, f"acknowledged after {elapsed_ms:.2f} ms", at_ms)
+            if round_.noting:
+                round_.note(HAVE_COMMITTED, name, f"acknowledged after {elapsed_ms:.2f} ms", at_ms)
             self.acknowledge(round_.txid, name)
         else:
             round_.note(message, name, f"done after {elapsed_ms:.2f} ms", at_ms)

@@ -219,7 +219,7 @@ class KeyValue:
                                      starting=self.failover.soon())
         return value
 
-    def _write(self, writes: dict, observe=None, guards: tuple = ()):
+    def _write(self, writes: dict, observe=None, guards: tuple = (), trace: bool = False):
         self._serving()
         refusal = self.failover.coordinate_refusal()
         if refusal is not None:
@@ -229,7 +229,7 @@ class KeyValue:
         with self._inflight_changed:
             self._inflight += 1
         try:
-            outcome = self.coordinator.execute(writes, self._handles, observe, guards)
+            outcome = self.coordinator.execute(writes, self._handles, observe, guards, trace=trace)
         except RmiKvError as error:
             self.protocol.answered(getattr(error, "txid", None), self.name, writes, error)
             raise
@@ -295,7 +295,7 @@ class KeyValue:
     @remote_boundary
     def traced(self, writes: dict) -> dict:
         """Like ``transaction``, and return the 2PC round it caused, message by message."""
-        outcome = self._write(validation.check_writes(writes, self.limits))
+        outcome = self._write(validation.check_writes(writes, self.limits), trace=True)
         return {"txid": outcome.txid, "attempts": outcome.attempts,
                 "trace": [event.as_dict() for event in outcome.trace]}
 

@@ -553,3 +553,21 @@ def test_each_acknowledgement_is_traced_when_it_arrived(make_coordinator):
     assert acknowledged["p2"].at_ms > acknowledged["p1"].at_ms, "p1 is not noted when p2 answers"
     times = [event.at_ms for event in outcome.trace]
     assert times == sorted(times)
+
+
+def test_a_round_nobody_reads_keeps_no_trace_and_a_listener_still_hears_every_message(make_coordinator):
+    """``trace=False`` (every client write but ``traced``): nothing kept; a listener (the web view's
+    protocol feed) is told the same messages, in the same order, as a kept trace shows."""
+    coordinator = make_coordinator("c0")
+    quiet = coordinator.execute({"a": "1"}, fakes("c0", "p1", "p2", storage=coordinator.storage), trace=False)
+    assert quiet.committed is True and quiet.trace == []
+    heard = []
+    coordinator.listener = lambda txid, event: heard.append((txid, event))
+    untraced = coordinator.execute({"a": "2"}, fakes("c0", "p1", "p2", storage=coordinator.storage), trace=False)
+    assert untraced.trace == []
+    assert {txid for txid, _ in heard} == {untraced.txid}
+    messages = sorted((event.message, event.participant) for _, event in heard)
+    coordinator.listener = None
+    traced = coordinator.execute({"a": "3"}, fakes("c0", "p1", "p2", storage=coordinator.storage))
+    assert messages == sorted((event.message, event.participant) for event in traced.trace)
+    assert ("haveCommitted", "p2") in messages and ("vote", "p1") in messages
