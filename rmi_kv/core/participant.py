@@ -94,6 +94,8 @@ class Participant:
         self._catch_up_lock = SharedLock()
         #: notified whenever a vote ends or a prepared transaction is decided here
         self._progress = threading.Condition()
+        #: threads waiting on ``_progress`` (nobody to wake, nothing to notify: the common case)
+        self._progress_waiters = 0
 
     # ---------------------------------------------------------------- set-up
     def recover(self) -> list[str]:
@@ -432,17 +434,23 @@ class Participant:
         ``timeout`` seconds (empty: nothing)."""
         deadline = time.monotonic() + timeout
         with self._progress:
-            while True:
-                left = self.unfinished_without(member, epoch)
-                remaining = deadline - time.monotonic()
-                if not left or remaining <= 0:
-                    return left
-                self._progress.wait(remaining)
+            # counted before the state is read: a change made after that read sees the count and wakes us
+            self._progress_waiters += 1
+            try:
+                while True:
+                    left = self.unfinished_without(member, epoch)
+                    remaining = deadline - time.monotonic()
+                    if not left or remaining <= 0:
+                        return left
+                    self._progress.wait(remaining)
+            finally:
+                self._progress_waiters -= 1
 
     def _finished(self) -> None:
-        """Wake whoever waits for transactions here to end."""
-        with self._progress:
-            self._progress.notify_all()
+        """Wake whoever waits for transactions here to end (called after the change it announces)."""
+        if self._progress_waiters:
+            with self._progress:
+                self._progress.notify_all()
 
     def finish_catch_up(self, still: Callable[[], bool] = lambda: True) -> Optional[int]:
         """Apply the commits buffered while catching up; serve normally from

@@ -461,3 +461,27 @@ def test_in_doubt_ages_start_at_the_prepared_record_and_follow_the_monotonic_clo
     assert participant.in_doubt_ages() == {t1: 14.5}, "...and the age still grows as time passes"
     participant.do_abort(t1)
     assert participant.in_doubt_ages() == {}
+
+
+def test_a_wait_for_the_transactions_that_leave_a_member_out_ends_as_the_last_one_is_decided(
+        make_participant, new_txid, wait_until):
+    """A copy waits for the transactions that leave its requester out (``snapshotChunk``); it is
+    woken by the decision itself, not by its timeout."""
+    participant = make_participant()
+    t1 = new_txid()
+    assert participant.can_commit(t1, {"a": "1"}, "c0", ["c0", "p1"]) is True  # leaves p2 out
+    assert participant.wait_unfinished_without("p2", 0.0) == [t1]
+    waited = []
+    waiter = threading.Thread(target=lambda: waited.append(
+        (participant.wait_unfinished_without("p2", 60.0), time.monotonic())))
+    waiter.start()
+    try:
+        # the waiter is in its wait: from now on only the decision can wake it before 60 s
+        assert wait_until(lambda: participant._progress_waiters == 1, timeout=10)
+        decided = time.monotonic()
+        assert participant.do_commit(t1) is True
+    finally:
+        waiter.join(30)
+    [(left, woken)] = waited
+    assert left == [] and woken - decided < 30  # long before its 60 s timeout
+    assert participant._progress_waiters == 0
