@@ -18,8 +18,12 @@ from rmi_kv.core.messages import BATCHED, CAN_COMMIT
 from rmi_kv.errors import InvalidRequest, RmiKvError, error_as_dict, error_from_dict
 
 
+#: one encoder for every batch (json.dumps with options builds a new one per call)
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _compact_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT.encode(value)
 
 
 def encode_batch(messages: list) -> str:
