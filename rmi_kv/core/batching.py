@@ -18,9 +18,13 @@ Rules (they make batches form, and keep one transaction's latency):
   messages wait (at most ``linger``, counted from the last answer, which
   sets transactions going again) while fewer are queued than the
   transactions in progress at this coordinator (``company``); with one
-  transaction at a time a message goes at once;
-- B4 a ``lazy`` message (a decision nobody waits for) waits up to ``linger``
-  for another message to share its call;
+  transaction at a time a message goes at once. The company may be a few
+  milliseconds away (a transaction whose votes or decision are still
+  coming from other replicas): each call it joins is one call, and one
+  forced write at the peer, less, which is what a replica's CPU goes to;
+- B4 a ``lazy`` message (a decision nobody waits for) waits up to
+  ``lazy_linger`` for another message to share its call (not longer: its
+  keys stay locked at the peer until it arrives);
 - B5 a message still queued when it expires is never sent.
 
 No network code: the function that sends a batch is given (in production,
@@ -72,7 +76,7 @@ class MessageBatcher:
 
     def __init__(self, name: str, send_batch: Callable[[list[tuple]], Sequence[Any]], *,
                  max_messages: int = MAX_MESSAGES, max_bytes: int = 2 * 1024 * 1024, senders: int = 2,
-                 linger: float = 0.008, stall: float = 0.05,
+                 linger: float = 0.05, lazy_linger: float = 0.008, stall: float = 0.05,
                  company: Callable[[], int] = lambda: 0) -> None:
         self.name = name
         self._send_batch = send_batch
@@ -86,8 +90,9 @@ class MessageBatcher:
         #: when each call now on the wire went, and when the last answer came (time.perf_counter())
         self._in_flight: list[float] = []
         self._answered_at = 0.0
-        #: how long queued messages may wait for company (B3, B4)
+        #: how long queued messages may wait for company (B3), and lazy ones alone (B4)
         self.linger = linger
+        self.lazy_linger = lazy_linger
         #: how long a call may be out before a second sender carries the queue (B2)
         self.stall = stall
         self._company = company
@@ -104,7 +109,7 @@ class MessageBatcher:
         A message still queued at ``expires`` (a ``time.monotonic()`` value)
         is never sent: it fails as too late (a vote nobody waits for any more
         would only lock keys at the peer until recovery frees them). A
-        ``lazy`` message nobody waits for waits up to ``linger`` seconds for
+        ``lazy`` message nobody waits for waits up to ``lazy_linger`` seconds for
         another message to share its call.
         """
         queued = _Queued(message, size, expires, lazy)
@@ -177,7 +182,7 @@ class MessageBatcher:
             return 0.0
         # from the last answer on: the transactions it answered are about to send their next messages
         waiting_since = max(self._queue[0].queued_at, self._answered_at)
-        return max(0.0, waiting_since + self.linger - now)  # B3, B4
+        return max(0.0, waiting_since + (self.linger if self._urgent else self.lazy_linger) - now)  # B3, B4
 
     def _run(self) -> None:
         while True:

@@ -179,7 +179,7 @@ def test_a_message_still_queued_when_it_expires_is_never_sent(batcher, peer):
 
 
 def test_a_lazy_message_waits_for_company_then_goes_alone(peer):
-    batcher = MessageBatcher("p1", peer, senders=1, linger=30.0)
+    batcher = MessageBatcher("p1", peer, senders=1, lazy_linger=30.0)
     try:
         lazy = batcher.submit(("echo", "decision"), lazy=True)
         assert not peer.entered.acquire(timeout=0.05)  # nothing sent yet: it waits for company
@@ -188,8 +188,8 @@ def test_a_lazy_message_waits_for_company_then_goes_alone(peer):
         assert peer.calls == [[("echo", "decision"), ("echo", "vote")]]  # one call carried both
     finally:
         batcher.close()
-    alone = MessageBatcher("p1", peer, senders=1, linger=0.01)
-    try:
+    alone = MessageBatcher("p1", peer, senders=1, linger=30.0, lazy_linger=0.01, company=lambda: 16)
+    try:  # a lazy message alone waits lazy_linger, not the linger that urgent ones wait for company
         assert alone.submit(("echo", "late"), lazy=True).result(timeout=10)[0] == "etal"
     finally:
         alone.close()
