@@ -89,7 +89,7 @@ NEW = "new"
 _SET_META = "INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value"
 #: writes and keys as the log keeps them (one encoder: json.dumps with options builds one per call)
 _as_json = json.JSONEncoder(ensure_ascii=False).encode
-#: the four counters in one statement (one step: every step of the sqlite3 module lets other threads run)
+#: the four counters in one statement, not four
 _SET_COUNTERS = ("INSERT INTO meta(name, value) VALUES (?, ?), (?, ?), (?, ?), (?, ?) "
                  "ON CONFLICT(name) DO UPDATE SET value = excluded.value")
 
