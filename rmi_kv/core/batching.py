@@ -21,7 +21,10 @@ Rules (they make batches form, and keep one transaction's latency):
   transaction at a time a message goes at once. The company may be a few
   milliseconds away (a transaction whose votes or decision are still
   coming from other replicas): each call it joins is one call, and one
-  forced write at the peer, less, which is what a replica's CPU goes to;
+  forced write at the peer, less, which is what a replica's CPU goes to.
+  A transaction that ends is company that will not come, but its client's
+  next write may: messages that were waiting when it ended (``recheck``)
+  wait at most ``lazy_linger`` more;
 - B4 a ``lazy`` message (a decision nobody waits for) waits up to
   ``lazy_linger`` for another message to share its call (not longer: its
   keys stay locked at the peer until it arrives);
@@ -98,6 +101,10 @@ class MessageBatcher:
         self._company = company
         #: queued messages that are not lazy
         self._urgent = 0
+        #: when a transaction of the company last ended (time.perf_counter(); B3), and how much company
+        #: there was with it
+        self._company_left_at = 0.0
+        self._company_at_left = 0
         #: calls made and messages carried, for the status and the benchmark
         self.calls = 0
         self.messages = 0
@@ -127,6 +134,14 @@ class MessageBatcher:
             else:
                 self._ready.notify()
         return queued.future
+
+    def recheck(self) -> None:
+        """A transaction of the company ended: queued messages waiting for it look again (B3)."""
+        with self._ready:
+            self._company_left_at = time.perf_counter()
+            self._company_at_left = self._company() + 1  # the one that ended, and its successor's place
+            if self._queue and not self._in_flight:
+                self._ready.notify()
 
     def close(self) -> None:
         """Stop the senders; messages still queued fail."""
@@ -179,6 +194,10 @@ class MessageBatcher:
                 return None
             return max(0.0, self._in_flight[0] + self.stall - now)
         if self._urgent and len(self._queue) >= self._company():  # B3: all the company there is
+            left = self._company_left_at
+            if (self._queue[0].queued_at < left and now < left + self.lazy_linger
+                    and len(self._queue) < self._company_at_left):
+                return left + self.lazy_linger - now  # company ended while these waited: its successor may come
             return 0.0
         # from the last answer on: the transactions it answered are about to send their next messages
         waiting_since = max(self._queue[0].queued_at, self._answered_at)

@@ -125,12 +125,15 @@ class Coordinator:
                  vote_timeout: float = 2.0, decision_timeout: float = 2.0,
                  conflict_retries: int = 12, conflict_backoff: float = 0.002,
                  early_reply: bool = False, epoch: Callable[[], Optional[int]] = lambda: None,
-                 quorum: Callable[[], Optional[int]] = lambda: None, defer_to_epoch: bool = False) -> None:
+                 quorum: Callable[[], Optional[int]] = lambda: None, defer_to_epoch: bool = False,
+                 company_left: Callable[[], None] = lambda: None) -> None:
         """``epoch``: the epoch every canCommit carries (None: failover off, no
         epoch); ``quorum``: how many replicas must hold a COMMIT before the
         client hears of it (``core.settle`` S1; None: no such rule);
         ``defer_to_epoch``: the COMMIT records found at start wait for a
-        participant's word before they are answered or re-sent (S4)."""
+        participant's word before they are answered or re-sent (S4);
+        ``company_left``: told when a transaction ends (the batchers waiting
+        for its company look again, ``core.batching`` B3)."""
         self.name = name
         self.storage = storage
         self.failpoints = failpoints
@@ -143,6 +146,7 @@ class Coordinator:
         self.epoch = epoch
         self.quorum = quorum
         self.defer_to_epoch = defer_to_epoch
+        self.company_left = company_left
         #: COMMIT records an epoch change may have settled otherwise: not answered nor re-sent (S4)
         self._unconfirmed: set[str] = set()
         #: decided txids whose client is not answered yet -> True once their record was
@@ -299,6 +303,7 @@ class Coordinator:
         finally:
             with self._lock:
                 self._in_progress -= 1
+            self.company_left()
 
     def in_progress(self) -> int:
         """Transactions this coordinator is running now (the batchers' company)."""

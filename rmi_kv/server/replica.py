@@ -112,7 +112,7 @@ class ReplicaServer:
                                        conflict_backoff=settings.conflict_backoff, early_reply=settings.early_reply,
                                        epoch=(lambda: self.failover.epoch.number) if on else (lambda: None),
                                        quorum=(lambda: majority(self.membership.names())) if on else (lambda: None),
-                                       defer_to_epoch=on)
+                                       defer_to_epoch=on, company_left=self.membership.links.company_changed)
         self._peer_calls = PeerCalls(self.membership)
         self.integrity = IntegrityKeeper(name, self.storage, self.participant, self.coordinator, self.membership,
                                          self.failover, self._peer_calls, verify_every=settings.verify_every,

@@ -68,6 +68,13 @@ class PeerLinks:
         if old is not None:
             old.close()
 
+    def company_changed(self) -> None:
+        """A transaction of this coordinator ended: batches waiting for its company look again."""
+        with self._lock:
+            batchers = list(self._batchers.values())
+        for batcher in batchers:
+            batcher.recheck()
+
     def batch_counts(self) -> tuple[int, int]:
         with self._lock:
             batchers = list(self._batchers.values())

@@ -249,6 +249,47 @@ def test_queued_messages_wait_for_the_company_that_is_coming(peer):
         batcher.close()
 
 
+def test_company_that_ends_is_not_waited_for(peer):
+    company = [2]
+    batcher = MessageBatcher("p1", peer, senders=1, linger=30.0, company=lambda: company[0])
+    try:
+        waiting = batcher.submit(("echo", "a"))
+        assert not peer.entered.acquire(timeout=0.05)  # B3: the other transaction may still send
+        company[0] = 1  # it ended without sending anything here
+        batcher.recheck()
+        assert waiting.result(timeout=10)[0] == "a"
+        assert peer.calls == [[("echo", "a")]]
+    finally:
+        batcher.close()
+
+
+def test_the_next_write_of_a_client_whose_transaction_ended_joins_the_waiting_call(peer):
+    company = [2]
+    batcher = MessageBatcher("p1", peer, senders=1, linger=30.0, lazy_linger=30.0, company=lambda: company[0])
+    try:
+        waiting = batcher.submit(("echo", "a"))
+        assert not peer.entered.acquire(timeout=0.05)
+        company[0] = 1  # a transaction ended ...
+        batcher.recheck()
+        assert not peer.entered.acquire(timeout=0.05)  # ... "a" still waits a moment for its successor
+        company[0] = 2  # ... whose client writes again
+        successor = batcher.submit(("echo", "b"))
+        assert (waiting.result(timeout=10)[0], successor.result(timeout=10)[0]) == ("a", "b")
+        assert peer.calls == [[("echo", "a"), ("echo", "b")]]
+    finally:
+        batcher.close()
+
+
+def test_a_message_queued_after_the_company_ended_goes_at_once(peer):
+    """One client: its previous write just ended, and its next one must not wait for company."""
+    batcher = MessageBatcher("p1", peer, senders=1, linger=30.0, lazy_linger=30.0, company=lambda: 1)
+    try:
+        batcher.recheck()  # the previous transaction ended
+        assert batcher.submit(("echo", "next")).result(timeout=10)[0] == "txen"
+    finally:
+        batcher.close()
+
+
 def test_company_that_does_not_come_is_waited_for_linger_seconds_only(peer):
     batcher = MessageBatcher("p1", peer, senders=1, linger=0.02, company=lambda: 16)
     try:

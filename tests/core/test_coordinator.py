@@ -571,3 +571,16 @@ def test_a_round_nobody_reads_keeps_no_trace_and_a_listener_still_hears_every_me
     traced = coordinator.execute({"a": "3"}, fakes("c0", "p1", "p2", storage=coordinator.storage))
     assert messages == sorted((event.message, event.participant) for event in traced.trace)
     assert ("haveCommitted", "p2") in messages and ("vote", "p1") in messages
+
+
+def test_the_batchers_hear_of_every_transaction_that_ends(make_coordinator):
+    """``company_left`` after each write, committed or not: a batch waiting for that transaction's
+    company stops waiting (``core.batching`` B3)."""
+    coordinator = make_coordinator("c0")
+    seen = []
+    coordinator.company_left = lambda: seen.append(coordinator.in_progress())
+    coordinator.execute({"a": "1"}, fakes("c0", "p1", storage=coordinator.storage))
+    with pytest.raises(TransactionAborted):
+        coordinator.execute({"a": "2"}, {**fakes("c0", storage=coordinator.storage),
+                                         "p1": FakeParticipant("p1", votes=(RuntimeError("disk full"),))})
+    assert seen == [0, 0]  # told once each, after it stopped counting as company
