@@ -16,7 +16,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Collection, Mapping, Optional, Sequence, Union
 
 from rmi_kv.config import size_allowance
 from rmi_kv.core import txid as txids
@@ -89,6 +89,8 @@ class _Round:
         self.keep = keep
         #: whether events are noted at all (call sites skip formatting a result nobody reads)
         self.noting = keep or listener is not None
+        #: how long each YES vote took (ms): the fastest voters are the likeliest to acknowledge first
+        self.vote_ms: dict[str, float] = {}
 
     def now_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
@@ -385,10 +387,11 @@ class Coordinator:
             targets = {name: handles[name] for name in remaining}
             if self.early_reply:  # safe while reads of PREPARED keys wait: no replica shows the old value
                 round_.note("reply", self.name, "client answered at the commit point; phase 2 goes on")
-            unacknowledged = self._send_decision(round_, DO_COMMIT, targets, self.decision_timeout,
-                                                 wait=not self.early_reply)
-            self.committed += 1
             needed = self.quorum()
+            lazy_to = self._may_wait_for_company(round_, participants, remaining, needed) if self.early_reply else ()
+            unacknowledged = self._send_decision(round_, DO_COMMIT, targets, self.decision_timeout,
+                                                 wait=not self.early_reply, lazy_to=lazy_to)
+            self.committed += 1
             if needed is not None:
                 holding = self._await_quorum(txid, participants, needed, time.monotonic() + self.decision_timeout)
                 if holding is None:
@@ -408,6 +411,20 @@ class Coordinator:
             with self._lock:
                 self._awaited.pop(txid, None)
         return Outcome(txid, True, unacknowledged=sorted(unacknowledged), trace=round_.trace, observed=observed)
+
+    def _may_wait_for_company(self, round_: _Round, participants: list[str], remaining: set[str],
+                              needed: Optional[int]) -> set[str]:
+        """With an early reply, the doCommits the client's answer does not wait
+        for (they may wait for company, ``core.batching`` B4): every one without
+        a quorum rule; with one (S1), all but those to the fastest voters that
+        make up the majority the answer waits for. Either way each is sent
+        within the batcher's short wait, and the answer waits for ``needed``
+        holders whoever they are, so a slow chosen one costs that wait at most."""
+        if needed is None:
+            return set(remaining)
+        holding = len(({self.name} | set(participants)) - remaining)
+        by_speed = sorted(remaining, key=lambda name: (round_.vote_ms.get(name, float("inf")), name))
+        return set(by_speed[max(0, needed - holding):])
 
     def _await_quorum(self, txid: str, participants: list[str], needed: int, deadline: float) -> Optional[int]:
         """S1: wait until ``needed`` replicas (this one's decision included)
@@ -465,6 +482,7 @@ class Coordinator:
                 round_.note("vote", name, f"failed after {elapsed_ms:.2f} ms: {refusals[name]}", at_ms)
             elif value is True:
                 voted_yes.append(name)
+                round_.vote_ms[name] = elapsed_ms
                 if round_.noting:
                     round_.note("vote", name, f"YES after {elapsed_ms:.2f} ms", at_ms)
             else:
@@ -501,8 +519,10 @@ class Coordinator:
         return Outcome(txid, False, refusals=refusals, trace=round_.trace)
 
     def _send_decision(self, round_: _Round, message: str, handles: Handles,
-                       timeout: float, wait: bool = True) -> set[str]:
-        """Send doCommit/doAbort to every handle in parallel; returns who did not acknowledge."""
+                       timeout: float, wait: bool = True, lazy_to: Collection[str] = ()) -> set[str]:
+        """Send doCommit/doAbort to every handle in parallel; returns who did not
+        acknowledge. The messages to ``lazy_to`` nobody waits for: they may wait a
+        moment for company."""
         txid = round_.txid
         names = sorted(handles)
         futures = {}
@@ -512,8 +532,6 @@ class Coordinator:
                 self._deliver(round_, message, first, handles[first].send(DO_COMMIT, txid).result())
                 names.remove(first)
             self.failpoints.hit("coordinator.mid_commit")
-        # a doCommit nobody waits for may wait a moment for company, unless the reply waits for a majority
-        lazy = message == DO_COMMIT and not wait and self.quorum() is None
         #: when each message went (round clock): an answer is recorded when it arrived, sent + its elapsed time,
         #: not when the coordinator got round to it (after its own apply, after the slowest answer)
         sent_at: dict[str, float] = {}
@@ -521,7 +539,7 @@ class Coordinator:
             if name != self.name:
                 sent_at[name] = round_.now_ms()
                 round_.note(message, name, "sent", sent_at[name])
-                futures[handles[name].send(message, txid, lazy=lazy)] = name
+                futures[handles[name].send(message, txid, lazy=name in lazy_to)] = name
         unacknowledged: set[str] = set()
         if self.name in names:
             local = handles[self.name]

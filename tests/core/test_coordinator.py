@@ -515,6 +515,56 @@ def test_early_reply_answers_at_the_commit_point_and_records_the_acknowledgement
     assert wait_until(lambda: coordinator.pending() == {})  # p1's acknowledgement arrived afterwards
 
 
+class Timed(FakeParticipant):
+    """A participant reached by message whose votes take ``vote_ms`` (as the
+    coordinator measures them), and that records which doCommits came lazy."""
+
+    def __init__(self, name, vote_ms, commit=True):
+        super().__init__(name, commit=commit)
+        self.vote_ms = vote_ms
+        self.lazy = []
+
+    def send(self, message, *args, expires=None, lazy=False):
+        future = concurrent.futures.Future()
+        if message == "doCommit":
+            self.lazy.append(lazy)
+        value, error, _ = timed(getattr(self, message), *args)
+        if message != "doCommit" or self.commit is not None:
+            future.set_result(Reply(value, error, self.vote_ms if message == "canCommit" else 0.0))
+        return future  # commit=None: a doCommit never answered
+
+
+def timed_cluster(make_coordinator, quorum, vote_ms, **options):
+    coordinator = make_coordinator("c0", early_reply=True, quorum=lambda: quorum, decision_timeout=5.0)
+    handles = {"c0": FakeParticipant("c0", storage=coordinator.storage)}
+    handles.update({name: Timed(name, ms, **options.get(name, {})) for name, ms in vote_ms.items()})
+    return coordinator, handles
+
+
+def test_an_early_reply_waiting_for_a_majority_hurries_the_fastest_voters_and_lets_the_others_wait_for_company(
+        make_coordinator):
+    coordinator, handles = timed_cluster(make_coordinator, 3, {"p1": 9.0, "p2": 1.0, "p3": 2.0, "p4": 8.0})
+    assert coordinator.execute({"k": "v"}, handles).committed
+    # c0 holds the COMMIT with its decision: the answer waits for two more, the two fastest voters
+    assert {name: handles[name].lazy for name in ("p1", "p2", "p3", "p4")} == {
+        "p1": [True], "p2": [False], "p3": [False], "p4": [True]}
+
+
+def test_an_early_reply_without_a_quorum_rule_lets_every_doCommit_wait_for_company(make_coordinator):
+    coordinator, handles = timed_cluster(make_coordinator, None, {"p1": 9.0, "p2": 1.0})
+    assert coordinator.execute({"k": "v"}, handles).committed
+    assert handles["p1"].lazy == handles["p2"].lazy == [True]
+
+
+def test_a_hurried_voter_that_never_applies_does_not_hold_the_answer_once_a_lazy_one_does(make_coordinator):
+    coordinator, handles = timed_cluster(make_coordinator, 3, {"p1": 1.0, "p2": 2.0, "p3": 5.0, "p4": 6.0},
+                                         p1={"commit": None})
+    outcome = coordinator.execute({"k": "v"}, handles)
+    assert outcome.committed
+    assert handles["p1"].lazy == [False] and handles["p3"].lazy == [True]
+    assert "p1" in outcome.unacknowledged and "p3" not in outcome.unacknowledged
+
+
 def test_resend_skips_decisions_younger_than_min_age(make_coordinator):
     coordinator = make_coordinator("c0", decision_timeout=0.2)
     never = FakeParticipant("p1", commit=ReplicaUnavailable("p1 is down", replica="p1"))
