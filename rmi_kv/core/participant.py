@@ -20,7 +20,7 @@ from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.locks import LockTable, SharedLock
 from rmi_kv.core.messages import ABORT, COMMIT
 from rmi_kv.core.settle import NOTHING as NOTHING_STATE, PREPARED as PREPARED_STATE
-from rmi_kv.storage.interfaces import ParticipantStorage, PreparedRecord, Repair
+from rmi_kv.storage.interfaces import AlreadyDecided, ParticipantStorage, PreparedRecord, Repair
 
 log = logging.getLogger(__name__)
 #: who holds a key's lock while anti-entropy replaces its entry (no txid looks like it)
@@ -283,6 +283,9 @@ class Participant:
             error = errors.get(record.txid)
             if error is not None:
                 self.locks.release(record.txid, record.keys())
+                if isinstance(error, AlreadyDecided):  # a late vote gets the outcome it has
+                    log.debug("canCommit %s already decided: %s", record.txid, error.outcome)
+                    error = error.outcome == COMMIT
                 vote_answers[index] = error
             else:
                 self._prepared[record.txid] = record
@@ -305,7 +308,9 @@ class Participant:
         log.debug("canCommit %s from %s keys=%d", txid, coordinator, len(writes))
         if txid in self._prepared:
             return True
-        known = self.storage.outcome(txid)
+        # another coordinator's vote forces a PREPARED record, which is refused for a transaction with an
+        # outcome (``AlreadyDecided``): no lookup first. Its own coordinator's vote writes nothing: it looks.
+        known = self.storage.outcome(txid) if coordinator == self.name else None
         if known is not None:
             log.debug("canCommit %s already decided: %s", txid, known)
             return known == COMMIT

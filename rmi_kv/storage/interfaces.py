@@ -43,6 +43,16 @@ Repair = Tuple[str, Optional[RepairEntry], Optional[RepairEntry]]
 Errors = list[Optional[BaseException]]
 
 
+class AlreadyDecided(Exception):
+    """A PREPARED record not forced: its transaction has an outcome here already
+    (a late vote gets that outcome, and nothing is written)."""
+
+    def __init__(self, txid: str, outcome: str) -> None:
+        super().__init__(f"transaction {txid} ended already: {outcome}")
+        self.txid = txid
+        self.outcome = outcome
+
+
 @dataclass(frozen=True)
 class PreparedRecord:
     """A participant's PREPARED record: it voted YES and holds the keys."""
@@ -122,7 +132,9 @@ class ParticipantLog(Protocol):
         the ``DecisionLog`` too (the commit point and the local apply at
         once). Idempotent: a transaction with an outcome is not applied again
         (its decision is still recorded), and a PREPARED record forced twice
-        keeps the first.
+        keeps the first. A record of a transaction with an outcome here is not
+        forced: its error is ``AlreadyDecided`` with that outcome (the check
+        and the record are one write, so a vote needs no lookup first).
         """
 
     def record_abort(self, txid: str, *, prepared: bool = False) -> None:

@@ -38,7 +38,7 @@ from rmi_kv.core.messages import ABORT, COMMIT
 from rmi_kv.storage.integrity import RangeSummary, Verification
 from rmi_kv.storage.snapshot import ReadSnapshot
 from rmi_kv.storage.interfaces import (
-    Commit, DecisionRecord, Errors, Prepare, PreparedRecord, Repair, SnapshotEntry, Writes)
+    AlreadyDecided, Commit, DecisionRecord, Errors, Prepare, PreparedRecord, Repair, SnapshotEntry, Writes)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -89,6 +89,9 @@ NEW = "new"
 _SET_META = "INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value"
 #: writes and keys as the log keeps them (one encoder: json.dumps with options builds one per call)
 _as_json = json.JSONEncoder(ensure_ascii=False).encode
+#: a PREPARED record, unless the transaction has an outcome (one statement: the vote needs no lookup first)
+_PREPARE = ("INSERT OR IGNORE INTO prepared(txid, writes, coordinator, participants, created, reads) "
+            "SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM outcomes WHERE txid = ?)")
 #: the four counters in one statement, not four
 _SET_COUNTERS = ("INSERT INTO meta(name, value) VALUES (?, ?), (?, ?), (?, ?), (?, ?) "
                  "ON CONFLICT(name) DO UPDATE SET value = excluded.value")
@@ -377,10 +380,15 @@ class Storage:
         def insert(txid: str, writes: Writes, coordinator: str, participants: Iterable[str],
                    reads: Sequence[str] = ()) -> Operation:
             row = (txid, _as_json(dict(writes)), coordinator,
-                   json.dumps(list(participants)), now, _as_json(list(reads)) if reads else None)
-            return lambda c: c.execute(
-                "INSERT OR IGNORE INTO prepared(txid, writes, coordinator, participants, created, reads) "
-                "VALUES (?, ?, ?, ?, ?, ?)", row)
+                   json.dumps(list(participants)), now, _as_json(list(reads)) if reads else None, txid)
+
+            def operation(connection: sqlite3.Connection) -> None:
+                if connection.execute(_PREPARE, row).rowcount == 0:  # an outcome, or a record already
+                    known = connection.execute("SELECT outcome FROM outcomes WHERE txid = ?", (txid,)).fetchone()
+                    if known is not None:
+                        raise AlreadyDecided(txid, known[0])
+
+            return operation
 
         operations = [self._committer(*commit) for commit in commits] + [insert(*record) for record in records]
         errors = [pending.error for pending in self._group_commit.write_many(operations)]

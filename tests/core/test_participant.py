@@ -150,6 +150,33 @@ def test_do_abort_before_can_commit_makes_the_late_vote_no(make_participant, new
     assert participant.in_doubt() == []
 
 
+def test_late_vote_in_a_batch_gets_its_outcome_and_sinks_nothing(make_participant, new_txid):
+    """A late vote's PREPARED record is refused by the write itself (its
+    transaction has an outcome): it gets that outcome, takes no lock, writes
+    nothing, and the commit and the fresh vote sharing its forced write go
+    through."""
+    participant = make_participant()
+    committed, aborted, prepared, fresh = new_txid(), new_txid(), new_txid(), new_txid()
+    assert participant.can_commit(committed, {"a": "1"}, "c0", MEMBERS) is True
+    assert participant.do_commit(committed) is True
+    assert participant.do_abort(aborted) is True  # the abort came first
+    assert participant.can_commit(prepared, {"c": "3"}, "c0", MEMBERS) is True
+
+    commits, votes = participant.commit_and_vote([prepared], [
+        (committed, {"a": "1"}, "c0", MEMBERS), (aborted, {"b": "2"}, "c0", MEMBERS),
+        (fresh, {"d": "4"}, "c0", MEMBERS)])
+
+    assert commits == [True]
+    assert votes == [True, False, True]
+    assert participant.in_doubt() == [fresh]
+    assert participant.locks.held() == {"d": fresh}
+    assert [record.txid for record in participant.storage.prepared()] == [fresh]
+    assert participant.storage.get("c") == ("3", 1)
+    assert participant.storage.get("b") is None
+    assert participant.storage.get("a") == ("1", 1)
+    assert participant.storage.committed_count == 2
+
+
 def test_decision_as_peer(make_participant, new_txid):
     participant = make_participant()
     t1, t2 = new_txid(), new_txid()

@@ -19,7 +19,7 @@ from rmi_kv.core.messages import ABORT, COMMIT
 from rmi_kv.storage import integrity
 from rmi_kv.storage.integrity import RangeSummary, Verification
 from rmi_kv.storage.interfaces import (
-    Commit, DecisionRecord, Errors, Prepare, PreparedRecord, Repair, SnapshotEntry, Writes)
+    AlreadyDecided, Commit, DecisionRecord, Errors, Prepare, PreparedRecord, Repair, SnapshotEntry, Writes)
 
 NEW, CATCHING_UP, SERVING = "new", "catching_up", "serving"
 
@@ -131,13 +131,19 @@ class MemoryStorage:
         if not commits and not records:
             return [], []
         now = time.time()
+        prepare_errors: list = []
         with self._forced(len(commits) + len(records)) as image:
             for txid, writes, decision in commits:
                 self._commit(txid, writes, decision, buffered=False)
             for txid, writes, coordinator, participants, *reads in records:
+                known = image.outcomes.get(txid)
+                if known is not None:  # a late vote: nothing is written
+                    prepare_errors.append(AlreadyDecided(txid, known[0]))
+                    continue
                 image.prepared.setdefault(txid, PreparedRecord(txid, dict(writes), coordinator,
                                                                tuple(participants), now, tuple(*reads)))
-        return [None] * len(commits), [None] * len(records)
+                prepare_errors.append(None)
+        return [None] * len(commits), prepare_errors
 
     def _commit(self, txid: str, writes: Writes, decision: Optional[Sequence[str]], *, buffered: bool) -> None:
         image = self._image
