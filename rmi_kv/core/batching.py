@@ -89,6 +89,8 @@ class MessageBatcher:
         self._ready = threading.Condition()
         self._closed = False
         self._senders: list[threading.Thread] = []
+        #: sender thread -> when it wakes by itself (time.perf_counter(); inf: only when told), while it sleeps
+        self._sleepers: dict[int, float] = {}
         self.max_senders = senders
         #: when each call now on the wire went, and when the last answer came (time.perf_counter())
         self._in_flight: list[float] = []
@@ -132,7 +134,7 @@ class MessageBatcher:
                 self._senders.append(sender)
                 sender.start()
             else:
-                self._ready.notify()
+                self._wake_if_sooner()
         return queued.future
 
     def recheck(self) -> None:
@@ -140,8 +142,18 @@ class MessageBatcher:
         with self._ready:
             self._company_left_at = time.perf_counter()
             self._company_at_left = self._company() + 1  # the one that ended, and its successor's place
-            if self._queue and not self._in_flight:
-                self._ready.notify()
+            self._wake_if_sooner()
+
+    def _wake_if_sooner(self) -> None:
+        """Wake a sleeping sender only when the rules now let a call go before
+        it would wake anyway (each needless wake-up is two thread switches, and
+        a message queued while a call is in flight changes nothing until the
+        answer comes). Called with the lock held."""
+        if not self._sleepers:
+            return  # every sender is on the wire: each looks at the queue when its answer comes
+        wait = self._wait_before_sending()
+        if wait is not None and time.perf_counter() + wait < min(self._sleepers.values()):
+            self._ready.notify()
 
     def close(self) -> None:
         """Stop the senders; messages still queued fail."""
@@ -161,7 +173,12 @@ class MessageBatcher:
                 wait = self._wait_before_sending()
                 if wait == 0.0:
                     break
-                self._ready.wait(wait)
+                me = threading.get_ident()
+                self._sleepers[me] = float("inf") if wait is None else time.perf_counter() + wait
+                try:
+                    self._ready.wait(wait)
+                finally:
+                    del self._sleepers[me]
             batch: list[_Queued] = []
             size = 0
             now = time.monotonic()
@@ -221,8 +238,6 @@ class MessageBatcher:
                 self._answered_at = time.perf_counter()
                 self.calls += 1
                 self.messages += len(batch)
-                if self._queue:
-                    self._ready.notify()
             now = time.perf_counter()
             for queued, answer in zip(batch, answers):
                 ok, value = _unpack(answer, self.name)

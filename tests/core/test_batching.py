@@ -317,3 +317,36 @@ def test_the_linger_counts_from_the_last_answer(peer):
     finally:
         peer.hold.set()
         batcher.close()
+
+
+def test_a_message_queued_while_a_call_is_in_flight_wakes_no_sender(peer, monkeypatch):
+    """Each wake-up is two thread switches: a sender that sleeps until the call
+    in flight stalls (B2), or until the company may be complete (B3), is woken
+    only when the rules let a call go sooner than that."""
+    company = [1]
+    batcher = MessageBatcher("p1", peer, senders=2, stall=30.0, linger=30.0, company=lambda: company[0])
+    woken = []
+    notify = batcher._ready.notify
+    monkeypatch.setattr(batcher._ready, "notify", lambda *args: (woken.append(1), notify(*args)))
+    try:
+        peer.hold.clear()
+        first = batcher.submit(("echo", "first"))
+        assert peer.entered.acquire(timeout=10)
+        queued = [batcher.submit(("echo", f"m{index}")) for index in range(4)]  # the second sender starts
+        assert woken == []  # B1: nothing can go before the answer, or before the stall, 30 s away
+        peer.hold.set()
+        assert [future.result(timeout=10)[0] for future in [first, *queued]] == ["tsrif", "0m", "1m", "2m", "3m"]
+        assert [len(call) for call in peer.calls] == [1, 4]
+
+        company[0] = 3
+        lingering = batcher.submit(("echo", "a"))  # B3: two more transactions may still send here
+        woken.clear()
+        batcher.submit(("echo", "b"))
+        assert woken == []  # two of three: the sender's wait is unchanged
+        batcher.submit(("echo", "c"))
+        assert woken == [1]  # all the company: the call goes now
+        assert lingering.result(timeout=10)[0] == "a"
+        assert peer.calls[-1] == [("echo", "a"), ("echo", "b"), ("echo", "c")]
+    finally:
+        peer.hold.set()
+        batcher.close()
