@@ -459,11 +459,6 @@ class Coordinator:
         arguments = (txid, writes, self.name, participants) + (() if epoch is None and not guards else (epoch,))
         if guards:
             arguments += ([list(guard) for guard in guards],)
-        for name in participants:
-            if name != self.name:
-                round_.note(CAN_COMMIT, name, "sent")
-                sent_at[name] = round_.now_ms()
-                futures[handles[name].send(CAN_COMMIT, *arguments, expires=deadline)] = name
         refusals: dict[str, str] = {}
         voted_yes: list[str] = []
         state: dict[str, Any] = {"retryable": True, "membership_changed": False, "compare_failed": None}
@@ -489,9 +484,17 @@ class Coordinator:
                 refusals[name] = CONFLICT
                 round_.note("vote", name, f"NO after {elapsed_ms:.2f} ms (keys locked by another transaction)", at_ms)
 
+        # the own vote comes first: no other replica has heard of the txid yet, so it has no outcome
+        # anywhere and the vote looks none up (``LocalParticipant.canCommit``); and a NO here sends nothing
         if self.name in handles:
             round_.note(CAN_COMMIT, self.name, "local")
             count(self.name, timed(handles[self.name].canCommit, *arguments))
+        if not refusals:
+            for name in participants:
+                if name != self.name:
+                    round_.note(CAN_COMMIT, name, "sent")
+                    sent_at[name] = round_.now_ms()
+                    futures[handles[name].send(CAN_COMMIT, *arguments, expires=deadline)] = name
         # one wake-up when every vote is in (not one per vote); each is noted at the time it arrived
         done, _ = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
         for future in done:

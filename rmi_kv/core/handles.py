@@ -31,7 +31,9 @@ class LocalParticipant(Protocol):
     """The coordinator's own participant, called directly."""
 
     def canCommit(self, txid: str, writes: dict, coordinator: str, participants: list,
-                  epoch: Optional[int] = None, guards: Sequence = ()) -> bool: ...
+                  epoch: Optional[int] = None, guards: Sequence = ()) -> bool:
+        """The coordinator's own vote on its new ``txid``, before any other
+        replica has heard of it (so it has no outcome anywhere yet)."""
 
     def doCommit(self, txid: str) -> bool: ...
 
@@ -66,7 +68,7 @@ class LocalHandle:
 
     def canCommit(self, txid: str, writes: dict, coordinator: str, participants: list,
                   epoch: Optional[int] = None, guards: Sequence = ()) -> bool:
-        return self.participant.can_commit(txid, writes, coordinator, participants, epoch, guards)
+        return self.participant.can_commit(txid, writes, coordinator, participants, epoch, guards, fresh=True)
 
     def doCommit(self, txid: str) -> bool:
         return self.participant.do_commit(txid)

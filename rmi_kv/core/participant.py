@@ -130,17 +130,22 @@ class Participant:
 
     # -------------------------------------------------------------- protocol
     def can_commit(self, txid: str, writes: Mapping[str, Optional[str]], coordinator: str,
-                   participants: Sequence[str] = (), epoch: Optional[int] = None, guards: Sequence = ()) -> bool:
+                   participants: Sequence[str] = (), epoch: Optional[int] = None, guards: Sequence = (),
+                   *, fresh: bool = False) -> bool:
         """Phase 1: lock the keys, force PREPARED, vote YES; NO on a lock conflict.
 
         A repeated or late canCommit gets the answer the transaction already
         has. A coordinator that left out a member this replica knows of gets
         MembershipChanged (it reloads its member list and tries again); one
         of another epoch, EpochChanged; one whose guards do not hold,
-        CompareFailed (``core.guards``).
+        CompareFailed (``core.guards``). ``fresh``: this replica's own
+        coordinator votes on its new txid before any other replica heard of
+        it, so no outcome of it exists to look up.
         """
-        return _raise_or_return(self.can_commit_many([VoteRequest(txid, writes, coordinator, participants,
-                                                                  epoch, tuple(guards))])[0])
+        request = VoteRequest(txid, writes, coordinator, participants, epoch, tuple(guards))
+        if fresh and coordinator == self.name:
+            return _raise_or_return(self.commit_and_vote((), [request], fresh=True)[1][0])
+        return _raise_or_return(self.can_commit_many([request])[0])
 
     def can_commit_many(self, requests: Sequence[VoteRequest]) -> list:
         """Phase 1 for several transactions (txid, writes, coordinator,
@@ -155,13 +160,15 @@ class Participant:
         return self.commit_and_vote((), requests)[1]
 
     def commit_and_vote(self, commits: Sequence[str], votes: Sequence[VoteRequest],
-                        decision: Optional[Sequence[str]] = None, *, settled: bool = False) -> tuple[list, list]:
+                        decision: Optional[Sequence[str]] = None, *, settled: bool = False,
+                        fresh: bool = False) -> tuple[list, list]:
         """Phase 2 for ``commits`` (txids), then phase 1 for ``votes`` (txid,
         writes, coordinator, participants): one forced write for the applies
         and the PREPARED records together, unless a vote needs a key one of
         the commits still holds (then the commits are written, and their keys
         freed, first). Returns the answers to the commits and to the votes.
-        ``settled``: the commits are outcomes an epoch change settled (no gate).
+        ``settled``: the commits are outcomes an epoch change settled (no gate);
+        ``fresh``: the votes are of txids nobody else has heard of (``can_commit``).
         """
         votes = [VoteRequest(*vote) for vote in votes]
         commit_answers: list = [None] * len(commits)
@@ -179,7 +186,7 @@ class Participant:
                 applying = []
             voting: list[str] = []
             try:
-                staged = self._stage_votes(votes, vote_answers, voting)
+                staged = self._stage_votes(votes, vote_answers, voting, fresh)
                 now_applied, prepared = self._write_staged(applying, decision, commit_answers, staged, vote_answers)
                 applied += now_applied
             finally:
@@ -197,7 +204,7 @@ class Participant:
             log.debug("vote YES %s", txid)
         return commit_answers, vote_answers
 
-    def _stage_votes(self, votes: Sequence[VoteRequest], answers: list, voting: list) -> list:
+    def _stage_votes(self, votes: Sequence[VoteRequest], answers: list, voting: list, fresh: bool = False) -> list:
         """Check and lock each vote's keys; the (index, record) of those to prepare."""
         staged: list[tuple[int, PreparedRecord]] = []
         seen: set[str] = set()
@@ -212,7 +219,8 @@ class Participant:
             voting.append(txid)
             reads = tuple(key for key in guard_rules.keys_of(guards) if key not in writes)
             try:
-                answers[index] = self._lock_for_vote(txid, writes, coordinator, participants, epoch, guards, reads)
+                answers[index] = self._lock_for_vote(txid, writes, coordinator, participants, epoch, guards, reads,
+                                                     fresh)
             except Exception as error:
                 answers[index] = error
             if answers[index] is None:
@@ -302,15 +310,16 @@ class Participant:
 
     def _lock_for_vote(self, txid: str, writes: Mapping[str, Optional[str]], coordinator: str,
                        participants: tuple, epoch: Optional[int] = None, guards: Sequence = (),
-                       reads: tuple = ()) -> Optional[bool]:
+                       reads: tuple = (), fresh: bool = False) -> Optional[bool]:
         """The checks of phase 1 and the key locks: the vote when it is already
         decided, or None when the transaction may be prepared."""
         log.debug("canCommit %s from %s keys=%d", txid, coordinator, len(writes))
         if txid in self._prepared:
             return True
         # another coordinator's vote forces a PREPARED record, which is refused for a transaction with an
-        # outcome (``AlreadyDecided``): no lookup first. Its own coordinator's vote writes nothing: it looks.
-        known = self.storage.outcome(txid) if coordinator == self.name else None
+        # outcome (``AlreadyDecided``): no lookup first. Its own coordinator's vote writes nothing: it
+        # looks, unless the txid is fresh (nobody else has heard of it, ``can_commit``)
+        known = self.storage.outcome(txid) if coordinator == self.name and not fresh else None
         if known is not None:
             log.debug("canCommit %s already decided: %s", txid, known)
             return known == COMMIT

@@ -245,6 +245,28 @@ def test_failpoint_before_decision_aborts(make_coordinator, wait_until):
 
 
 # ---------------------------------------------------------------- retries
+def test_the_own_vote_comes_first_and_a_no_there_sends_nothing(make_coordinator):
+    """No other replica hears of a txid before the coordinator's own participant
+    voted on it (so that vote has no outcome to look up), and a NO there ends
+    the attempt without a message: nobody else prepared anything."""
+    coordinator = make_coordinator("c0", conflict_retries=0)
+    handles = fakes("c0", "p1", "p2", storage=coordinator.storage)
+    local_voted = []
+    for name in ("p1", "p2"):
+        send = handles[name].send
+        handles[name].send = lambda *message, send=send, **options: (
+            local_voted.append(bool(handles["c0"].messages("canCommit"))), send(*message, **options))[1]
+    assert coordinator.execute(WRITES, handles).committed
+    assert local_voted and all(local_voted)  # every message went after the own vote
+
+    handles["c0"].votes = [False]
+    with pytest.raises(TransactionAborted) as caught:
+        coordinator.execute(WRITES, handles)
+    assert caught.value.replicas == {"c0": CONFLICT}
+    assert len(handles["p1"].calls) == len(handles["p2"].calls) == 2  # the first write's canCommit and doCommit
+    assert handles["c0"].messages("doAbort") == []  # it voted NO: nothing held there either
+
+
 def test_lost_conflicts_are_retried_with_new_txids(make_coordinator, wait_until):
     coordinator = make_coordinator("c0", conflict_retries=5)
     handles = fakes("c0", "p1", storage=coordinator.storage)

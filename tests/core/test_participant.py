@@ -177,6 +177,23 @@ def test_late_vote_in_a_batch_gets_its_outcome_and_sinks_nothing(make_participan
     assert participant.storage.committed_count == 2
 
 
+def test_a_fresh_own_vote_looks_up_no_outcome(make_participant, new_txid, monkeypatch):
+    """The coordinator's own vote on a txid nobody else has heard of needs no
+    lookup; any other own vote (not fresh) looks, and gets the outcome."""
+    participant = make_participant("c0")
+    looked_up = []
+    outcome = participant.storage.outcome
+    monkeypatch.setattr(participant.storage, "outcome", lambda txid: (looked_up.append(txid), outcome(txid))[1])
+    fresh, aborted = new_txid("c0"), new_txid("c0")
+    assert participant.can_commit(fresh, {"a": "1"}, "c0", MEMBERS, fresh=True) is True
+    assert looked_up == []
+    assert participant.do_abort(fresh) is True
+    participant.storage.record_abort(aborted)
+    assert participant.can_commit(aborted, {"a": "1"}, "c0", MEMBERS) is False
+    assert looked_up == [aborted]
+    assert participant.locks.held() == {}
+
+
 def test_decision_as_peer(make_participant, new_txid):
     participant = make_participant()
     t1, t2 = new_txid(), new_txid()
