@@ -5,7 +5,6 @@ tests call them directly.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -35,17 +34,13 @@ def _may_wait_for(txid: str, here: str):
     decision to this replica on the one connection the waiting vote now
     occupies (``core.batching`` B1), so it could not arrive before the wait
     ends (the vote says no at once, and the coordinator tries again).
+    Asked only on a conflict, so the txids are read only then.
     """
-    try:
-        mine = txids.priority(txid)
-    except ValueError:
-        return lambda holder: False
-    coordinator = txids.coordinator_of(txid)
-    local = coordinator == here
-
     def may_wait(holder: str) -> bool:
         try:
-            return mine < txids.priority(holder) and (local or txids.coordinator_of(holder) != coordinator)
+            coordinator = txids.coordinator_of(txid)
+            return (txids.priority(txid) < txids.priority(holder)
+                    and (coordinator == here or txids.coordinator_of(holder) != coordinator))
         except ValueError:
             return False
 
@@ -113,17 +108,36 @@ class Participant:
     @contextmanager
     def _exclusive(self, txid: str) -> Iterator[None]:
         """Serialize the messages of one transaction (a doAbort racing its canCommit)."""
-        with self._guards_lock:
-            entry = self._guards.get(txid)
-            if entry is None:
-                entry = self._guards[txid] = [threading.Lock(), 0]
-            entry[1] += 1
-        entry[0].acquire()
+        held = self._hold((txid,))
         try:
             yield
         finally:
-            entry[0].release()
+            self._let_go(held)
+
+    def _hold(self, txids: Iterable[str]) -> list:
+        """Take the guard of each of ``txids`` (``_exclusive``), in the order given
+        (sorted, where there are several: no deadlock); what ``_let_go`` frees."""
+        held: list = []
+        for txid in txids:
             with self._guards_lock:
+                entry = self._guards.get(txid)
+                if entry is None:
+                    entry = self._guards[txid] = [threading.Lock(), 0]
+                entry[1] += 1
+            try:
+                entry[0].acquire()
+            except BaseException:
+                self._let_go(held, unheld=[(txid, entry)])
+                raise
+            held.append((txid, entry))
+        return held
+
+    def _let_go(self, held: list, unheld: list = ()) -> None:
+        """Free the guards ``_hold`` took (and forget ``unheld``, counted but not acquired)."""
+        for _, entry in reversed(held):
+            entry[0].release()
+        with self._guards_lock:
+            for txid, entry in [*held, *unheld]:
                 entry[1] -= 1
                 if entry[1] == 0:
                     del self._guards[txid]
@@ -173,9 +187,8 @@ class Participant:
         votes = [VoteRequest(*vote) for vote in votes]
         commit_answers: list = [None] * len(commits)
         vote_answers: list = [None] * len(votes)
-        with contextlib.ExitStack() as guards:
-            for txid in sorted(set(commits) | {vote.txid for vote in votes}):  # one order: no deadlock
-                guards.enter_context(self._exclusive(txid))
+        held = self._hold(sorted({*commits, *(vote.txid for vote in votes)}))  # one order: no deadlock
+        try:
             applying = self._stage_commits(commits, decision, commit_answers, gated=not settled)
             committing_keys = {key for _, record in applying for key in record.keys()}
             applied: list[str] = []
@@ -195,6 +208,8 @@ class Participant:
                     if txid not in self._prepared:  # voted NO, or decided already
                         self._vote_epochs.pop(txid, None)
                 self._finished()
+        finally:
+            self._let_go(held)
         self._finished()
         for txid in applied:
             self.failpoints.hit("participant.before_ack")

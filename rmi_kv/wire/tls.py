@@ -13,6 +13,9 @@ import ipaddress
 from pathlib import Path
 from typing import Iterable, Optional
 
+from Pyro5 import config as pyro_config
+from Pyro5.api import current_context
+
 from rmi_kv.errors import InvalidRequest, PermissionDenied
 
 MEMBER, CLIENT = "member", "client"
@@ -64,9 +67,6 @@ def role_of(certificate: Optional[dict]) -> Optional[str]:
 def require_member(operation: str) -> None:
     """Refuse ``operation`` unless the caller's connection carries a member certificate
     (a no-op without TLS: then the loopback binding is the boundary)."""
-    from Pyro5 import config as pyro_config
-    from Pyro5.api import current_context
-
     if not pyro_config.SSL:
         return
     connection = getattr(current_context, "client", None)

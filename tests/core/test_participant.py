@@ -356,6 +356,28 @@ def test_failpoint_error_before_prepare_leaves_no_lock(make_participant, new_txi
     assert participant.can_commit(t2, {"a": "2"}, "c0", MEMBERS) is True  # once: fired already
 
 
+def test_a_batch_frees_every_transaction_guard_it_took(make_participant, new_txid):
+    """The guards that serialize one transaction's messages are taken for a
+    whole batch, in txid order, and all freed after it, whatever each vote
+    answered: a later message of any of those transactions gets in at once."""
+    participant = make_participant(failpoints=Failpoints(parse_specs(["participant.before_prepare=once:error"])))
+    failing, held, younger, fine = new_txid(), new_txid(), new_txid(), new_txid()
+    assert participant.locks.acquire(held, ["busy"], 0) is None  # an older transaction holds "busy"
+    commits, votes = participant.commit_and_vote([], [(failing, {"x": "1"}, "c0", MEMBERS),
+                                                      (younger, {"busy": "1"}, "c0", MEMBERS),
+                                                      (fine, {"y": "1"}, "c0", MEMBERS)])
+    assert commits == []
+    assert isinstance(votes[0], InjectedFault) and votes[1] is False and votes[2] is True
+    assert participant._guards == {}
+    done = []
+    aborter = threading.Thread(target=lambda: done.extend(participant.do_abort(txid)
+                                                          for txid in (failing, younger, fine)))
+    aborter.start()
+    aborter.join(5)
+    assert done == [True, True, True]
+    assert participant.locks.held() == {"busy": held}
+
+
 def test_failpoint_error_after_prepare_keeps_the_prepared_state(make_participant, new_txid):
     participant = make_participant(failpoints=Failpoints(parse_specs(["participant.after_prepare=error"])))
     t1 = new_txid()
