@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 MAX_MESSAGES = 64
 #: what one message costs besides its writes (txid, names), for the size bound
 MESSAGE_OVERHEAD = 512
+#: how much sooner than a sleeping sender's own wake-up a call must be due to wake it (seconds)
+SOONER = 0.0002
 
 
 class _Queued:
@@ -91,6 +93,8 @@ class MessageBatcher:
         self._senders: list[threading.Thread] = []
         #: sender thread -> when it wakes by itself (time.perf_counter(); inf: only when told), while it sleeps
         self._sleepers: dict[int, float] = {}
+        #: a sleeping sender was told to look and has not looked yet
+        self._waking = False
         self.max_senders = senders
         #: when each call now on the wire went, and when the last answer came (time.perf_counter())
         self._in_flight: list[float] = []
@@ -149,10 +153,12 @@ class MessageBatcher:
         it would wake anyway (each needless wake-up is two thread switches, and
         a message queued while a call is in flight changes nothing until the
         answer comes). Called with the lock held."""
-        if not self._sleepers:
-            return  # every sender is on the wire: each looks at the queue when its answer comes
+        if not self._sleepers or self._waking:
+            return  # every sender is on the wire, or one was woken and looks at the queue as it is then
         wait = self._wait_before_sending()
-        if wait is not None and time.perf_counter() + wait < min(self._sleepers.values()):
+        # sooner by more than the rounding of a deadline computed twice (a sender due a moment later wakes by itself)
+        if wait is not None and time.perf_counter() + wait < min(self._sleepers.values()) - SOONER:
+            self._waking = True
             self._ready.notify()
 
     def close(self) -> None:
@@ -179,6 +185,7 @@ class MessageBatcher:
                     self._ready.wait(wait)
                 finally:
                     del self._sleepers[me]
+                    self._waking = False
             batch: list[_Queued] = []
             size = 0
             now = time.monotonic()

@@ -319,7 +319,7 @@ def test_the_linger_counts_from_the_last_answer(peer):
         batcher.close()
 
 
-def test_a_message_queued_while_a_call_is_in_flight_wakes_no_sender(peer, monkeypatch):
+def test_a_message_queued_while_a_call_is_in_flight_wakes_no_sender(peer, monkeypatch, wait_until):
     """Each wake-up is two thread switches: a sender that sleeps until the call
     in flight stalls (B2), or until the company may be complete (B3), is woken
     only when the rules let a call go sooner than that."""
@@ -340,6 +340,8 @@ def test_a_message_queued_while_a_call_is_in_flight_wakes_no_sender(peer, monkey
 
         company[0] = 3
         lingering = batcher.submit(("echo", "a"))  # B3: two more transactions may still send here
+        # the sender woken for it goes back to sleep until the linger ends
+        assert wait_until(lambda: any(deadline != float("inf") for deadline in list(batcher._sleepers.values())))
         woken.clear()
         batcher.submit(("echo", "b"))
         assert woken == []  # two of three: the sender's wait is unchanged
