@@ -41,25 +41,18 @@ from typing import Callable, Optional, Sequence
 
 import Pyro5.api
 
+from rmi_kv.bench import probe
 from rmi_kv.config import REPLICA_PREFIX
 from rmi_kv.core import txid as txids
 from rmi_kv.wire.naming import object_name
 from rmi_kv.wire.pyro import configure_pyro
 
 VALUE = "v" * 100
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User and system CPU of ``pids`` so far (processes gone count nothing)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICKS
+    return sum(seconds for seconds in map(probe.cpu_seconds, pids) if seconds is not None)
 
 
 def descendants(pid: int) -> list[int]:
