@@ -23,7 +23,8 @@ from rmi_kv.core import txid as txids
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.handles import LocalParticipant, ParticipantHandle, timed
 from rmi_kv.core.messages import ABORT, CAN_COMMIT, COMMIT, DO_ABORT, DO_COMMIT, HAVE_COMMITTED, UNKNOWN, Reply
-from rmi_kv.errors import CompareFailed, MembershipChanged, OutcomeUnknown, RmiKvError, TransactionAborted
+from rmi_kv.errors import (CompareFailed, MembershipChanged, OutcomeUnknown, ReplicaUnavailable, RmiKvError,
+                           TransactionAborted)
 from rmi_kv.storage.interfaces import DecisionLog
 
 log = logging.getLogger(__name__)
@@ -467,7 +468,10 @@ class Coordinator:
             value, error, elapsed_ms = result
             at_ms = sent_at[name] + elapsed_ms if name in sent_at else None  # when the vote arrived
             if error is not None:
-                refusals[name] = describe_failure(error)
+                # a participant out of reach past the vote's deadline did not vote in time, whichever
+                # timer (the round's, or its call's, started a moment later) the coordinator saw first
+                late = isinstance(error, ReplicaUnavailable) and elapsed_ms >= allowance * 1000.0
+                refusals[name] = f"did not vote within {allowance:g} s" if late else describe_failure(error)
                 if isinstance(error, MembershipChanged):
                     state["membership_changed"] = True
                 else:

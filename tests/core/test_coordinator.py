@@ -208,6 +208,38 @@ def test_a_participant_that_does_not_vote_in_time_aborts(make_coordinator, wait_
         release.set()
 
 
+def test_a_participant_whose_call_timed_out_at_the_deadline_did_not_vote_in_time(make_coordinator, wait_until):
+    """The call carrying a vote has a timeout of its own, as long as the vote's
+    and started a moment later; when the coordinator sees that failure first,
+    the participant still did not vote in time, and says so."""
+    coordinator = make_coordinator("c0", vote_timeout=0.2)
+    handles = fakes("c0", "p1", storage=coordinator.storage)
+
+    class CallTimedOut(FakeParticipant):
+        def send(self, message, *args, expires=None, lazy=False):
+            if message == "canCommit":
+                return _answered(Reply(None, ReplicaUnavailable("p2 did not answer batch within 0.2 s"), 201.0))
+            return _answered(timed(getattr(self, message), *args))
+
+    handles["p2"] = CallTimedOut("p2")
+    with pytest.raises(TransactionAborted) as caught:
+        coordinator.execute(WRITES, handles)
+    assert caught.value.replicas == {"p2": "did not vote within 0.2 s"}
+    assert wait_until(lambda: handles["p1"].messages("doAbort") != [])
+
+    handles["p2"].send = lambda message, *args, **options: _answered(
+        Reply(None, ReplicaUnavailable("p2 is unreachable"), 3.0))
+    with pytest.raises(TransactionAborted) as caught:  # before the deadline, the failure is told as it is
+        coordinator.execute(WRITES, handles)
+    assert caught.value.replicas == {"p2": "p2 is unreachable"}
+
+
+def _answered(reply):
+    future = concurrent.futures.Future()
+    future.set_result(reply)
+    return future
+
+
 def test_a_large_transaction_is_given_longer_to_vote(make_coordinator):
     coordinator = make_coordinator("c0", vote_timeout=0.2)
     assert coordinator.vote_allowance({"k": "v"}) == 0.2  # small writes: the timeout alone
