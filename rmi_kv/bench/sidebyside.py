@@ -42,9 +42,8 @@ from typing import Callable, Optional, Sequence
 import Pyro5.api
 
 from rmi_kv.bench import probe
-from rmi_kv.config import REPLICA_PREFIX
 from rmi_kv.core import txid as txids
-from rmi_kv.wire.naming import object_name
+from rmi_kv.wire.naming import connect_nameserver, list_members
 from rmi_kv.wire.pyro import configure_pyro
 
 VALUE = "v" * 100
@@ -94,10 +93,9 @@ class Side:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the {self.label} cluster ended: {self.log.read_text()[-2000:]}")
             try:
-                with Pyro5.api.locate_ns("127.0.0.1", self.port) as nameserver:
-                    if len(nameserver.list(prefix=REPLICA_PREFIX)) >= self.replicas:
-                        return
-            except Exception:
+                if len(self.members()) >= self.replicas:
+                    return
+            except Exception:  # the name server is not up yet
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"the {self.label} cluster did not come up in {timeout:g} s")
@@ -105,9 +103,13 @@ class Side:
     def replica_pids(self) -> list[int]:
         return descendants(self.process.pid)
 
+    def members(self) -> dict[str, str]:
+        """Replica name -> URI, as this cluster's name server lists them."""
+        with connect_nameserver("127.0.0.1", self.port) as nameserver:
+            return list_members(nameserver)
+
     def uri(self, name: str) -> str:
-        with Pyro5.api.locate_ns("127.0.0.1", self.port) as nameserver:
-            return str(nameserver.lookup(object_name(name)))
+        return self.members()[name]
 
     def stop(self) -> None:
         self.process.terminate()

@@ -157,9 +157,7 @@ class Participant:
         it, so no outcome of it exists to look up.
         """
         request = VoteRequest(txid, writes, coordinator, participants, epoch, tuple(guards))
-        if fresh and coordinator == self.name:
-            return _raise_or_return(self.commit_and_vote((), [request], fresh=True)[1][0])
-        return _raise_or_return(self.can_commit_many([request])[0])
+        return _raise_or_return(self.commit_and_vote((), [request], fresh=fresh)[1][0])
 
     def can_commit_many(self, requests: Sequence[VoteRequest]) -> list:
         """Phase 1 for several transactions (txid, writes, coordinator,

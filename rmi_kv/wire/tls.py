@@ -40,8 +40,6 @@ def configure_tls(directory: str | Path, role: str) -> None:
     A member serves with its certificate and presents the same one when it
     dials the name server or a peer; a client presents the client one.
     """
-    from Pyro5 import config as pyro_config
-
     certificate, key, authority = certificate_files(directory, role)
     pyro_config.SSL = True
     pyro_config.SSL_CACERTS = str(authority)
