@@ -1,7 +1,7 @@
 """Carry the protocol messages of concurrent transactions in one call.
 
 Each peer gets one ``MessageBatcher``. A coordinator thread queues a message
-and gets a future at once; the batcher's sender sends whatever is queued in
+and gets its pending reply (``core.replies``) at once; the batcher's sender sends whatever is queued in
 one call, both phases mixed, and each message still gets its own answer.
 
 Rules (they make batches form, and keep one transaction's latency):
@@ -35,7 +35,6 @@ No network code: the function that sends a batch is given (in production,
 """
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
 import time
@@ -43,6 +42,7 @@ from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
 from rmi_kv.core.messages import Reply
+from rmi_kv.core.replies import PendingReply
 
 
 log = logging.getLogger(__name__)
@@ -56,14 +56,14 @@ SOONER = 0.0002
 
 
 class _Queued:
-    __slots__ = ("message", "size", "expires", "lazy", "future", "queued_at")
+    __slots__ = ("message", "size", "expires", "lazy", "reply", "queued_at")
 
     def __init__(self, message: tuple, size: int, expires: Optional[float], lazy: bool) -> None:
         self.message = message
         self.size = size
         self.expires = expires
         self.lazy = lazy
-        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.reply = PendingReply()
         self.queued_at = time.perf_counter()
 
 
@@ -73,7 +73,7 @@ class MessageBatcher:
 
     ``send_batch(messages)`` returns one ``(ok, value_or_error)`` pair per
     message, in order, or raises when the whole call failed (then every
-    message of the batch fails with that error). A future resolves to
+    message of the batch fails with that error). A pending reply resolves to
     ``messages.Reply`` (value, error, elapsed_ms), the shape the coordinator
     records. ``company()``: how many transactions are in progress at this
     coordinator (B3).
@@ -116,7 +116,7 @@ class MessageBatcher:
         self.messages = 0
 
     def submit(self, message: tuple, size: int = 0, expires: Optional[float] = None,
-               lazy: bool = False) -> concurrent.futures.Future:
+               lazy: bool = False) -> PendingReply:
         """Queue ``message`` (``size``: bytes of keys and values it carries).
 
         A message still queued at ``expires`` (a ``time.monotonic()`` value)
@@ -128,8 +128,8 @@ class MessageBatcher:
         queued = _Queued(message, size, expires, lazy)
         with self._ready:
             if self._closed:
-                queued.future.set_result(Reply(None, RuntimeError(f"messages to {self.name} are closed"), 0.0))
-                return queued.future
+                queued.reply.set_result(Reply(None, RuntimeError(f"messages to {self.name} are closed"), 0.0))
+                return queued.reply
             self._queue.append(queued)
             self._urgent += not lazy
             if len(self._senders) < min(self.max_senders, len(self._in_flight) + 1):
@@ -139,7 +139,7 @@ class MessageBatcher:
                 sender.start()
             else:
                 self._wake_if_sooner()
-        return queued.future
+        return queued.reply
 
     def recheck(self) -> None:
         """A transaction of the company ended: queued messages waiting for it look again (B3)."""
@@ -169,7 +169,7 @@ class MessageBatcher:
             self._urgent = 0
             self._ready.notify_all()
         for queued in left:
-            queued.future.set_result(Reply(None, RuntimeError(f"messages to {self.name} are closed"), 0.0))
+            queued.reply.set_result(Reply(None, RuntimeError(f"messages to {self.name} are closed"), 0.0))
 
     def _take(self) -> tuple[list[_Queued], float]:
         """Wait until the rules let a call go; take as many messages as one
@@ -193,7 +193,7 @@ class MessageBatcher:
                 if self._queue[0].expires is not None and self._queue[0].expires <= now:
                     late = self._queue.popleft()
                     self._urgent -= not late.lazy
-                    late.future.set_result(Reply(None, TimeoutError(f"{self.name} was busy: not sent in time"),
+                    late.reply.set_result(Reply(None, TimeoutError(f"{self.name} was busy: not sent in time"),
                                             (time.perf_counter() - late.queued_at) * 1000.0))
                     continue
                 cost = self._queue[0].size + MESSAGE_OVERHEAD
@@ -249,7 +249,7 @@ class MessageBatcher:
             for queued, answer in zip(batch, answers):
                 ok, value = _unpack(answer, self.name)
                 elapsed_ms = (now - queued.queued_at) * 1000.0
-                queued.future.set_result(Reply(value, None, elapsed_ms) if ok else Reply(None, value, elapsed_ms))
+                queued.reply.set_result(Reply(value, None, elapsed_ms) if ok else Reply(None, value, elapsed_ms))
 
 
 def _unpack(answer: Any, peer: str) -> tuple[bool, Any]:

@@ -8,7 +8,6 @@ objects.
 from __future__ import annotations
 
 import bisect
-import concurrent.futures
 import itertools
 import logging
 import os
@@ -23,6 +22,7 @@ from rmi_kv.core import txid as txids
 from rmi_kv.core.failpoints import NO_FAILPOINTS, Failpoints
 from rmi_kv.core.handles import LocalParticipant, ParticipantHandle, timed
 from rmi_kv.core.messages import ABORT, CAN_COMMIT, COMMIT, DO_ABORT, DO_COMMIT, HAVE_COMMITTED, UNKNOWN, Reply
+from rmi_kv.core.replies import wait_all
 from rmi_kv.errors import (CompareFailed, MembershipChanged, OutcomeUnknown, ReplicaUnavailable, RmiKvError,
                            TransactionAborted)
 from rmi_kv.storage.interfaces import DecisionLog
@@ -500,7 +500,7 @@ class Coordinator:
                     sent_at[name] = round_.now_ms()
                     futures[handles[name].send(CAN_COMMIT, *arguments, expires=deadline)] = name
         # one wake-up when every vote is in (not one per vote); each is noted at the time it arrived
-        done, _ = concurrent.futures.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+        done, _ = wait_all(futures, timeout=max(0.0, deadline - time.monotonic()))
         for future in done:
             count(futures.pop(future), future.result())
         for name in sorted(futures.values()):
@@ -559,7 +559,7 @@ class Coordinator:
                 future.add_done_callback(
                     lambda done, name=name: self._deliver(round_, message, name, done.result(), sent_at[name]))
             return unacknowledged | set(futures.values())
-        done, not_done = concurrent.futures.wait(futures, timeout=timeout)
+        done, not_done = wait_all(futures, timeout=timeout)
         for future in done:
             if not self._deliver(round_, message, futures[future], future.result(), sent_at[futures[future]]):
                 unacknowledged.add(futures[future])

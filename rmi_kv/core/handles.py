@@ -9,20 +9,21 @@ that batches them, in unit tests a plain object.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import time
 from typing import Any, Callable, Optional, Protocol, Sequence
 
 from rmi_kv.core.messages import Reply
+from rmi_kv.core.replies import PendingReply
 
 
 class ParticipantHandle(Protocol):
     """A participant the coordinator reaches by message."""
 
     def send(self, message: str, *args: Any, expires: Optional[float] = None,
-             lazy: bool = False) -> "concurrent.futures.Future[Reply]":
+             lazy: bool = False) -> PendingReply:
         """Carry ``message`` (a name of ``messages.BATCHED``) with ``args``; the
-        future resolves to a ``Reply`` and never raises. A message still unsent
+        pending reply (``core.replies``; a ``concurrent.futures.Future`` does
+        too) resolves to a ``Reply`` and never raises. A message still unsent
         at ``expires`` (a time.monotonic() value) is dropped with an error; a
         ``lazy`` one may wait a moment to share a call with others."""
 

@@ -23,6 +23,7 @@ from rmi_kv.config import Limits, size_allowance
 from rmi_kv.core.batching import MessageBatcher
 from rmi_kv.core.members import MemberList, MemberStore
 from rmi_kv.core.messages import GET_DECISION, HAVE_COMMITTED
+from rmi_kv.core.replies import PendingReply
 from rmi_kv.errors import NameServerUnavailable, ReplicaUnavailable
 from rmi_kv.wire.codec import decode_answers, encode_batch, message_size
 from rmi_kv.wire.naming import NameServerLink, ProxyPool
@@ -216,10 +217,10 @@ class PeerHandle:
         return ReplicaUnavailable(f"{self.name} did not answer {method} within {limit:g} s", replica=self.name)
 
     def send(self, message: str, *args: Any, expires: Optional[float] = None,
-             lazy: bool = False) -> concurrent.futures.Future:
+             lazy: bool = False) -> PendingReply:
         """Queue a protocol message for the member's next batch (not sent after
         ``expires``, a time.monotonic() value; a ``lazy`` one may wait a moment
-        for company); the future resolves to a ``Reply``."""
+        for company); the pending reply resolves to a ``Reply``."""
         return self.membership.batcher(self.name).submit((message, *args), message_size(message, args), expires, lazy)
 
     def getDecision(self, txid: str) -> str:
