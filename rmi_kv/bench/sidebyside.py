@@ -88,17 +88,24 @@ class Side:
             stderr=self.log.open("w"))
 
     def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until every replica is registered and serving (a new one may still be catching up)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the {self.label} cluster ended: {self.log.read_text()[-2000:]}")
             try:
-                if len(self.members()) >= self.replicas:
+                members = self.members()
+                if len(members) >= self.replicas and all(self._serving(uri) for uri in members.values()):
                     return
-            except Exception:  # the name server is not up yet
+            except Exception:  # the name server or a replica is not up yet
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"the {self.label} cluster did not come up in {timeout:g} s")
+
+    @staticmethod
+    def _serving(uri: str) -> bool:
+        with Pyro5.api.Proxy(uri) as proxy:
+            return bool(proxy.status().get("serving"))
 
     def replica_pids(self) -> list[int]:
         return descendants(self.process.pid)

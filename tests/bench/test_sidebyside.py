@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rmi_kv.bench.sidebyside import ratios
+from rmi_kv.bench.sidebyside import Side, ratios
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,3 +48,27 @@ def test_a_directory_that_is_no_checkout_is_a_usage_error(tmp_path):
     result = run_tool(str(tmp_path), str(ROOT))
     assert result.returncode == 2
     assert "not a checkout of rmi_kv" in result.stderr
+
+
+def test_a_cluster_is_ready_only_once_every_replica_serves(monkeypatch):
+    """A replica registers before it has caught up: measuring then fails the first call."""
+    side = Side.__new__(Side)
+    side.label, side.replicas = "before", 2
+
+    class Running:
+        def poll(self):
+            return None
+
+    side.process = Running()
+    monkeypatch.setattr(side, "members", lambda: {"replica1": "PYRO:a", "replica2": "PYRO:b"})
+    answers = iter([True, False, True, True])  # replica2 catching up at the first look
+    asked = []
+
+    def serving(uri):
+        asked.append(uri)
+        return next(answers)
+
+    monkeypatch.setattr(Side, "_serving", staticmethod(serving))
+    monkeypatch.setattr("rmi_kv.bench.sidebyside.time.sleep", lambda seconds: None)
+    side.wait_ready(timeout=10)
+    assert asked == ["PYRO:a", "PYRO:b", "PYRO:a", "PYRO:b"]  # looked again until both served
