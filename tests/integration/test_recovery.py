@@ -123,8 +123,8 @@ def test_replica_with_a_lost_disk_catches_up_while_writes_go_on(make_cluster):
 
     cluster.kill_replica("replica4")
     shutil.rmtree(cluster.data_dir / "replica4")
-    # a pause after each copied chunk leaves time to write while it copies
-    child = cluster.start_replica("replica4", failpoints=["recovery.catch_up_chunk=delay:700"], wait=False)
+    # a pause after each copied chunk (three chunks) leaves time to write while it copies, on a loaded machine too
+    child = cluster.start_replica("replica4", failpoints=["recovery.catch_up_chunk=delay:2000"], wait=False)
 
     def catching_up():
         """Copying as a member of the current epoch: it takes part in every write, and keeps them aside."""
@@ -133,17 +133,17 @@ def test_replica_with_a_lost_disk_catches_up_while_writes_go_on(make_cluster):
                        for s in kv.status())
 
     cluster.wait_for(catching_up, what="replica4 catching up")
-    with cluster.client("replica4", timeout=1.0) as kv:
-        with pytest.raises(ReplicaUnavailable, match="catching up") as refused:  # no reads before it is complete
-            kv.get("doomed")  # (the client waits for it within its timeout, then gives up)
-        assert refused.value.starting
-    with cluster.client("replica2") as kv:
+    with cluster.client("replica2") as kv:  # first the writes, while the copy surely goes on
         assert kv.delete("doomed") is True
         kv.put("bulk:4:999", "rewritten while copying")
         kv.put("aaa:early", "rewritten after its chunk was copied")
         for number in range(10):
             kv.put(f"live:{number % 3}", f"v{number}")
     assert catching_up(), "the writes should have happened during the copy"
+    with cluster.client("replica4", timeout=1.0) as kv:
+        with pytest.raises(ReplicaUnavailable, match="catching up") as refused:  # no reads before it is complete
+            kv.get("doomed")  # (the client waits for it within its timeout, then gives up)
+        assert refused.value.starting
     child.wait_ready()
     # the first chunk was copied before these writes: they came from the buffer
     assert re.search(r"caught up from replica\d: \d+ entries copied, [1-9]\d* buffered writes applied",
