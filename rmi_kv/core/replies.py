@@ -6,7 +6,8 @@ one hand-off of every message, so it is kept to plain locks:
 
 - R1 a ``PendingReply`` is set once; setting it again is a mistake (raises);
 - R2 a callback added before the answer runs in the thread that sets it,
-  once; one added after runs at once, in the thread that adds it;
+  once; one added after runs at once, in the thread that adds it; one that
+  raises is logged, and the others and the setter go on;
 - R3 ``wait_all`` returns once every answer is in, or at its timeout, with
   the answered and the unanswered apart: one wake-up for the whole set, not
   one per answer; an answer that comes after the timeout changes nothing
@@ -17,10 +18,13 @@ one hand-off of every message, so it is kept to plain locks:
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable, Iterable, Optional
 
 from rmi_kv.core.messages import Reply
+
+log = logging.getLogger(__name__)
 
 
 class PendingReply:
@@ -47,9 +51,8 @@ class PendingReply:
                 raise RuntimeError("this message has its answer already")
             self._reply = reply
             callbacks, self._callbacks = self._callbacks, None
-        if callbacks:
-            for callback in callbacks:
-                callback(self)
+        for callback in callbacks or ():
+            self._run(callback)
 
     def done(self) -> bool:
         return self._reply is not None
@@ -63,7 +66,14 @@ class PendingReply:
                         self._callbacks = []
                     self._callbacks.append(callback)
                     return
-        callback(self)
+        self._run(callback)
+
+    def _run(self, callback: Callable[["PendingReply"], Any]) -> None:
+        """A failing callback is logged: it must not stop the thread that carries the answers (R2)."""
+        try:
+            callback(self)
+        except Exception:
+            log.exception("a callback on a protocol answer failed")
 
     def result(self, timeout: Optional[float] = None) -> Reply:
         """The answer, waiting for it up to ``timeout`` seconds (None: as long

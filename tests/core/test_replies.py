@@ -66,3 +66,18 @@ def test_wait_all_takes_futures_too():
     setter.join(10)
     assert (answered, unanswered) == ([future, pending], [])
     assert wait_all([]) == ([], [])
+
+
+def test_a_failing_callback_is_logged_and_the_others_still_run(caplog):
+    pending = PendingReply()
+    ran = []
+
+    def broken(done):
+        raise ValueError("a listener's bug")
+
+    pending.add_done_callback(broken)
+    pending.add_done_callback(lambda done: ran.append(done.result()))
+    pending.set_result(YES)  # the carrier goes on: it has other answers to give
+    pending.add_done_callback(broken)  # added late, run at once: logged too
+    assert ran == [YES]
+    assert [record.getMessage() for record in caplog.records].count("a callback on a protocol answer failed") == 2
