@@ -1,8 +1,9 @@
 """Carry the protocol messages of concurrent transactions in one call.
 
 Each peer gets one ``MessageBatcher``. A coordinator thread queues a message
-and gets its pending reply (``core.replies``) at once; the batcher's sender sends whatever is queued in
-one call, both phases mixed, and each message still gets its own answer.
+and gets its pending reply (``core.replies``) at once; the batcher's sender
+sends whatever is queued in one call, both phases mixed, and each message
+still gets its own answer.
 
 Rules (they make batches form, and keep one transaction's latency):
 
