@@ -1,5 +1,4 @@
 """Coordinator: one 2PC round over fake participant handles (and over real participants)."""
-import concurrent.futures
 import threading
 import time
 
@@ -8,6 +7,7 @@ import pytest
 from rmi_kv.core.coordinator import CONFLICT
 from rmi_kv.core.handles import LocalHandle, timed
 from rmi_kv.core.messages import UNKNOWN, Reply
+from rmi_kv.core.replies import PendingReply
 from rmi_kv.errors import MembershipChanged, ReplicaUnavailable, TransactionAborted
 from rmi_kv.core.failpoints import Failpoints, parse_specs
 from rmi_kv.core.messages import ABORT, COMMIT
@@ -235,9 +235,7 @@ def test_a_participant_whose_call_timed_out_at_the_deadline_did_not_vote_in_time
 
 
 def _answered(reply):
-    future = concurrent.futures.Future()
-    future.set_result(reply)
-    return future
+    return PendingReply.answered(reply)
 
 
 def test_a_large_transaction_is_given_longer_to_vote(make_coordinator):
@@ -533,7 +531,7 @@ class BatchingFake(FakeParticipant):
     def send(self, message, *args, expires=None, lazy=False):
         self.sent.append((message, expires))
         assert not lazy  # only an early reply leaves doCommit lazy
-        future = concurrent.futures.Future()
+        future = PendingReply()
         if message == "canCommit" and expires is not None and expires <= time.monotonic():
             future.set_result(Reply(None, TimeoutError("not sent in time"), 0.0))
         else:
@@ -579,7 +577,7 @@ class Timed(FakeParticipant):
         self.lazy = []
 
     def send(self, message, *args, expires=None, lazy=False):
-        future = concurrent.futures.Future()
+        future = PendingReply()
         if message == "doCommit":
             self.lazy.append(lazy)
         value, error, _ = timed(getattr(self, message), *args)
