@@ -195,7 +195,7 @@ class MessageBatcher:
                     late = self._queue.popleft()
                     self._urgent -= not late.lazy
                     late.reply.set_result(Reply(None, TimeoutError(f"{self.name} was busy: not sent in time"),
-                                            (time.perf_counter() - late.queued_at) * 1000.0))
+                                                (time.perf_counter() - late.queued_at) * 1000.0))
                     continue
                 cost = self._queue[0].size + MESSAGE_OVERHEAD
                 if batch and size + cost > self.max_bytes:

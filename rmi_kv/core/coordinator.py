@@ -454,7 +454,7 @@ class Coordinator:
                        handles: Handles, participants: list[str], guards: tuple = ()):
         allowance = self.vote_allowance(writes)
         deadline = time.monotonic() + allowance
-        futures = {}
+        awaited = {}
         sent_at: dict[str, float] = {}
         epoch = self.epoch()
         arguments = (txid, writes, self.name, participants) + (() if epoch is None and not guards else (epoch,))
@@ -498,12 +498,12 @@ class Coordinator:
                 if name != self.name:
                     round_.note(CAN_COMMIT, name, "sent")
                     sent_at[name] = round_.now_ms()
-                    futures[handles[name].send(CAN_COMMIT, *arguments, expires=deadline)] = name
+                    awaited[handles[name].send(CAN_COMMIT, *arguments, expires=deadline)] = name
         # one wake-up when every vote is in (not one per vote); each is noted at the time it arrived
-        done, _ = wait_all(futures, timeout=max(0.0, deadline - time.monotonic()))
-        for future in done:
-            count(futures.pop(future), future.result())
-        for name in sorted(futures.values()):
+        done, _ = wait_all(awaited, timeout=max(0.0, deadline - time.monotonic()))
+        for reply in done:
+            count(awaited.pop(reply), reply.result())
+        for name in sorted(awaited.values()):
             refusals[name] = f"did not vote within {allowance:g} s"
             round_.note("vote", name, "timeout")
             state["retryable"] = False
@@ -532,7 +532,7 @@ class Coordinator:
         moment for company."""
         txid = round_.txid
         names = sorted(handles)
-        futures = {}
+        awaited = {}
         if message == DO_COMMIT and self.failpoints.armed("coordinator.mid_commit"):
             first = next((name for name in names if name != self.name), None)
             if first is not None:
@@ -546,7 +546,7 @@ class Coordinator:
             if name != self.name:
                 sent_at[name] = round_.now_ms()
                 round_.note(message, name, "sent", sent_at[name])
-                futures[handles[name].send(message, txid, lazy=name in lazy_to)] = name
+                awaited[handles[name].send(message, txid, lazy=name in lazy_to)] = name
         unacknowledged: set[str] = set()
         if self.name in names:
             local = handles[self.name]
@@ -555,17 +555,17 @@ class Coordinator:
             if not self._deliver(round_, message, self.name, timed(apply, txid), sent_at[self.name]):
                 unacknowledged.add(self.name)
         if not wait:  # answers are recorded as they come
-            for future, name in futures.items():
-                future.add_done_callback(
+            for reply, name in awaited.items():
+                reply.add_done_callback(
                     lambda done, name=name: self._deliver(round_, message, name, done.result(), sent_at[name]))
-            return unacknowledged | set(futures.values())
-        done, not_done = wait_all(futures, timeout=timeout)
-        for future in done:
-            if not self._deliver(round_, message, futures[future], future.result(), sent_at[futures[future]]):
-                unacknowledged.add(futures[future])
-        for future in not_done:
-            round_.note(message, futures[future], f"no answer within {timeout:g} s; will retry")
-            unacknowledged.add(futures[future])
+            return unacknowledged | set(awaited.values())
+        done, not_done = wait_all(awaited, timeout=timeout)
+        for reply in done:
+            if not self._deliver(round_, message, awaited[reply], reply.result(), sent_at[awaited[reply]]):
+                unacknowledged.add(awaited[reply])
+        for reply in not_done:
+            round_.note(message, awaited[reply], f"no answer within {timeout:g} s; will retry")
+            unacknowledged.add(awaited[reply])
         return unacknowledged
 
     def _deliver(self, round_: _Round, message: str, name: str, result: Reply,
